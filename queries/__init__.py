@@ -1,0 +1,1 @@
+"""Cypher templates (``*.cypher``) that analysts and the CLI share; see ``catalogue.md``."""
