@@ -1,0 +1,165 @@
+"""Credit every firing's signal to the upstream heads that wrote it (SAD tracing): pure maths.
+
+For a firing of head (l, h) at (i, j) with sparse set S and ``sign_k = sign(x̃_i · u_k)``,
+upstream head w (layer < l) writes ``o_w(t)`` (``hook_result``) into the residual stream; the
+head reads ``x_t = resid_t / s_t``. Its contributions to the two sides of the signal are
+
+    query side:  c_q(w) = Σ_{k∈S} sign_k √σ_k (u_k[:d] · o_w(i)) / s_i = a_q · o_w(i) / s_i
+    key side:    c_k(w) = Σ_{k∈S} sign_k √σ_k (v_k[:d] · o_w(j)) / s_j = a_k · o_w(j) / s_j
+
+with the *signal directions* ``a_q = Σ_{k∈S} sign_k √σ_k u_k`` and ``a_k`` likewise from v_k.
+
+Bias coordinate (an explicit choice): the appended constant coordinate of ``x̃`` is not
+written by any head, so no writer is credited with it; writers' outputs enter with a 0 there.
+(The authors' code appends a 1 to every writer's output, which adds the same constant
+``a[d]`` to every writer's contribution; we do not.) Embeddings, MLPs and attention biases are
+not writers in SAD; the ACC mode credits them.
+
+Edge rule: per side, sort writers by contribution, descending; the smallest top set whose
+cumulative contribution exceeds ``edge_fraction · Σ_w c(w)`` become edges. When the total is
+not positive no writer explains the signal and the side has no edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from ingest.decomposition import QKSVD, Firings
+
+QUERY_SIDE = 0
+KEY_SIDE = 1
+SIDE_NAMES = {QUERY_SIDE: "q", KEY_SIDE: "k"}
+
+
+def signal_directions(firings: Firings, svd: QKSVD) -> tuple[Tensor, Tensor]:
+    """``(a_q, a_k)`` per firing, each ``Float[Tensor, "firing d_aug"]``.
+
+    ``a_q = Σ_{k∈S} sign_k √σ_k u_k`` and ``a_k = Σ_{k∈S} sign_k √σ_k v_k`` for the firing's
+    head, with S its sparse set.
+    """
+    rank = firings.sv_order.shape[-1]
+    in_set = torch.arange(rank, device=firings.n_svs.device)[None, :] < firings.n_svs[:, None]
+    sqrt_sigma = svd.sigma[firings.layer, firings.head].sqrt().to(firings.signs.dtype)
+    ranked_weights = firings.signs * sqrt_sigma.gather(-1, firings.sv_order) * in_set
+    weights = torch.zeros_like(ranked_weights).scatter(-1, firings.sv_order, ranked_weights)
+    d_aug = svd.U.shape[-2]
+    a_query = weights.new_zeros((len(firings), d_aug))
+    a_key = weights.new_zeros((len(firings), d_aug))
+    n_heads = svd.U.shape[1]
+    head_id = firings.layer * n_heads + firings.head
+    for flat in torch.unique(head_id).tolist():
+        rows = head_id == flat
+        layer, head = divmod(flat, n_heads)
+        a_query[rows] = weights[rows] @ svd.U[layer, head].to(weights.dtype).T
+        a_key[rows] = weights[rows] @ svd.V[layer, head].to(weights.dtype).T
+    return a_query, a_key
+
+
+def upstream_contributions(
+    direction: Float[Tensor, "firing d_aug"],
+    writer_outputs: Float[Tensor, "batch pos writer d"],
+    scale: Float[Tensor, "batch pos 1"],
+    prompt: Int[Tensor, " firing"],
+    pos: Int[Tensor, " firing"],
+    chunk: int = 1024,
+) -> Float[Tensor, "firing writer"]:
+    """``c(w) = a[:d] · o_w(pos) / s_pos`` for every firing and every upstream writer.
+
+    Computed in chunks of firings so memory stays at ``chunk × writers × d``.
+    """
+    d = writer_outputs.shape[-1]
+    parts = []
+    for start in range(0, direction.shape[0], chunk):
+        rows = slice(start, start + chunk)
+        outputs = writer_outputs[prompt[rows], pos[rows]]  # firing writer d
+        projected = torch.einsum("fwd,fd->fw", outputs, direction[rows, :d].to(outputs.dtype))
+        parts.append(projected / scale[prompt[rows], pos[rows]])
+    if not parts:
+        return writer_outputs.new_zeros((0, writer_outputs.shape[2]))
+    return torch.cat(parts)
+
+
+def top_share_edges(
+    contributions: Float[Tensor, "firing writer"], fraction: float = 0.7
+) -> Bool[Tensor, "firing writer"]:
+    """Writers in the smallest top set whose contribution exceeds ``fraction`` of the total.
+
+    Ties are broken by the lower writer index. Rows whose total is not positive get no edge.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"edge fraction must lie in (0, 1], got {fraction}")
+    ranked, order = torch.sort(contributions, dim=-1, descending=True, stable=True)
+    cumulative = ranked.cumsum(dim=-1)
+    total = cumulative[:, -1:]
+    exceeds = cumulative > fraction * total
+    first = torch.where(exceeds.any(-1), exceeds.int().argmax(-1), ranked.shape[-1] - 1)
+    keep_ranked = torch.arange(ranked.shape[-1], device=ranked.device)[None, :] <= first[:, None]
+    keep_ranked &= total > 0
+    return torch.zeros_like(keep_ranked).scatter(-1, order, keep_ranked)
+
+
+@dataclass(frozen=True)
+class Edges:
+    """Columnar per-prompt communication edges: writer head → a downstream firing.
+
+    ``firing`` indexes rows of the :class:`~ingest.decomposition.Firings` they explain; ``pos``
+    is the downstream position the writer wrote to (dest for the query side, src for key).
+    """
+
+    firing: Int[Tensor, " edge"]
+    writer_layer: Int[Tensor, " edge"]
+    writer_head: Int[Tensor, " edge"]
+    side: Int[Tensor, " edge"]
+    pos: Int[Tensor, " edge"]
+    weight: Float[Tensor, " edge"]
+
+    def __len__(self) -> int:
+        return int(self.firing.shape[0])
+
+
+def trace_firings(
+    firings: Firings,
+    svd: QKSVD,
+    results: list[Float[Tensor, "batch pos head d"]],
+    scales: list[Float[Tensor, "batch pos 1"]],
+    edge_fraction: float = 0.7,
+) -> Edges:
+    """Query- and key-side edges of every firing, from every head of every earlier layer."""
+    n_heads = results[0].shape[2]
+    a_query, a_key = signal_directions(firings, svd)
+    parts: list[Edges] = []
+    for layer in torch.unique(firings.layer).tolist():
+        if layer == 0:
+            continue
+        rows = (firings.layer == layer).nonzero(as_tuple=True)[0]
+        writers = torch.cat(results[:layer], dim=2)  # batch pos (layer'·head) d
+        for side, direction, pos in (
+            (QUERY_SIDE, a_query, firings.dest),
+            (KEY_SIDE, a_key, firings.src),
+        ):
+            contributions = upstream_contributions(
+                direction[rows], writers, scales[layer], firings.prompt[rows], pos[rows]
+            )
+            firing_idx, writer = top_share_edges(contributions, edge_fraction).nonzero(
+                as_tuple=True
+            )
+            parts.append(
+                Edges(
+                    firing=rows[firing_idx],
+                    writer_layer=writer // n_heads,
+                    writer_head=writer % n_heads,
+                    side=torch.full_like(firing_idx, side),
+                    pos=pos[rows][firing_idx],
+                    weight=contributions[firing_idx, writer],
+                )
+            )
+    if not parts:
+        empty = torch.zeros(0, dtype=torch.long)
+        return Edges(empty, empty, empty, empty, empty, torch.zeros(0))
+    return Edges(
+        *(torch.cat([getattr(p, name) for p in parts]) for name in Edges.__dataclass_fields__)
+    )
