@@ -199,6 +199,9 @@ class Firings:
     def __len__(self) -> int:
         return int(self.prompt.shape[0])
 
+    def to(self, device: torch.device | str) -> Firings:
+        return Firings(**{f.name: getattr(self, f.name).to(device) for f in fields(Firings)})
+
     @staticmethod
     def concat(parts: list[Firings]) -> Firings:
         """Row-wise concatenation (e.g. of the layers of one batch)."""

@@ -119,7 +119,7 @@ def load_model(
     if model == TOY_IOI:
         return _boot_from_directory(TOY_IOI_DIR, model_id=TOY_IOI, source="fixture", device=device)
     if model == RANDOM_GPT2:
-        return _boot_random_gpt2(seed=seed, device=device)
+        return random_gpt2(seed=seed, device=device)
     hub_id = HUB_ALIASES.get(model, model)
     path, source = _resolve_hub_snapshot(hub_id, revision)
     return _boot_from_directory(path, model_id=hub_id, source=source, device=device)
@@ -195,9 +195,14 @@ def _boot_from_directory(path: Path, *, model_id: str, source: str, device: str)
         raise ModelUnavailableError(f"Cannot load the model in {path}: {error}") from error
     revision = path.name if source == "hub-cache" or source == "hub" else _weights_digest(path)
     return _boot(
-        hf_model, tokenizer, model_id=model_id, source=source, path=path, revision=revision,
+        hf_model,
+        tokenizer,
+        model_id=model_id,
+        source=source,
+        path=path,
+        revision=revision,
         device=device,
-    )  # fmt: skip
+    )
 
 
 def _weights_digest(path: Path) -> str | None:
@@ -213,22 +218,38 @@ def _weights_digest(path: Path) -> str | None:
     return "sha256:" + digest.hexdigest()[:16]
 
 
-def _boot_random_gpt2(*, seed: int, device: str) -> LoadedModel:
-    """GPT-2 small's shape (12 layers, 12 heads, d_model 768) with seeded random weights."""
+def random_gpt2(
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    n_layers: int = 12,
+    n_heads: int = 12,
+    d_model: int = 768,
+) -> LoadedModel:
+    """A GPT-2 with seeded random weights; GPT-2 small's shape and tokenizer by default."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from ingest.gpt2_tokenizer import load_gpt2_tokenizer
 
+    _check_device(device)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        hf_model = GPT2LMHeadModel(GPT2Config())
+        config = GPT2Config(n_layer=n_layers, n_head=n_heads, n_embd=d_model)
+        hf_model = GPT2LMHeadModel(config)
     finally:
         torch.random.set_rng_state(generator_state)
+    small = (n_layers, n_heads, d_model) == (12, 12, 768)
     return _boot(
-        hf_model, load_gpt2_tokenizer(), model_id=RANDOM_GPT2, source="random", path=None,
-        revision=f"seed={seed}", device=device, seed=seed,
-    )  # fmt: skip
+        hf_model,
+        load_gpt2_tokenizer(),
+        model_id=RANDOM_GPT2 if small else f"{RANDOM_GPT2}-{n_layers}x{n_heads}x{d_model}",
+        source="random",
+        path=None,
+        revision=f"seed={seed}",
+        device=device,
+        seed=seed,
+    )
 
 
 def _boot(
