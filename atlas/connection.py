@@ -1,0 +1,60 @@
+"""One Neo4j driver per process, and Neo4j failures turned into one-paragraph errors."""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from neo4j import Driver, GraphDatabase
+from neo4j.exceptions import AuthError, ServiceUnavailable
+
+from atlas.settings import AtlasError, Neo4jSettings
+
+_drivers: dict[tuple[str, str, str], Driver] = {}
+
+
+def get_driver(settings: Neo4jSettings) -> Driver:
+    """The process-wide driver for these settings (created on first use, closed at exit)."""
+    key = (settings.uri, settings.user, settings.password)
+    if key not in _drivers:
+        _drivers[key] = GraphDatabase.driver(
+            settings.uri, auth=(settings.user, settings.password), connection_timeout=5.0
+        )
+    return _drivers[key]
+
+
+def close_drivers() -> None:
+    while _drivers:
+        _drivers.popitem()[1].close()
+
+
+atexit.register(close_drivers)
+
+
+@contextmanager
+def explained_errors(settings: Neo4jSettings) -> Iterator[None]:
+    """Re-raise unreachable-server and bad-credential errors as :class:`AtlasError`."""
+    try:
+        yield
+    except AuthError as error:
+        raise AtlasError(
+            f"Neo4j at {settings.uri} rejected user '{settings.user}' "
+            f"(credentials from {settings.source}): wrong user or password. Fix NEO4J_USER / "
+            "NEO4J_PASSWORD, or unset NEO4J_URI to use the local server's stored credentials "
+            "(`circuit-atlas server status` shows where they are)."
+        ) from error
+    except (ServiceUnavailable, OSError) as error:
+        raise AtlasError(
+            f"Cannot reach Neo4j at {settings.uri} (settings from {settings.source}). "
+            "Is the server running? Start the local one with `circuit-atlas server start`, "
+            "or with Docker run `docker compose up -d` and set NEO4J_URI/NEO4J_PASSWORD."
+        ) from error
+
+
+def connect(settings: Neo4jSettings) -> Driver:
+    """The shared driver, checked to answer with these credentials."""
+    driver = get_driver(settings)
+    with explained_errors(settings):
+        driver.verify_connectivity()
+    return driver
