@@ -1,0 +1,72 @@
+"""Constraints and indexes of the graph model (DESIGN §4), created idempotently and versioned.
+
+Every MERGE key has a uniqueness constraint (composite ``IS UNIQUE`` works on Community;
+``NODE KEY`` does not). Relationships are merged between already-unique endpoints, which
+Neo4j locks, so they need no constraint of their own. Bump :data:`SCHEMA_VERSION` whenever
+the statements change.
+"""
+
+from __future__ import annotations
+
+from neo4j import Driver
+
+SCHEMA_VERSION = 1
+
+CONSTRAINTS = {
+    "model_id": "FOR (n:Model) REQUIRE n.id IS UNIQUE",
+    "run_id": "FOR (n:Run) REQUIRE n.id IS UNIQUE",
+    "component_key": "FOR (n:Component) REQUIRE (n.model_id, n.id) IS UNIQUE",
+    "singular_vector_key": (
+        "FOR (n:SingularVector) REQUIRE (n.model_id, n.layer, n.head, n.index) IS UNIQUE"
+    ),
+    "prompt_key": "FOR (n:Prompt) REQUIRE (n.run_id, n.idx) IS UNIQUE",
+    "firing_key": (
+        "FOR (n:Firing) REQUIRE (n.run_id, n.prompt, n.layer, n.head, n.dest, n.src) IS UNIQUE"
+    ),
+    "atlas_meta_name": "FOR (n:AtlasMeta) REQUIRE n.name IS UNIQUE",
+}
+
+INDEXES = {
+    "run_status": "FOR (n:Run) ON (n.status)",
+    "run_model": "FOR (n:Run) ON (n.model_id)",
+    "head_layer_head": "FOR (n:Head) ON (n.layer, n.head)",
+    "head_ioi_class": "FOR (n:Head) ON (n.ioi_class)",
+    "component_kind": "FOR (n:Component) ON (n.kind)",
+    "prompt_run": "FOR (n:Prompt) ON (n.run_id)",
+    "firing_run": "FOR (n:Firing) ON (n.run_id)",
+    "firing_run_head": "FOR (n:Firing) ON (n.run_id, n.layer, n.head)",
+    "firing_roles": "FOR (n:Firing) ON (n.dest_role, n.src_role)",
+    "writes_run": "FOR ()-[r:WRITES]-() ON (r.run_id)",
+    "writes_side_role": "FOR ()-[r:WRITES]-() ON (r.side, r.role)",
+    "communicates_run": "FOR ()-[r:COMMUNICATES]-() ON (r.run_id)",
+    "communicates_side_role": "FOR ()-[r:COMMUNICATES]-() ON (r.side, r.role)",
+}
+
+_RECORD_VERSION = """
+MERGE (m:AtlasMeta {name: 'schema'})
+SET m.version = $version, m.updated_at = datetime()
+"""
+
+_READ_VERSION = "MATCH (m:AtlasMeta {name: 'schema'}) RETURN m.version AS version"
+
+
+def schema_statements() -> list[str]:
+    """The DDL, one statement each (names are fixed constants, never user input)."""
+    return [
+        *(f"CREATE CONSTRAINT {name} IF NOT EXISTS {body}" for name, body in CONSTRAINTS.items()),
+        *(f"CREATE INDEX {name} IF NOT EXISTS {body}" for name, body in INDEXES.items()),
+    ]
+
+
+def schema_version(driver: Driver, database: str) -> int | None:
+    records = driver.execute_query(_READ_VERSION, database_=database).records
+    return records[0]["version"] if records else None
+
+
+def init_schema(driver: Driver, database: str) -> int:
+    """Create missing constraints and indexes, wait for them, record the version."""
+    for statement in schema_statements():
+        driver.execute_query(statement, database_=database)
+    driver.execute_query("CALL db.awaitIndexes(300)", database_=database)
+    driver.execute_query(_RECORD_VERSION, version=SCHEMA_VERSION, database_=database)
+    return SCHEMA_VERSION

@@ -1,0 +1,484 @@
+"""Batched, idempotent writes of ingestion records into Neo4j, and the run lifecycle.
+
+Every writer is one parameterized ``UNWIND $rows`` statement that MERGEs on constrained keys,
+so writing the same records twice creates nothing new. :meth:`AtlasStore.write_batch` writes a
+whole :class:`~ingest.records.RecordBatch` in one transaction. The schema is created on the
+first write if the database does not have the current version yet.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+from neo4j import Driver, ManagedTransaction
+
+from atlas.connection import connect, explained_errors
+from atlas.schema import SCHEMA_VERSION, init_schema, schema_version
+from atlas.settings import AtlasError, Neo4jSettings, load_settings
+from ingest.records import (
+    CommunicatesRecord,
+    ComponentRecord,
+    FiringRecord,
+    ModelRecord,
+    PromptRecord,
+    RecordBatch,
+    RunRecord,
+    SingularVectorRecord,
+    WriteEdgeRecord,
+    component_id,
+)
+
+Row = dict[str, Any]
+
+MERGE_MODEL = """
+MERGE (m:Model {id: $row.id})
+SET m.n_layers = $row.n_layers, m.n_heads = $row.n_heads,
+    m.d_model = $row.d_model, m.d_head = $row.d_head
+"""
+
+MERGE_RUN = """
+MERGE (m:Model {id: $row.model_id})
+MERGE (r:Run {id: $row.id})
+ON CREATE SET r.created_at = $row.created_at
+SET r.model_id = $row.model_id, r.model_revision = $row.model_revision, r.method = $row.method,
+    r.params = $row.params, r.dataset = $row.dataset, r.versions = $row.versions,
+    r.git_commit = $row.git_commit, r.status = $row.status
+MERGE (r)-[:OF_MODEL]->(m)
+"""
+
+SET_RUN_STATUS = """
+MATCH (r:Run {id: $run_id})
+SET r.status = $status, r.finished_at = datetime(), r.error = $error
+RETURN r.id AS id
+"""
+
+RUN_MODEL = "MATCH (r:Run {id: $run_id}) RETURN r.model_id AS model_id"
+
+WRITE_COMPONENTS = """
+UNWIND $rows AS row
+MERGE (c:Component {model_id: row.model_id, id: row.id})
+SET c.kind = row.kind, c.layer = row.layer, c.head = row.head,
+    c.ioi_class = coalesce(row.ioi_class, c.ioi_class)
+FOREACH (_ IN CASE WHEN row.kind = 'head' THEN [1] ELSE [] END | SET c:Head)
+RETURN count(c) AS written
+"""
+
+WRITE_SINGULAR_VECTORS = """
+UNWIND $rows AS row
+MATCH (h:Head {model_id: row.model_id, id: row.head_id})
+MERGE (sv:SingularVector {model_id: row.model_id, layer: row.layer, head: row.head,
+                          index: row.index})
+SET sv.sigma = row.sigma
+MERGE (h)-[:HAS_SV]->(sv)
+RETURN count(sv) AS written
+"""
+
+WRITE_PROMPTS = """
+UNWIND $rows AS row
+MATCH (r:Run {id: row.run_id})
+MERGE (p:Prompt {run_id: row.run_id, idx: row.idx})
+SET p.text = row.text, p.template = row.template, p.order = row.order, p.io = row.io,
+    p.s = row.s, p.roles = row.roles, p.tokens = row.tokens
+MERGE (r)-[:HAS_PROMPT]->(p)
+RETURN count(p) AS written
+"""
+
+WRITE_FIRINGS = """
+UNWIND $rows AS row
+MATCH (h:Head {model_id: row.model_id, id: row.head_id})
+MATCH (p:Prompt {run_id: row.run_id, idx: row.prompt})
+MERGE (f:Firing {run_id: row.run_id, prompt: row.prompt, layer: row.layer, head: row.head,
+                 dest: row.dest, src: row.src})
+SET f.dest_role = row.dest_role, f.src_role = row.src_role, f.attn = row.attn,
+    f.score = row.score, f.n_svs = row.n_svs
+MERGE (f)-[:OF_HEAD]->(h)
+MERGE (f)-[:IN_PROMPT]->(p)
+WITH f, row
+CALL (f, row) {
+  UNWIND row.sparse_set AS term
+  MERGE (sv:SingularVector {model_id: row.model_id, layer: row.layer, head: row.head,
+                            index: term.index})
+  MERGE (f)-[u:USES]->(sv)
+  SET u.rank = term.rank, u.term = term.term, u.sign = term.sign
+}
+RETURN count(f) AS written
+"""
+
+WRITE_EDGES = """
+UNWIND $rows AS row
+MATCH (f:Firing {run_id: row.run_id, prompt: row.prompt, layer: row.layer, head: row.head,
+                 dest: row.dest, src: row.src})
+MATCH (w:Component {model_id: row.model_id, id: row.writer_id})
+MERGE (w)-[e:WRITES {run_id: row.run_id, side: row.side}]->(f)
+SET e.prompt = row.prompt, e.weight = row.weight, e.pos = row.pos, e.role = row.role
+RETURN count(e) AS written
+"""
+
+WRITE_COMMUNICATES = """
+UNWIND $rows AS row
+MATCH (w:Component {model_id: row.model_id, id: row.writer_id})
+MATCH (h:Head {model_id: row.model_id, id: row.head_id})
+MERGE (w)-[c:COMMUNICATES {run_id: row.run_id, side: row.side, role: row.role}]->(h)
+SET c.n_prompts = row.n_prompts, c.mean_weight = row.mean_weight
+RETURN count(c) AS written
+"""
+
+LIST_RUNS = """
+MATCH (r:Run)
+RETURN r.id AS id, r.model_id AS model_id, r.method AS method, r.status AS status,
+       toString(r.created_at) AS created_at, COUNT { (r)-[:HAS_PROMPT]->() } AS prompts
+ORDER BY r.created_at DESC
+"""
+
+SHOW_RUN = """
+MATCH (r:Run {id: $run_id})
+RETURN r {.*, created_at: toString(r.created_at), finished_at: toString(r.finished_at)} AS run,
+       COUNT { (r)-[:HAS_PROMPT]->() } AS prompts,
+       COUNT { MATCH (f:Firing {run_id: $run_id}) } AS firings,
+       COUNT { MATCH ()-[e:WRITES {run_id: $run_id}]->() } AS edges,
+       COUNT { MATCH ()-[c:COMMUNICATES {run_id: $run_id}]->() } AS communicates
+"""
+
+# Auto-commit statements: each deletes in bounded inner transactions.
+DELETE_RUN = (
+    "MATCH ()-[c:COMMUNICATES {run_id: $run_id}]->() "
+    "CALL (c) { DELETE c } IN TRANSACTIONS OF 10000 ROWS",
+    "MATCH (f:Firing {run_id: $run_id}) CALL (f) { DETACH DELETE f } IN TRANSACTIONS OF 1000 ROWS",
+    "MATCH (p:Prompt {run_id: $run_id}) CALL (p) { DETACH DELETE p } IN TRANSACTIONS OF 5000 ROWS",
+    "MATCH (r:Run {id: $run_id}) DETACH DELETE r",
+)
+
+
+def load_query(name: str) -> str:
+    """A Cypher template from the ``queries`` package, e.g. ``aggregate_communication``."""
+    return (files("queries") / f"{name}.cypher").read_text()
+
+
+@dataclass(frozen=True)
+class WriteCounts:
+    """What a write changed in the graph (all zero when it was already there)."""
+
+    nodes_created: int = 0
+    relationships_created: int = 0
+    properties_set: int = 0
+
+    def __add__(self, other: WriteCounts) -> WriteCounts:
+        return WriteCounts(
+            self.nodes_created + other.nodes_created,
+            self.relationships_created + other.relationships_created,
+            self.properties_set + other.properties_set,
+        )
+
+
+class AtlasStore:
+    """The atlas in one Neo4j database. Create with :meth:`connect` (shared driver)."""
+
+    def __init__(self, driver: Driver, settings: Neo4jSettings) -> None:
+        self.driver = driver
+        self.settings = settings
+        self.database = settings.database
+        self._schema_ready = False
+        self._run_models: dict[str, str] = {}
+
+    @classmethod
+    def connect(cls, settings: Neo4jSettings | None = None) -> AtlasStore:
+        settings = settings or load_settings()
+        return cls(connect(settings), settings)
+
+    # ----- schema --------------------------------------------------------------------------
+
+    def init_schema(self) -> int:
+        with explained_errors(self.settings):
+            version = init_schema(self.driver, self.database)
+        self._schema_ready = True
+        return version
+
+    def schema_version(self) -> int | None:
+        with explained_errors(self.settings):
+            return schema_version(self.driver, self.database)
+
+    def _ensure_schema(self) -> None:
+        if not self._schema_ready:
+            current = self.schema_version()
+            if current is None or current < SCHEMA_VERSION:
+                self.init_schema()
+            self._schema_ready = True
+
+    # ----- run lifecycle -------------------------------------------------------------------
+
+    def write_model(self, model: ModelRecord) -> None:
+        self._ensure_schema()
+        self._execute(MERGE_MODEL, row=_model_row(model))
+
+    def create_run(self, run: RunRecord) -> None:
+        """Record a run and its provenance (status ``running`` unless the record says else)."""
+        self._ensure_schema()
+        self._execute(MERGE_RUN, row=_run_row(run))
+        self._run_models[run.id] = run.model_id
+
+    def complete_run(self, run_id: str) -> int:
+        """Aggregate the run's communication and mark it complete; returns #COMMUNICATES."""
+        self._model_of(run_id)
+        aggregated = self._execute(load_query("aggregate_communication"), run_id=run_id)
+        self._set_status(run_id, "complete", None)
+        return int(aggregated[0]["communicates"])
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        self._set_status(run_id, "failed", error)
+
+    def aggregate_communication(self, run_id: str) -> int:
+        """(Re)compute the run's COMMUNICATES relationships from its per-prompt edges."""
+        return int(self._execute(load_query("aggregate_communication"), run_id=run_id)[0][0])
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        return [record.data() for record in self._execute(LIST_RUNS)]
+
+    def show_run(self, run_id: str) -> dict[str, Any] | None:
+        records = self._execute(SHOW_RUN, run_id=run_id)
+        return records[0].data() if records else None
+
+    def delete_run(self, run_id: str) -> WriteCounts:
+        """Delete everything of one run (and nothing else) in bounded transactions."""
+        deleted_nodes = deleted_relationships = 0
+        with explained_errors(self.settings), self.driver.session(database=self.database) as s:
+            for statement in DELETE_RUN:
+                counters = s.run(statement, run_id=run_id).consume().counters
+                deleted_nodes += counters.nodes_deleted
+                deleted_relationships += counters.relationships_deleted
+        self._run_models.pop(run_id, None)
+        return WriteCounts(-deleted_nodes, -deleted_relationships)
+
+    # ----- batched writers -----------------------------------------------------------------
+
+    def write_components(self, rows: Sequence[ComponentRecord]) -> WriteCounts:
+        return self.write_batch(RecordBatch(components=rows))
+
+    def write_singular_vectors(self, rows: Sequence[SingularVectorRecord]) -> WriteCounts:
+        return self.write_batch(RecordBatch(singular_vectors=rows))
+
+    def write_prompts(self, rows: Sequence[PromptRecord]) -> WriteCounts:
+        return self.write_batch(RecordBatch(prompts=rows))
+
+    def write_firings(self, rows: Sequence[FiringRecord]) -> WriteCounts:
+        return self.write_batch(RecordBatch(firings=rows))
+
+    def write_edges(self, rows: Sequence[WriteEdgeRecord]) -> WriteCounts:
+        return self.write_batch(RecordBatch(edges=rows))
+
+    def write_communicates(self, rows: Sequence[CommunicatesRecord]) -> WriteCounts:
+        return self.write_batch(RecordBatch(communicates=rows))
+
+    def write_batch(self, batch: RecordBatch) -> WriteCounts:
+        """Write all records of a batch in ONE transaction; components they use are merged too.
+
+        Prompts must be written before (or with) their firings, firings before their edges.
+        """
+        self._ensure_schema()
+        statements = [
+            (WRITE_COMPONENTS, "components", self._component_rows(batch)),
+            (WRITE_SINGULAR_VECTORS, "singular vectors", _rows(batch.singular_vectors, _sv_row)),
+            (WRITE_PROMPTS, "prompts", _rows(batch.prompts, _prompt_row)),
+            (WRITE_FIRINGS, "firings", self._run_rows(batch.firings, _firing_row)),
+            (WRITE_EDGES, "edges", self._run_rows(batch.edges, _edge_row)),
+            (WRITE_COMMUNICATES, "communicates", self._run_rows(batch.communicates, _comm_row)),
+        ]
+
+        def work(tx: ManagedTransaction) -> WriteCounts:
+            total = WriteCounts()
+            for query, what, rows in statements:
+                if not rows:
+                    continue
+                result = tx.run(query, rows=rows)
+                written = result.single(strict=True)["written"]
+                if written != len(rows):
+                    raise AtlasError(
+                        f"Only {written} of {len(rows)} {what} could be written: the others "
+                        "refer to a run, prompt, head or firing that is not in the atlas. Write "
+                        "runs first, prompts before firings, firings before their edges."
+                    )
+                counters = result.consume().counters
+                total += WriteCounts(
+                    counters.nodes_created, counters.relationships_created, counters.properties_set
+                )
+            return total
+
+        with explained_errors(self.settings), self.driver.session(database=self.database) as s:
+            return s.execute_write(work)
+
+    # ----- helpers -------------------------------------------------------------------------
+
+    def _execute(self, query: str, **parameters: Any) -> list[Any]:
+        with explained_errors(self.settings):
+            return self.driver.execute_query(
+                query, parameters_=parameters, database_=self.database
+            ).records
+
+    def _set_status(self, run_id: str, status: str, error: str | None) -> None:
+        if not self._execute(SET_RUN_STATUS, run_id=run_id, status=status, error=error):
+            raise AtlasError(f"Run '{run_id}' is not in the atlas.")
+
+    def _model_of(self, run_id: str) -> str:
+        if run_id not in self._run_models:
+            records = self._execute(RUN_MODEL, run_id=run_id)
+            if not records:
+                raise AtlasError(
+                    f"Run '{run_id}' is not in the atlas; create it with create_run() first."
+                )
+            self._run_models[run_id] = records[0]["model_id"]
+        return self._run_models[run_id]
+
+    def _component_rows(self, batch: RecordBatch) -> list[Row]:
+        """The batch's components plus every head or writer its other records refer to.
+
+        Explicit component records come first and win (they may carry ``ioi_class``).
+        """
+        found: dict[tuple[str, str], ComponentRecord] = {}
+        referenced = list(batch.components)
+        referenced += [
+            ComponentRecord(sv.model_id, "head", sv.layer, sv.head) for sv in batch.singular_vectors
+        ]
+        for f in batch.firings:
+            referenced.append(ComponentRecord(self._model_of(f.run_id), "head", f.layer, f.head))
+        for e in batch.edges:
+            model = self._model_of(e.firing.run_id)
+            referenced.append(ComponentRecord(model, e.writer_kind, e.writer_layer, e.writer_head))
+        for c in batch.communicates:
+            model = self._model_of(c.run_id)
+            referenced.append(ComponentRecord(model, c.writer_kind, c.writer_layer, c.writer_head))
+            referenced.append(ComponentRecord(model, "head", c.layer, c.head))
+        for component in referenced:
+            found.setdefault((component.model_id, component.id), component)
+        return [_component_row(component) for component in found.values()]
+
+    def _run_rows(self, records: Iterable[Any], to_row: Callable[[Any, str], Row]) -> list[Row]:
+        return [to_row(record, self._model_of(_run_id(record))) for record in records]
+
+
+def _rows(records: Iterable[Any], to_row: Callable[[Any], Row]) -> list[Row]:
+    return [to_row(record) for record in records]
+
+
+def _run_id(record: FiringRecord | WriteEdgeRecord | CommunicatesRecord) -> str:
+    return record.firing.run_id if isinstance(record, WriteEdgeRecord) else record.run_id
+
+
+def _model_row(model: ModelRecord) -> Row:
+    return {
+        "id": model.id,
+        "n_layers": model.n_layers,
+        "n_heads": model.n_heads,
+        "d_model": model.d_model,
+        "d_head": model.d_head,
+    }
+
+
+def _run_row(run: RunRecord) -> Row:
+    return {
+        "id": run.id,
+        "model_id": run.model_id,
+        "model_revision": run.model_revision,
+        "method": run.method,
+        "params": _json(run.params),
+        "dataset": _json(run.dataset),
+        "versions": _json(run.versions),
+        "git_commit": run.git_commit,
+        "created_at": run.created_at,
+        "status": run.status,
+    }
+
+
+def _component_row(component: ComponentRecord) -> Row:
+    return {
+        "model_id": component.model_id,
+        "id": component.id,
+        "kind": component.kind,
+        "layer": component.layer,
+        "head": component.head,
+        "ioi_class": component.ioi_class,
+    }
+
+
+def _sv_row(sv: SingularVectorRecord) -> Row:
+    return {
+        "model_id": sv.model_id,
+        "head_id": component_id("head", sv.layer, sv.head),
+        "layer": sv.layer,
+        "head": sv.head,
+        "index": sv.index,
+        "sigma": sv.sigma,
+    }
+
+
+def _prompt_row(prompt: PromptRecord) -> Row:
+    return {
+        "run_id": prompt.run_id,
+        "idx": prompt.idx,
+        "text": prompt.text,
+        "template": prompt.template,
+        "order": prompt.order,
+        "io": prompt.io,
+        "s": prompt.s,
+        "roles": _json(prompt.roles),
+        "tokens": list(prompt.tokens),
+    }
+
+
+def _firing_row(firing: FiringRecord, model_id: str) -> Row:
+    return {
+        "model_id": model_id,
+        "head_id": component_id("head", firing.layer, firing.head),
+        "run_id": firing.run_id,
+        "prompt": firing.prompt,
+        "layer": firing.layer,
+        "head": firing.head,
+        "dest": firing.dest,
+        "src": firing.src,
+        "dest_role": firing.dest_role,
+        "src_role": firing.src_role,
+        "attn": firing.attn,
+        "score": firing.score,
+        "n_svs": firing.n_svs,
+        "sparse_set": [
+            {"index": t.index, "rank": t.rank, "term": t.term, "sign": t.sign}
+            for t in firing.sparse_set
+        ],
+    }
+
+
+def _edge_row(edge: WriteEdgeRecord, model_id: str) -> Row:
+    key = edge.firing
+    return {
+        "model_id": model_id,
+        "writer_id": edge.writer_id,
+        "run_id": key.run_id,
+        "prompt": key.prompt,
+        "layer": key.layer,
+        "head": key.head,
+        "dest": key.dest,
+        "src": key.src,
+        "side": edge.side,
+        "weight": edge.weight,
+        "pos": edge.pos,
+        "role": edge.role,
+    }
+
+
+def _comm_row(comm: CommunicatesRecord, model_id: str) -> Row:
+    return {
+        "model_id": model_id,
+        "writer_id": comm.writer_id,
+        "head_id": component_id("head", comm.layer, comm.head),
+        "run_id": comm.run_id,
+        "side": comm.side,
+        "role": comm.role,
+        "n_prompts": comm.n_prompts,
+        "mean_weight": comm.mean_weight,
+    }
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
