@@ -1,9 +1,11 @@
 """Constraints and indexes of the graph model (DESIGN §4), created idempotently and versioned.
 
 Every MERGE key has a uniqueness constraint (composite ``IS UNIQUE`` works on Community;
-``NODE KEY`` does not). Relationships are merged between already-unique endpoints, which
-Neo4j locks, so they need no constraint of their own. Bump :data:`SCHEMA_VERSION` whenever
-the statements change.
+``NODE KEY`` does not), including COMMUNICATES, whose key (run, writer, head, side, role) is
+stored on the relationship. The small per-firing relationships (OF_HEAD, IN_PROMPT, USES,
+WRITES) are merged by expanding from their new firing, under Neo4j's locks on both ends; they
+deliberately have no relationship index, which would tempt the planner to scan a whole run
+per row. Bump :data:`SCHEMA_VERSION` whenever the statements change.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ CONSTRAINTS = {
         "FOR (n:Firing) REQUIRE (n.run_id, n.prompt, n.layer, n.head, n.dest, n.src) IS UNIQUE"
     ),
     "atlas_meta_name": "FOR (n:AtlasMeta) REQUIRE n.name IS UNIQUE",
+    "communicates_key": (
+        "FOR ()-[r:COMMUNICATES]-() REQUIRE (r.run_id, r.writer, r.head, r.side, r.role) IS UNIQUE"
+    ),
 }
 
 INDEXES = {
@@ -36,10 +41,7 @@ INDEXES = {
     "firing_run": "FOR (n:Firing) ON (n.run_id)",
     "firing_run_head": "FOR (n:Firing) ON (n.run_id, n.layer, n.head)",
     "firing_roles": "FOR (n:Firing) ON (n.dest_role, n.src_role)",
-    "writes_run": "FOR ()-[r:WRITES]-() ON (r.run_id)",
-    "writes_side_role": "FOR ()-[r:WRITES]-() ON (r.side, r.role)",
     "communicates_run": "FOR ()-[r:COMMUNICATES]-() ON (r.run_id)",
-    "communicates_side_role": "FOR ()-[r:COMMUNICATES]-() ON (r.side, r.role)",
 }
 
 _RECORD_VERSION = """

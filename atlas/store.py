@@ -15,6 +15,7 @@ from importlib.resources import files
 from typing import Any
 
 from neo4j import Driver, ManagedTransaction
+from neo4j.time import DateTime
 
 from atlas.connection import connect, explained_errors
 from atlas.schema import SCHEMA_VERSION, init_schema, schema_version
@@ -69,7 +70,7 @@ RETURN count(c) AS written
 
 WRITE_SINGULAR_VECTORS = """
 UNWIND $rows AS row
-MATCH (h:Head {model_id: row.model_id, id: row.head_id})
+MATCH (h:Component {model_id: row.model_id, id: row.head_id})
 MERGE (sv:SingularVector {model_id: row.model_id, layer: row.layer, head: row.head,
                           index: row.index})
 SET sv.sigma = row.sigma
@@ -89,7 +90,7 @@ RETURN count(p) AS written
 
 WRITE_FIRINGS = """
 UNWIND $rows AS row
-MATCH (h:Head {model_id: row.model_id, id: row.head_id})
+MATCH (h:Component {model_id: row.model_id, id: row.head_id})
 MATCH (p:Prompt {run_id: row.run_id, idx: row.prompt})
 MERGE (f:Firing {run_id: row.run_id, prompt: row.prompt, layer: row.layer, head: row.head,
                  dest: row.dest, src: row.src})
@@ -112,17 +113,20 @@ WRITE_EDGES = """
 UNWIND $rows AS row
 MATCH (f:Firing {run_id: row.run_id, prompt: row.prompt, layer: row.layer, head: row.head,
                  dest: row.dest, src: row.src})
+USING INDEX f:Firing(run_id, prompt, layer, head, dest, src)
 MATCH (w:Component {model_id: row.model_id, id: row.writer_id})
-MERGE (w)-[e:WRITES {run_id: row.run_id, side: row.side}]->(f)
-SET e.prompt = row.prompt, e.weight = row.weight, e.pos = row.pos, e.role = row.role
+MERGE (w)-[e:WRITES {side: row.side}]->(f)
+SET e.run_id = row.run_id, e.prompt = row.prompt, e.weight = row.weight, e.pos = row.pos,
+    e.role = row.role
 RETURN count(e) AS written
 """
 
 WRITE_COMMUNICATES = """
 UNWIND $rows AS row
 MATCH (w:Component {model_id: row.model_id, id: row.writer_id})
-MATCH (h:Head {model_id: row.model_id, id: row.head_id})
-MERGE (w)-[c:COMMUNICATES {run_id: row.run_id, side: row.side, role: row.role}]->(h)
+MATCH (h:Component {model_id: row.model_id, id: row.head_id})
+MERGE (w)-[c:COMMUNICATES {run_id: row.run_id, writer: w.id, head: h.id, side: row.side,
+                           role: row.role}]->(h)
 SET c.n_prompts = row.n_prompts, c.mean_weight = row.mean_weight
 RETURN count(c) AS written
 """
@@ -136,10 +140,10 @@ ORDER BY r.created_at DESC
 
 SHOW_RUN = """
 MATCH (r:Run {id: $run_id})
-RETURN r {.*, created_at: toString(r.created_at), finished_at: toString(r.finished_at)} AS run,
+RETURN properties(r) AS run,
        COUNT { (r)-[:HAS_PROMPT]->() } AS prompts,
        COUNT { MATCH (f:Firing {run_id: $run_id}) } AS firings,
-       COUNT { MATCH ()-[e:WRITES {run_id: $run_id}]->() } AS edges,
+       COUNT { MATCH (:Firing {run_id: $run_id})<-[e:WRITES]-() } AS edges,
        COUNT { MATCH ()-[c:COMMUNICATES {run_id: $run_id}]->() } AS communicates
 """
 
@@ -239,7 +243,11 @@ class AtlasStore:
 
     def show_run(self, run_id: str) -> dict[str, Any] | None:
         records = self._execute(SHOW_RUN, run_id=run_id)
-        return records[0].data() if records else None
+        if not records:
+            return None
+        summary = records[0].data()
+        summary["run"] = {key: _plain(value) for key, value in summary["run"].items()}
+        return summary
 
     def delete_run(self, run_id: str) -> WriteCounts:
         """Delete everything of one run (and nothing else) in bounded transactions."""
@@ -478,6 +486,11 @@ def _comm_row(comm: CommunicatesRecord, model_id: str) -> Row:
         "n_prompts": comm.n_prompts,
         "mean_weight": comm.mean_weight,
     }
+
+
+def _plain(value: object) -> object:
+    """Neo4j temporal values as ISO strings; everything else unchanged."""
+    return value.iso_format() if isinstance(value, DateTime) else value
 
 
 def _json(value: object) -> str:

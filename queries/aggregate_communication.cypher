@@ -2,9 +2,10 @@
 // One relationship per (writer, downstream head, side, role); n_prompts counts DISTINCT prompts,
 // mean_weight averages the per-prompt WRITES weights. Idempotent: re-running updates in place.
 // Parameters: $run_id
-MATCH (w:Component)-[e:WRITES {run_id: $run_id}]->(f:Firing)-[:OF_HEAD]->(h:Head)
+MATCH (f:Firing {run_id: $run_id})-[:OF_HEAD]->(h:Head)
+MATCH (w:Component)-[e:WRITES]->(f)
 WITH w, h, e.side AS side, e.role AS role,
-     count(DISTINCT e.prompt) AS n_prompts, avg(e.weight) AS mean_weight
-MERGE (w)-[c:COMMUNICATES {run_id: $run_id, side: side, role: role}]->(h)
+     count(DISTINCT f.prompt) AS n_prompts, avg(e.weight) AS mean_weight
+MERGE (w)-[c:COMMUNICATES {run_id: $run_id, writer: w.id, head: h.id, side: side, role: role}]->(h)
 SET c.n_prompts = n_prompts, c.mean_weight = mean_weight
 RETURN count(c) AS communicates

@@ -1,0 +1,182 @@
+"""The store against the real Neo4j server: schema, idempotent batches, lifecycle, deletion."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from atlas.schema import CONSTRAINTS, INDEXES, SCHEMA_VERSION
+from atlas.settings import AtlasError
+from atlas.store import AtlasStore
+from ingest.records import (
+    ComponentRecord,
+    FiringRecord,
+    PromptRecord,
+    RecordBatch,
+    RunRecord,
+    SingularVectorRecord,
+    SparseTerm,
+    WriteEdgeRecord,
+)
+
+pytestmark = pytest.mark.integration
+
+INJECTION = "x'}) DETACH DELETE n //"
+
+
+def sample_batch(
+    run_id: str, model_id: str = "test-model", text: str = "When Mary and John"
+) -> RecordBatch:
+    """Two prompts; head 1.0 fires END→IO in both (twice in prompt 0), fed by 0.1 and 0.0."""
+    prompts = [
+        PromptRecord(run_id, idx, text, "T0", "ABBA", "Mary", "John", {"IO": 2, "END": 5}, ["a"])
+        for idx in (0, 1)
+    ]
+    terms = (SparseTerm(index=3, rank=0, term=2.5, sign=1), SparseTerm(1, 1, 0.5, -1))
+    firings = [
+        FiringRecord(run_id, 0, 1, 0, 5, 2, "END", "IO", 0.8, 3.0, 2, terms),
+        FiringRecord(run_id, 0, 1, 0, 6, 2, "END+1", "IO", 0.6, 2.0, 1, terms[:1]),
+        FiringRecord(run_id, 1, 1, 0, 5, 2, "END", "IO", 0.7, 2.5, 2, terms),
+    ]
+    edges = [
+        WriteEdgeRecord(f.key, 0, 1, "q", 0.4 + i / 10, f.dest, "END")
+        for i, f in enumerate(firings)
+    ] + [WriteEdgeRecord(firings[0].key, 0, 0, "k", 1.0, 2, "IO")]
+    return RecordBatch(
+        components=[ComponentRecord(model_id, "head", 1, 0, ioi_class="name mover")],
+        singular_vectors=[SingularVectorRecord(model_id, 1, 0, i, 4.0 - i) for i in range(4)],
+        prompts=prompts,
+        firings=firings,
+        edges=edges,
+    )
+
+
+def count_graph(store: AtlasStore) -> tuple[int, int]:
+    records = store.driver.execute_query(
+        "MATCH (n) RETURN count(n) AS nodes, COUNT { ()-[]->() } AS rels",
+        database_=store.database,
+    ).records
+    return records[0]["nodes"], records[0]["rels"]
+
+
+def test_schema_has_every_constraint_and_index(atlas_store: AtlasStore) -> None:
+    assert atlas_store.init_schema() == SCHEMA_VERSION  # a second init changes nothing
+    driver, db = atlas_store.driver, atlas_store.database
+    constraints = {
+        r["name"]: r for r in driver.execute_query("SHOW CONSTRAINTS", database_=db).records
+    }
+    indexes = {r["name"] for r in driver.execute_query("SHOW INDEXES", database_=db).records}
+    assert set(CONSTRAINTS) <= set(constraints)
+    assert all(constraints[name]["type"].endswith("UNIQUENESS") for name in CONSTRAINTS)
+    assert set(INDEXES) <= indexes
+    assert atlas_store.schema_version() == SCHEMA_VERSION
+
+
+def test_same_batch_twice_creates_nothing_new(
+    atlas_store: AtlasStore, atlas_run: RunRecord
+) -> None:
+    batch = sample_batch(atlas_run.id)
+    first = atlas_store.write_batch(batch)
+    assert first.nodes_created > 0 and first.relationships_created > 0
+    graph = count_graph(atlas_store)
+    second = atlas_store.write_batch(batch)
+    assert (second.nodes_created, second.relationships_created) == (0, 0)
+    assert count_graph(atlas_store) == graph
+    summary = atlas_store.show_run(atlas_run.id)
+    assert summary is not None
+    assert (summary["prompts"], summary["firings"], summary["edges"]) == (2, 3, 4)
+
+
+def test_ioi_class_survives_components_derived_from_firings(
+    atlas_store: AtlasStore, atlas_run: RunRecord
+) -> None:
+    atlas_store.write_batch(sample_batch(atlas_run.id))
+    records = atlas_store.driver.execute_query(
+        "MATCH (h:Head {model_id: 'test-model', id: '1.0'}) RETURN h.ioi_class AS c",
+        database_=atlas_store.database,
+    ).records
+    assert [r["c"] for r in records] == ["name mover"]
+
+
+def test_complete_run_counts_distinct_prompts(
+    atlas_store: AtlasStore, atlas_run: RunRecord
+) -> None:
+    atlas_store.write_batch(sample_batch(atlas_run.id))
+    assert atlas_store.complete_run(atlas_run.id) == 2  # (0.1→1.0, q, END) and (0.0→1.0, k, IO)
+    assert atlas_store.aggregate_communication(atlas_run.id) == 2  # recomputing is idempotent
+    rows = atlas_store.driver.execute_query(
+        "MATCH (w)-[c:COMMUNICATES {run_id: $run}]->(h:Head) "
+        "RETURN w.id AS w, h.id AS h, c.side AS side, c.n_prompts AS n, c.mean_weight AS mean "
+        "ORDER BY side DESC",
+        run=atlas_run.id,
+        database_=atlas_store.database,
+    ).records
+    assert [(r["w"], r["h"], r["side"], r["n"]) for r in rows] == [
+        ("0.1", "1.0", "q", 2),
+        ("0.0", "1.0", "k", 1),
+    ]
+    assert rows[0]["mean"] == pytest.approx(0.5)
+    summary = atlas_store.show_run(atlas_run.id)
+    assert summary is not None and summary["run"]["status"] == "complete"
+
+
+def test_delete_removes_one_run_and_nothing_else(
+    atlas_store: AtlasStore, atlas_run: RunRecord
+) -> None:
+    atlas_store.write_batch(sample_batch(atlas_run.id))
+    atlas_store.complete_run(atlas_run.id)
+    before = count_graph(atlas_store)
+    other = replace(atlas_run, id=atlas_run.id + "-other")
+    atlas_store.create_run(other)
+    atlas_store.write_batch(sample_batch(other.id))
+    atlas_store.complete_run(other.id)
+    kept = atlas_store.show_run(atlas_run.id)
+
+    deleted = atlas_store.delete_run(other.id)
+
+    assert atlas_store.show_run(other.id) is None
+    assert atlas_store.show_run(atlas_run.id) == kept
+    assert count_graph(atlas_store) == before  # shared heads, SVs and the model remain
+    assert deleted.nodes_created < 0 and deleted.relationships_created < 0
+
+
+def test_firings_of_an_unknown_run_are_refused(atlas_store: AtlasStore) -> None:
+    with pytest.raises(AtlasError, match="not in the atlas"):
+        atlas_store.write_batch(sample_batch("no-such-run"))
+
+
+def test_edges_to_missing_firings_roll_back_the_batch(
+    atlas_store: AtlasStore, atlas_run: RunRecord
+) -> None:
+    batch = sample_batch(atlas_run.id)
+    before = count_graph(atlas_store)
+    with pytest.raises(AtlasError, match="Only 0 of 4 edges"):
+        atlas_store.write_batch(replace(batch, firings=()))
+    assert count_graph(atlas_store) == before  # the prompts of that batch were not kept
+
+
+def test_user_input_is_stored_verbatim_and_deletes_nothing(
+    atlas_store: AtlasStore, atlas_run: RunRecord
+) -> None:
+    atlas_store.write_batch(sample_batch(atlas_run.id))
+    evil_run = replace(atlas_run, id=INJECTION, method=INJECTION, params={INJECTION: INJECTION})
+    atlas_store.create_run(evil_run)
+    atlas_store.write_batch(sample_batch(INJECTION, text=INJECTION))
+    before = count_graph(atlas_store)
+
+    summary = atlas_store.show_run(INJECTION)
+    assert summary is not None
+    assert summary["run"]["id"] == INJECTION and summary["run"]["method"] == INJECTION
+    texts = atlas_store.driver.execute_query(
+        "MATCH (p:Prompt {run_id: $run}) RETURN DISTINCT p.text AS text",
+        run=INJECTION,
+        database_=atlas_store.database,
+    ).records
+    assert [r["text"] for r in texts] == [INJECTION]
+    assert count_graph(atlas_store) == before
+
+    atlas_store.delete_run(INJECTION)
+    assert atlas_store.show_run(INJECTION) is None
+    assert atlas_store.show_run(atlas_run.id) is not None
+    assert atlas_store.show_run(atlas_run.id)["firings"] == 3  # type: ignore[index]

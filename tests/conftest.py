@@ -1,0 +1,86 @@
+"""Shared fixtures: a real Neo4j for integration tests (never a mock).
+
+With ``NEO4J_URI`` set, tests use that server (e.g. docker compose). Otherwise one local server
+per session is started from the project's jars (installed with Maven if needed) in its own
+folder ``var/neo4j-test`` on ports 17687/17474, with a fresh database, and stopped at the end.
+Under CI (``CI=true``) a server that cannot start fails the tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from atlas.server import LocalServer
+from atlas.settings import AtlasError, Neo4jSettings, load_settings, var_dir
+from atlas.store import AtlasStore
+from ingest.records import ModelRecord, RunRecord
+
+TEST_BOLT_PORT = 17687
+TEST_HTTP_PORT = 17474
+
+
+def local_test_server() -> LocalServer:
+    """The local server instance integration tests use (kept apart from the user's own)."""
+    instance = var_dir() / "neo4j-test"
+    return LocalServer(
+        instance=instance,
+        bolt_port=TEST_BOLT_PORT,
+        http_port=TEST_HTTP_PORT,
+        credentials_file=instance / "credentials.json",
+        heap="512m",
+        pagecache="128m",
+    )
+
+
+@pytest.fixture(scope="session")
+def neo4j_settings() -> Iterator[Neo4jSettings]:
+    """Settings of a running Neo4j: ``NEO4J_URI``'s, or a local test server started here."""
+    if os.environ.get("NEO4J_URI"):
+        yield load_settings()
+        return
+    server = local_test_server()
+    if server.running_pid() is None:  # fresh state: a new database and a new password
+        shutil.rmtree(server.data, ignore_errors=True)
+        server.credentials_file.unlink(missing_ok=True)
+    try:
+        settings = server.start()
+    except AtlasError as error:
+        message = f"Local Neo4j test server could not start: {error.format_message()}"
+        if os.environ.get("CI", "").lower() in {"true", "1"}:
+            pytest.fail(message)
+        pytest.skip(message)
+    yield settings
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def atlas_store(neo4j_settings: Neo4jSettings) -> AtlasStore:
+    """An :class:`AtlasStore` on the test database, schema initialised."""
+    store = AtlasStore.connect(neo4j_settings)
+    store.init_schema()
+    return store
+
+
+@pytest.fixture
+def atlas_run(atlas_store: AtlasStore) -> Iterator[RunRecord]:
+    """A fresh run (unique id, on a tiny 2-layer model) that is deleted after the test."""
+    model = ModelRecord(id="test-model", n_layers=2, n_heads=2, d_model=8, d_head=4)
+    atlas_store.write_model(model)
+    run = RunRecord(
+        id=f"test-{uuid.uuid4().hex[:12]}",
+        model_id=model.id,
+        model_revision=None,
+        method="sad",
+        params={"attn_threshold": 0.5},
+        dataset={"n_prompts": 2, "seed": 0},
+        versions={"neo4j": "5.26"},
+        git_commit=None,
+    )
+    atlas_store.create_run(run)
+    yield run
+    atlas_store.delete_run(run.id)
