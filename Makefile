@@ -26,7 +26,12 @@ format: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# Neo4j jars via Maven into var/neo4j (cached: a no-op while the pom is unchanged).
+server-install: install
+	$(VENV)/bin/circuit-atlas server install
+
+# Integration tests start their own local Neo4j (var/neo4j-test) unless NEO4J_URI is set.
+test: lint typecheck server-install
 	$(PY) -m pytest tests
 
 clean:

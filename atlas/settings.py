@@ -53,7 +53,7 @@ def default_credentials_file() -> Path:
 
 def write_credentials(path: Path, settings: Neo4jSettings) -> None:
     """Store settings in a file only the user can read (mode 0600, created that way)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     payload = {
         "uri": settings.uri,
         "user": settings.user,
