@@ -148,9 +148,17 @@ def test_vectorized_firings_match_loop_reference(rule: FiringRule) -> None:
     x, pattern, valid = random_layer_inputs(6)
     engine = decompose_layer(x, pattern, valid, svd, layer=1, rule=rule)
     reference = reference_firings(
-        x, pattern, valid, svd.U[1], svd.sigma[1], svd.V[1], layer=1,
-        min_attention=rule.min_attention, min_src=rule.min_src, fraction=rule.sparse_fraction,
-    )  # fmt: skip
+        x,
+        pattern,
+        valid,
+        svd.U[1],
+        svd.sigma[1],
+        svd.V[1],
+        layer=1,
+        min_attention=rule.min_attention,
+        min_src=rule.min_src,
+        fraction=rule.sparse_fraction,
+    )
     assert len(reference) > 5
     assert firing_rows(engine) == sorted(
         (r.prompt, r.head, r.dest, r.src, r.sparse_set, r.signs) for r in reference

@@ -115,10 +115,14 @@ def test_trace_firings_match_loop_reference() -> None:
     found = {
         (int(f), int(s), int(wl) * heads + int(wh)): float(w)
         for f, s, wl, wh, w in zip(
-            edges.firing, edges.side, edges.writer_layer, edges.writer_head, edges.weight,
+            edges.firing,
+            edges.side,
+            edges.writer_layer,
+            edges.writer_head,
+            edges.weight,
             strict=True,
         )
-    }  # fmt: skip
+    }
     expected = {}
     for f in range(len(firings)):
         layer, b = int(firings.layer[f]), int(firings.prompt[f])
