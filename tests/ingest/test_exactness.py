@@ -74,7 +74,9 @@ def test_terms_sum_to_scaled_attention_scores(any_model: LoadedModel) -> None:
 def test_svd_reconstructs_omega_of_every_head(any_model: LoadedModel) -> None:
     bridge = any_model.bridge
     svd = model_qk_svd(bridge)
-    omega = augmented_omega(bridge.W_Q, bridge.b_Q, bridge.W_K, bridge.b_K).double()
+    with torch.no_grad():
+        weights = [w.double() for w in (bridge.W_Q, bridge.b_Q, bridge.W_K, bridge.b_K)]
+    omega = augmented_omega(*weights)
     rebuilt = torch.einsum("lhdr,lhr,lher->lhde", svd.U, svd.sigma, svd.V)
     error = (rebuilt - omega).flatten(-2).norm(dim=-1) / omega.flatten(-2).norm(dim=-1)
     assert error.max() < 1e-10
