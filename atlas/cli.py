@@ -234,6 +234,112 @@ def decompose(
 # ---------------------------------------------------------------------------------------------
 
 
+@main.command()
+@model_options
+@click.option(
+    "--method",
+    type=click.Choice(["sad"]),
+    default="sad",
+    show_default=True,
+    help="Attribution method: sad (Franco & Crovella 2024, heads as writers).",
+)
+@click.option(
+    "--edge-fraction",
+    default=0.7,
+    show_default=True,
+    type=float,
+    help="Per side of a firing, the smallest top set of writers carrying more than this "
+    "fraction of the total upstream contribution become edges.",
+)
+@click.option("--run-id", help="Id of the run (default: derived from the model and every setting).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run: skip written batches.")
+@click.option(
+    "--rewrite",
+    is_flag=True,
+    help="Recompute every batch of an existing run and write it again (idempotent).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def ingest(
+    model_name: str,
+    model_dir: Path | None,
+    revision: str | None,
+    device: str,
+    n_prompts: int,
+    prompt_type: str,
+    seed: int,
+    batch_size: int,
+    min_attention: float,
+    min_layer: int,
+    sparse_fraction: float,
+    method: str,
+    edge_fraction: float,
+    run_id: str | None,
+    resume: bool,
+    rewrite: bool,
+    quiet: bool,
+) -> None:
+    """Trace every firing of every head on IOI prompts and write the atlas into Neo4j.
+
+    Per batch of prompts: one forward pass, the SAD decomposition of every firing, the upstream
+    heads that write each firing's signal (edges), then one Neo4j transaction. Re-running the
+    same command finds the same run id; after a crash or Ctrl-C add --resume to continue where
+    it stopped. At the end, per-prompt edges are aggregated into COMMUNICATES relationships.
+
+    \b
+    Examples:
+      circuit-atlas server start
+      circuit-atlas ingest --model toy-ioi --n-prompts 256 --seed 0
+      circuit-atlas ingest --model gpt2 --n-prompts 256 --batch-size 16 --resume
+    """
+    from atlas.ingestion import IngestConfig, ingest_run
+    from atlas.store import AtlasStore
+
+    if resume and rewrite:
+        raise click.UsageError("--resume and --rewrite exclude each other.")
+    if not 0.0 < edge_fraction <= 1.0:
+        raise click.BadParameter(
+            f"must lie in (0, 1], got {edge_fraction}", param_hint="--edge-fraction"
+        )
+    rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
+    generate_prompts_or_exit(n_prompts, prompt_type, seed)
+    store = AtlasStore.connect()  # fails fast, before the model loads, when Neo4j is down
+    model = load_model_or_exit(model_name, model_dir, revision, device, seed)
+    config = IngestConfig(
+        n_prompts=n_prompts,
+        prompt_type=prompt_type,
+        seed=seed,
+        batch_size=batch_size,
+        rule=rule,
+        edge_fraction=edge_fraction,
+    )
+    chosen_id = run_id or config.default_run_id(model.provenance.model_id)
+    click.echo(f"Run {chosen_id}", err=True)
+    try:
+        summary = ingest_run(
+            store,
+            model,
+            config,
+            run_id=chosen_id,
+            resume=resume,
+            rewrite=rewrite,
+            show_progress=not quiet,
+        )
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"Interrupted. Batches written so far are kept; continue with the same command "
+            f"plus --resume (run id {chosen_id})."
+        ) from None
+    seconds = ", ".join(f"{stage} {value:.1f}s" for stage, value in summary.stage_seconds.items())
+    click.echo(
+        f"Run {summary.run_id} complete: {summary.prompts} prompts, {summary.firings} firings, "
+        f"{summary.edges} edges, {summary.communicates} COMMUNICATES "
+        f"({summary.batches_written} batches written, {summary.batches_skipped} already done).\n"
+        f"Time: {seconds}. Wrote {summary.relationships_created} relationships "
+        f"({summary.relationships_per_second():,.0f}/s). "
+        f"Peak memory {summary.peak_memory_mb:,.0f} MiB."
+    )
+
+
 @main.group()
 def server() -> None:
     """Run a local Neo4j Community 5.26 without Docker (jars fetched once with Maven)."""
@@ -375,3 +481,52 @@ def runs_delete(run_id: str, yes: bool) -> None:
         f"Deleted run '{run_id}': {-counts.nodes_created} nodes, "
         f"{-counts.relationships_created} relationships."
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The toy IOI model (logic in ingest.toy_model)
+# ---------------------------------------------------------------------------------------------
+
+
+@main.command("train-toy")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("ingest/fixtures/toy-ioi"),
+    show_default=True,
+    help="Directory for weights (safetensors), config, tokenizer and metadata.json.",
+)
+@click.option("--steps", default=1500, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, help="Seeds initialisation and data.")
+def train_toy(out: Path, steps: int, seed: int) -> None:
+    """Train the small GPT-2 that performs IOI (the `toy-ioi` model) and save it to --out.
+
+    4 layers, d_model 128, 4 heads, word-level tokenizer; loss on the answer token only, AdamW
+    with warm-up and cosine decay. Evaluated on held-out name pairs; refuses to save (exit 1)
+    unless accuracy ≥ 0.99 and every IO−S logit difference is positive. About 5 min on 2 cores.
+    """
+    from tqdm import tqdm
+
+    from ingest.toy_model import ToyConfig, ToyTrainingError, check_convergence, save_fixture
+    from ingest.toy_model import train_toy as run_training
+
+    config = ToyConfig(steps=steps, seed=seed)
+    with tqdm(total=steps, desc="train-toy", unit="step", file=sys.stderr) as bar:
+
+        def on_step(step: int, loss: float) -> None:
+            bar.update(1)
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{loss:.3f}")
+
+        result = run_training(config, on_step)
+    metrics = result.metrics
+    click.echo(
+        f"Trained {steps} steps in {result.train_seconds:.0f} s. Held-out ({metrics.n_prompts} "
+        f"prompts): accuracy {metrics.accuracy:.4f}, IO−S logit difference mean "
+        f"{metrics.mean_logit_diff:.2f}, min {metrics.min_logit_diff:.2f}."
+    )
+    try:
+        check_convergence(metrics)
+    except ToyTrainingError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"Saved to {save_fixture(result, out)}")

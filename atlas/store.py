@@ -131,6 +131,15 @@ SET c.n_prompts = row.n_prompts, c.mean_weight = row.mean_weight
 RETURN count(c) AS written
 """
 
+MARK_BATCH_DONE = """
+UNWIND $rows AS row
+MATCH (r:Run {id: row.run_id})
+SET r.done_batches = [b IN coalesce(r.done_batches, []) WHERE b <> row.index] + row.index
+RETURN count(r) AS written
+"""
+
+DONE_BATCHES = "MATCH (r:Run {id: $run_id}) RETURN coalesce(r.done_batches, []) AS done"
+
 LIST_RUNS = """
 MATCH (r:Run)
 RETURN r.id AS id, r.model_id AS model_id, r.method AS method, r.status AS status,
@@ -238,6 +247,11 @@ class AtlasStore:
         """(Re)compute the run's COMMUNICATES relationships from its per-prompt edges."""
         return int(self._execute(load_query("aggregate_communication"), run_id=run_id)[0][0])
 
+    def done_batches(self, run_id: str) -> set[int]:
+        """Indices of the batches of ``run_id`` already written (empty for an unknown run)."""
+        records = self._execute(DONE_BATCHES, run_id=run_id)
+        return set(records[0]["done"]) if records else set()
+
     def list_runs(self) -> list[dict[str, Any]]:
         return [record.data() for record in self._execute(LIST_RUNS)]
 
@@ -294,6 +308,9 @@ class AtlasStore:
             (WRITE_EDGES, "edges", self._run_rows(batch.edges, _edge_row)),
             (WRITE_COMMUNICATES, "communicates", self._run_rows(batch.communicates, _comm_row)),
         ]
+        if batch.done is not None:
+            marker = {"run_id": batch.done.run_id, "index": batch.done.index}
+            statements.append((MARK_BATCH_DONE, "batch markers", [marker]))
 
         def work(tx: ManagedTransaction) -> WriteCounts:
             total = WriteCounts()

@@ -179,8 +179,19 @@ class CommunicatesRecord:
 
 
 @dataclass(frozen=True)
+class BatchDone:
+    """Marks batch ``index`` of a run as written, in the same transaction as its records."""
+
+    run_id: str
+    index: int
+
+
+@dataclass(frozen=True)
 class RecordBatch:
-    """Records written together in one transaction (any field may be empty)."""
+    """Records written together in one transaction (any field may be empty).
+
+    With ``done`` set, the run remembers the batch as written, so a resumed job skips it.
+    """
 
     components: Sequence[ComponentRecord] = ()
     singular_vectors: Sequence[SingularVectorRecord] = ()
@@ -188,3 +199,4 @@ class RecordBatch:
     firings: Sequence[FiringRecord] = ()
     edges: Sequence[WriteEdgeRecord] = ()
     communicates: Sequence[CommunicatesRecord] = ()
+    done: BatchDone | None = None

@@ -29,10 +29,11 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ingest.decomposition import QKSVD, Firings
+from ingest.records import Side
 
 QUERY_SIDE = 0
 KEY_SIDE = 1
-SIDE_NAMES = {QUERY_SIDE: "q", KEY_SIDE: "k"}
+SIDE_NAMES: dict[int, Side] = {QUERY_SIDE: "q", KEY_SIDE: "k"}
 
 
 def signal_directions(firings: Firings, svd: QKSVD) -> tuple[Tensor, Tensor]:

@@ -18,6 +18,7 @@ import pytest
 from atlas.server import LocalServer
 from atlas.settings import AtlasError, Neo4jSettings, load_settings, var_dir
 from atlas.store import AtlasStore
+from ingest.models import LoadedModel, load_model, random_gpt2
 from ingest.records import ModelRecord, RunRecord
 
 TEST_BOLT_PORT = 17687
@@ -84,3 +85,29 @@ def atlas_run(atlas_store: AtlasStore) -> Iterator[RunRecord]:
     atlas_store.create_run(run)
     yield run
     atlas_store.delete_run(run.id)
+
+
+# ----- models (each loaded once per session) -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def random_gpt2_model() -> LoadedModel:
+    """GPT-2 small's shape and tokenizer, random weights (12 layers × 12 heads, d_model 768)."""
+    return random_gpt2(seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> LoadedModel:
+    """A 3-layer, 4-head, d_model 64 random GPT-2 with the real tokenizer."""
+    return random_gpt2(seed=1, n_layers=3, n_heads=4, d_model=64)
+
+
+@pytest.fixture(scope="session")
+def toy_model() -> LoadedModel:
+    """The trained IOI model shipped with the project."""
+    return load_model("toy-ioi")
+
+
+@pytest.fixture(params=["random_gpt2_model", "tiny_model", "toy_model"])
+def any_model(request: pytest.FixtureRequest) -> LoadedModel:
+    return request.getfixturevalue(request.param)
