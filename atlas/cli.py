@@ -190,7 +190,7 @@ def decompose(
     rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
     prompts = generate_prompts_or_exit(n_prompts, prompt_type, seed)
     model = load_model_or_exit(model_name, model_dir, revision, device, seed)
-    svd = model_qk_svd(model.bridge)
+    svd = model_qk_svd(model.bridge, dtype=model.bridge.cfg.dtype)
     parts: list[Firings] = []
     role_labels: list[list[str]] = []
     n_destinations = 0

@@ -188,7 +188,7 @@ def ingest_run(
     done = set() if rewrite else store.done_batches(run_id)
 
     started = time.perf_counter()
-    svd = model_qk_svd(model.bridge)
+    svd = model_qk_svd(model.bridge, dtype=model.bridge.cfg.dtype)
     store.write_model(model_record(model.provenance))
     store.create_run(run)
     store.write_batch(model_component_records(model.provenance, svd))

@@ -78,10 +78,13 @@ def run_activations(
     return Activations(**{**activations.__dict__, "logits": logits})
 
 
-def model_qk_svd(bridge: Any) -> QKSVD:
-    """:func:`~ingest.decomposition.qk_svd` of every head of a processed bridge."""
+def model_qk_svd(bridge: Any, dtype: torch.dtype = torch.float64) -> QKSVD:
+    """:func:`~ingest.decomposition.qk_svd` of every head of a processed bridge.
+
+    Computed in float64; pass the model's dtype to get factors ready for batch computations.
+    """
     with torch.no_grad():
-        return qk_svd(bridge.W_Q, bridge.b_Q, bridge.W_K, bridge.b_K)
+        return qk_svd(bridge.W_Q, bridge.b_Q, bridge.W_K, bridge.b_K).to(dtype)
 
 
 def decompose_activations(activations: Activations, svd: QKSVD, rule: FiringRule) -> Firings:

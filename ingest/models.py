@@ -143,9 +143,14 @@ def _resolve_hub_snapshot(hub_id: str, revision: str | None) -> tuple[Path, str]
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
+    cache_dir = _hub_cache_dir()
     try:
         cached = snapshot_download(
-            hub_id, revision=revision, allow_patterns=_HUB_FILES, local_files_only=True
+            hub_id,
+            revision=revision,
+            allow_patterns=_HUB_FILES,
+            local_files_only=True,
+            cache_dir=cache_dir,
         )
         return Path(cached), "hub-cache"
     except HFValidationError as error:
@@ -158,14 +163,25 @@ def _resolve_hub_snapshot(hub_id: str, revision: str | None) -> tuple[Path, str]
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise ModelUnavailableError(_missing_weights_message(hub_id, "HF_HUB_OFFLINE is set"))
     try:
-        fetched = snapshot_download(hub_id, revision=revision, allow_patterns=_HUB_FILES)
+        fetched = snapshot_download(
+            hub_id, revision=revision, allow_patterns=_HUB_FILES, cache_dir=cache_dir
+        )
     except Exception as error:  # connection, unknown repo, gated repo: all end the same way
         raise ModelUnavailableError(_missing_weights_message(hub_id, str(error))) from error
     return Path(fetched), "hub"
 
 
+def _hub_cache_dir() -> str | None:
+    """The hub cache as the environment names it now (``HF_HUB_CACHE``, else ``HF_HOME/hub``)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
 def _missing_weights_message(hub_id: str, reason: str) -> str:
-    cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
+    cache = _hub_cache_dir() or "~/.cache/huggingface/hub"
     return (
         f"Cannot load {hub_id!r}: its weights are not in the local Hugging Face cache ({cache}) "
         f"and fetching them failed ({reason.splitlines()[0] if reason else 'unknown reason'}). "

@@ -132,12 +132,13 @@ def trace_firings(
     """Query- and key-side edges of every firing, from every head of every earlier layer."""
     n_heads = results[0].shape[2]
     a_query, a_key = signal_directions(firings, svd)
+    all_writers = torch.cat(results, dim=2)  # batch pos (layer·head) d, built once
     parts: list[Edges] = []
     for layer in torch.unique(firings.layer).tolist():
         if layer == 0:
             continue
         rows = (firings.layer == layer).nonzero(as_tuple=True)[0]
-        writers = torch.cat(results[:layer], dim=2)  # batch pos (layer'·head) d
+        writers = all_writers[:, :, : layer * n_heads]  # heads of earlier layers (a view)
         for side, direction, pos in (
             (QUERY_SIDE, a_query, firings.dest),
             (KEY_SIDE, a_key, firings.src),
