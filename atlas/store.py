@@ -59,6 +59,12 @@ RETURN r.id AS id
 
 RUN_MODEL = "MATCH (r:Run {id: $run_id}) RETURN r.model_id AS model_id"
 
+RUN_MODEL_SHAPE = """
+MATCH (r:Run {id: $run_id})
+OPTIONAL MATCH (r)-[:OF_MODEL]->(m:Model)
+RETURN r.model_id AS model_id, m.n_layers AS n_layers, m.n_heads AS n_heads
+"""
+
 WRITE_COMPONENTS = """
 UNWIND $rows AS row
 MERGE (c:Component {model_id: row.model_id, id: row.id})
@@ -262,6 +268,15 @@ class AtlasStore:
         summary = records[0].data()
         summary["run"] = {key: _plain(value) for key, value in summary["run"].items()}
         return summary
+
+    def run_model(self, run_id: str) -> dict[str, Any] | None:
+        """The run's ``model_id``, ``n_layers`` and ``n_heads`` (None if unknown); None: no run."""
+        records = self._execute(RUN_MODEL_SHAPE, run_id=run_id)
+        return records[0].data() if records else None
+
+    def read_template(self, name: str, **parameters: Any) -> list[dict[str, Any]]:
+        """The rows of the read-only template ``queries/<name>.cypher``, as plain dicts."""
+        return [record.data() for record in self._execute(load_query(name), **parameters)]
 
     def delete_run(self, run_id: str) -> WriteCounts:
         """Delete everything of one run (and nothing else) in bounded transactions."""
