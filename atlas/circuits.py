@@ -109,6 +109,8 @@ def build_circuit(rows: Iterable[Row], aggregate: bool) -> Circuit:
 
     Aggregated edges are grouped by (downstream head and roles, side, writer, role written);
     their weight is averaged over the per-prompt edges and their prompts are counted distinct.
+    A node's edges cover all of its firings the traversal reached, whichever edge reached them,
+    so a child may show more prompts than the edge above it.
     """
     rows = list(rows)
     roles: dict[FiringKey, tuple[str, str]] = {}
