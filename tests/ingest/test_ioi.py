@@ -6,8 +6,6 @@ import re
 from typing import Any
 
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
 from ingest.gpt2_tokenizer import load_gpt2_tokenizer
 from ingest.ioi import (
@@ -23,6 +21,7 @@ from ingest.ioi import (
     position_roles,
     tokenize_prompts,
 )
+from ingest.toy_model import build_tokenizer
 
 pytestmark = pytest.mark.unit
 
@@ -32,23 +31,9 @@ def gpt2(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return load_gpt2_tokenizer(tmp_path_factory.mktemp("gpt2-tokenizer"))
 
 
-def word_level(extra_names: tuple[str, ...] = ()) -> Any:
-    """A whitespace/punctuation word-level tokenizer knowing every word of the IOI lists."""
-    words = set(NAMES + PLACES + OBJECTS + extra_names)
-    for template in TEMPLATES.values():
-        words.update(re.findall(r"\w+|[^\w\s]", re.sub(r"\{\w+\}", " ", template)))
-    specials = ["[PAD]", "[UNK]", "<bos>"]
-    vocab = {token: i for i, token in enumerate(specials + sorted(words))}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", bos_token="<bos>"
-    )
-
-
 @pytest.fixture(scope="module", params=["gpt2", "word-level"])
 def tokenizer(request: pytest.FixtureRequest, gpt2: Any) -> Any:
-    return gpt2 if request.param == "gpt2" else word_level()
+    return gpt2 if request.param == "gpt2" else build_tokenizer()
 
 
 def name_occurrences(text: str, name: str) -> list[int]:
@@ -279,13 +264,13 @@ def test_multi_token_name_is_rejected_by_word_level_tokenizer() -> None:
     names = ("Mary-Ann", *NAMES[:6])
     prompts = generate_prompts(30, seed=0, names=names)
     with pytest.raises(ValueError, match="Mary-Ann"):
-        tokenize_prompts(prompts, word_level())
+        tokenize_prompts(prompts, build_tokenizer())
 
 
 def test_unknown_name_is_rejected_by_word_level_tokenizer() -> None:
     prompts = generate_prompts(30, seed=0, names=("Zebediah", *NAMES[:6]))
     with pytest.raises(ValueError, match=r"Zebediah.*unknown"):
-        tokenize_prompts(prompts, word_level())
+        tokenize_prompts(prompts, build_tokenizer())
 
 
 def test_multi_token_name_is_rejected_by_gpt2(gpt2: Any) -> None:

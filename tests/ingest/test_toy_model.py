@@ -1,0 +1,186 @@
+"""The toy IOI model: training pieces (unit) and the shipped fixture (integration)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from itertools import combinations, pairwise
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ingest.activations import model_qk_svd
+from ingest.decomposition import FiringRule
+from ingest.ioi import NAMES, TEMPLATES, generate_prompts, tokenize_prompts
+from ingest.models import TOY_IOI_DIR, LoadedModel, load_model
+from ingest.pipeline import process_batch
+from ingest.toy_model import (
+    ToyConfig,
+    ToyMetrics,
+    ToyTrainingError,
+    build_tokenizer,
+    check_convergence,
+    heldout_prompts,
+    is_heldout_pair,
+    learning_rate,
+    train_toy,
+    training_prompts,
+)
+
+TINY = ToyConfig(n_layers=1, d_model=16, n_heads=2, steps=3, batch_size=8, eval_prompts=16)
+
+
+# --- training pieces ----------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_learning_rate_warms_up_then_decays_to_zero() -> None:
+    config = ToyConfig(steps=200, warmup_steps=20, lr=1e-2)
+    rates = [learning_rate(step, config) for step in range(config.steps + 1)]
+    warmup, decay = rates[: config.warmup_steps], rates[config.warmup_steps :]
+    assert all(a < b for a, b in pairwise(warmup))
+    assert max(rates) == pytest.approx(config.lr)
+    assert all(a >= b for a, b in pairwise(decay))
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.unit
+def test_heldout_pairs_are_symmetric_and_about_the_requested_share() -> None:
+    pairs = list(combinations(NAMES, 2))
+    held = [pair for pair in pairs if is_heldout_pair(*pair, percent=20)]
+    assert all(is_heldout_pair(s, io, percent=20) for io, s in held)
+    assert 0.15 < len(held) / len(pairs) < 0.25
+    assert not any(is_heldout_pair(*pair, percent=0) for pair in pairs)
+
+
+@pytest.mark.unit
+def test_training_data_excludes_heldout_pairs_and_templates() -> None:
+    config = ToyConfig(batch_size=64)
+    train = [p for step in range(20) for p in training_prompts(config, step)]
+    assert not any(is_heldout_pair(p.io, p.s, config.heldout_pair_percent) for p in train)
+    assert not {p.template for p in train} & set(config.heldout_templates)
+    held = heldout_prompts(config, n=300)
+    assert all(is_heldout_pair(p.io, p.s, config.heldout_pair_percent) for p in held)
+    assert {p.template for p in held} == set(TEMPLATES)
+    assert training_prompts(config, 5) != training_prompts(config, 6)
+
+
+@pytest.mark.unit
+def test_word_level_tokenizer_covers_every_prompt_and_reloads_from_disk(tmp_path: Path) -> None:
+    tokenizer = build_tokenizer()
+    prompts = generate_prompts(300, seed=1)
+    batch = tokenize_prompts(prompts, tokenizer)
+    assert not (batch.tokens == tokenizer.unk_token_id).any()
+    assert int(batch.lengths[0]) == len(prompts[0].text.replace(",", " ,").split()) + 1
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(str(tmp_path), local_files_only=True)
+    assert tokenize_prompts(prompts, reloaded).tokens.equal(batch.tokens)
+    assert reloaded.bos_token == tokenizer.bos_token
+
+
+@pytest.mark.unit
+def test_training_is_deterministic_per_seed() -> None:
+    first, again = train_toy(TINY), train_toy(TINY)
+    other = train_toy(replace(TINY, seed=1))
+    assert first.losses == again.losses
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, again.model.state_dict()[name]), name
+    assert first.losses != other.losses
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("accuracy", "min_diff"), [(0.98, 1.0), (1.0, 0.0), (1.0, -0.5)])
+def test_convergence_check_fails_loudly(accuracy: float, min_diff: float) -> None:
+    with pytest.raises(ToyTrainingError, match="did not converge"):
+        check_convergence(ToyMetrics(1000, accuracy, 10.0, min_diff))
+    check_convergence(ToyMetrics(1000, 0.995, 10.0, 0.1))
+
+
+# --- the shipped fixture --------------------------------------------------------------------
+
+
+def fresh_batch(model: LoadedModel, n: int, seed: int):
+    """Held-out-pair prompts with a seed unlike training's or the fixture's evaluation."""
+    return tokenize_prompts(heldout_prompts(ToyConfig(), n=n, seed=seed), model.tokenizer)
+
+
+@pytest.mark.integration
+def test_fixture_is_small_and_records_its_training() -> None:
+    files = {path.name: path.stat().st_size for path in TOY_IOI_DIR.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metadata.json"} <= set(files)
+    assert sum(files.values()) < 5 * 2**20
+    metadata = json.loads((TOY_IOI_DIR / "metadata.json").read_text())
+    assert metadata["training"]["n_layers"] >= 4
+    check_convergence(ToyMetrics(**metadata["heldout_evaluation"]))
+
+
+@pytest.mark.integration
+def test_fixture_loads_offline_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    model = load_model("toy-ioi")
+    assert time.perf_counter() - started < 10.0
+    assert model.provenance.source == "fixture" and model.n_layers >= 4
+
+
+@pytest.mark.integration
+def test_bridge_solves_ioi_on_fresh_prompts(toy_model: LoadedModel) -> None:
+    batch = fresh_batch(toy_model, n=500, seed=2024)
+    with torch.inference_mode():
+        logits = toy_model.bridge(batch.tokens)
+    end = logits[torch.arange(len(batch)), batch.roles["END"]]
+    rows = torch.arange(len(batch))
+    diff = end[rows, batch.io_token] - end[rows, batch.s_token]
+    accuracy = (end.argmax(dim=-1) == batch.io_token).float().mean()
+    assert accuracy >= 0.99
+    assert diff.min() > 0
+    hf_model = AutoModelForCausalLM.from_pretrained(TOY_IOI_DIR, local_files_only=True)
+    with torch.inference_mode():
+        hf_logits = hf_model(batch.tokens, attention_mask=batch.mask.long()).logits
+    hf_end = hf_logits[rows, batch.roles["END"]]
+    torch.testing.assert_close(diff, hf_end[rows, batch.io_token] - hf_end[rows, batch.s_token],
+                               rtol=1e-3, atol=1e-3)  # fmt: skip
+
+
+def share_of_prompts_attending(
+    pattern: torch.Tensor, dest: torch.Tensor, src: torch.Tensor, threshold: float = 0.5
+) -> torch.Tensor:
+    """Per head, the share of prompts whose attention dest→src is at least ``threshold``."""
+    rows = torch.arange(pattern.shape[0])
+    return (pattern[rows, :, dest, src] >= threshold).float().mean(dim=0)
+
+
+@pytest.mark.integration
+def test_heads_attend_end_to_s2_and_s2_to_io(toy_model: LoadedModel) -> None:
+    """The toy circuit (README): layer 0 copies IO into S2, later heads move it from S2 to END."""
+    batch = fresh_batch(toy_model, n=200, seed=7)
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(toy_model.n_layers)]
+    with torch.inference_mode():
+        _, cache = toy_model.bridge.run_with_cache(batch.tokens, names_filter=names.__contains__)
+    roles = batch.roles
+    end_to_s2 = torch.stack(
+        [share_of_prompts_attending(cache[n], roles["END"], roles["S2"]) for n in names]
+    )
+    s2_to_io = torch.stack(
+        [share_of_prompts_attending(cache[n], roles["S2"], roles["IO"]) for n in names]
+    )
+    assert end_to_s2[1:].max() > 0.9, f"END→S2 share per layer × head:\n{end_to_s2}"
+    assert s2_to_io.max() > 0.9, f"S2→IO share per layer × head:\n{s2_to_io}"
+
+
+@pytest.mark.integration
+def test_decomposition_finds_end_to_s2_firings_in_almost_every_prompt(
+    toy_model: LoadedModel,
+) -> None:
+    prompts = heldout_prompts(ToyConfig(), n=64, seed=99)
+    result = process_batch(toy_model, model_qk_svd(toy_model.bridge), prompts, FiringRule())
+    firings = result.firings
+    end = result.batch.roles["END"][firings.prompt]
+    s2 = result.batch.roles["S2"][firings.prompt]
+    at_end_s2 = (firings.dest == end) & (firings.src == s2)
+    assert len(firings.prompt[at_end_s2].unique()) > 0.9 * len(prompts)
+    assert (firings.layer[at_end_s2] >= 1).all()
+    assert (firings.n_svs[at_end_s2] >= 1).all()
