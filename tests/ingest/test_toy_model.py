@@ -184,3 +184,16 @@ def test_decomposition_finds_end_to_s2_firings_in_almost_every_prompt(
     assert len(firings.prompt[at_end_s2].unique()) > 0.9 * len(prompts)
     assert (firings.layer[at_end_s2] >= 1).all()
     assert (firings.n_svs[at_end_s2] >= 1).all()
+
+
+@pytest.mark.integration
+def test_train_toy_command_refuses_to_save_an_unconverged_model(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from atlas.cli import main
+
+    out = tmp_path / "toy"
+    result = CliRunner().invoke(main, ["train-toy", "--out", str(out), "--steps", "2"])
+    assert result.exit_code == 1
+    assert "did not converge" in result.output
+    assert not out.exists()
