@@ -1,0 +1,93 @@
+"""The `decompose` and top-level CLI, run in-process on the toy model (no database)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from atlas.cli import main
+from ingest.activations import model_qk_svd
+from ingest.decomposition import FiringRule
+from ingest.ioi import generate_prompts
+from ingest.models import LoadedModel
+from ingest.pipeline import process_batch
+
+pytestmark = pytest.mark.integration
+
+ARGS = ["decompose", "--model", "toy-ioi", "--n-prompts", "24", "--seed", "7", "--batch-size", "10"]
+
+
+def test_help_teaches_every_command_and_option() -> None:
+    top = CliRunner().invoke(main, ["--help"])
+    assert top.exit_code == 0
+    for command in ("decompose", "ingest", "circuit", "runs", "server", "db", "train-toy"):
+        assert command in top.output
+    result = CliRunner().invoke(main, ["decompose", "--help"])
+    assert result.exit_code == 0
+    for option in (
+        "--model",
+        "--model-dir",
+        "--n-prompts",
+        "--prompt-type",
+        "--seed",
+        "--batch-size",
+        "--min-attention",
+        "--sparse-fraction",
+        "--format",
+    ):
+        assert option in result.output
+
+
+def test_json_summary_matches_a_direct_decomposition(toy_model: LoadedModel) -> None:
+    result = CliRunner().invoke(main, [*ARGS, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == toy_model.n_layers * toy_model.n_heads
+    # The same prompts in one batch, through the engine directly.
+    prompts = generate_prompts(24, "mixed", seed=7)
+    direct = process_batch(toy_model, model_qk_svd(toy_model.bridge), prompts, FiringRule())
+    heads = zip(direct.firings.layer.tolist(), direct.firings.head.tolist(), strict=True)
+    sizes: dict[tuple[int, int], list[int]] = {}
+    for head, size in zip(heads, direct.firings.n_svs.tolist(), strict=True):
+        sizes.setdefault(head, []).append(size)
+    assert sizes
+    for row in rows:
+        mine = sizes.get((row["layer"], row["head_index"]), [])
+        assert row["firings"] == len(mine)
+        if mine:
+            assert row["mean_svs"] == pytest.approx(sum(mine) / len(mine))
+            top_end = row["top_source_roles"].get("END")
+            if top_end is not None:
+                assert 0 < top_end["count"] <= len(mine)
+
+
+def test_csv_and_table_formats() -> None:
+    csv = CliRunner().invoke(main, [*ARGS, "--format", "csv"])
+    assert csv.exit_code == 0, csv.output
+    table = pd.read_csv(io.StringIO(csv.stdout))
+    assert {"head", "firings", "firing_rate", "mean_svs", "median_svs"} <= set(table.columns)
+    assert table["firings"].sum() > 0
+    text = CliRunner().invoke(main, ARGS)
+    assert text.exit_code == 0, text.output
+    assert "firings" in text.stdout and "top_source_roles" in text.stdout
+    assert "mean IO−S logit difference" in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--prompt-type", "XYZ"], "XYZ"),
+        (["--min-attention", "2"], "min_attention"),
+        (["--n-prompts", "0"], "n-prompts"),
+        (["--device", "cuda:7"], "cuda"),
+    ],
+)
+def test_bad_options_give_clear_errors(arguments: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, [*ARGS, *arguments])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
