@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format typecheck server-install clean
+.PHONY: install test lint format typecheck server-install bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -33,6 +33,16 @@ server-install: install
 # Integration tests start their own local Neo4j (var/neo4j-test) unless NEO4J_URI is set.
 test: lint typecheck server-install
 	$(PY) -m pytest tests
+
+# Benchmarks print figures (never timed assertions): decomposition time on random GPT-2 small,
+# Neo4j write throughput, and a toy-model ingestion with its per-stage summary. Needs a running
+# server (`circuit-atlas server start` or NEO4J_URI).
+bench: install
+	/usr/bin/env time -f "decompose random-gpt2, 256 prompts: %e s wall, %M KiB peak RSS" \
+		$(VENV)/bin/circuit-atlas decompose --model random-gpt2 --n-prompts 256 --format csv > /dev/null
+	$(VENV)/bin/circuit-atlas db bench
+	$(VENV)/bin/circuit-atlas ingest --model toy-ioi --n-prompts 256 --run-id bench-toy-ioi --rewrite --quiet
+	$(VENV)/bin/circuit-atlas runs delete bench-toy-ioi --yes
 
 clean:
 	rm -rf $(VENV) var
