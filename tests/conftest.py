@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from click.testing import CliRunner
 
 from atlas.server import LocalServer
 from atlas.settings import AtlasError, Neo4jSettings, load_settings, var_dir
@@ -57,6 +58,23 @@ def neo4j_settings() -> Iterator[Neo4jSettings]:
         pytest.skip(message)
     yield settings
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def neo4j_env(neo4j_settings: Neo4jSettings) -> dict[str, str]:
+    """The test server's settings as the environment variables the CLI reads."""
+    return {
+        "NEO4J_URI": neo4j_settings.uri,
+        "NEO4J_USER": neo4j_settings.user,
+        "NEO4J_PASSWORD": neo4j_settings.password,
+        "NEO4J_DATABASE": neo4j_settings.database,
+    }
+
+
+@pytest.fixture
+def runner(neo4j_env: dict[str, str]) -> CliRunner:
+    """A click runner whose commands talk to the test server."""
+    return CliRunner(env=neo4j_env)
 
 
 @pytest.fixture(scope="session")

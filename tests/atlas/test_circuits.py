@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from atlas.circuits import fetch_circuit
 from atlas.cli import main
-from atlas.settings import AtlasError, Neo4jSettings
+from atlas.settings import AtlasError
 from atlas.store import AtlasStore
 from ingest.records import ModelRecord, RecordBatch, RunRecord
 from tests.atlas.circuit_graph import (
@@ -107,18 +107,6 @@ def test_clear_errors(
 def test_unknown_run_points_to_runs_list(atlas_store: AtlasStore) -> None:
     with pytest.raises(AtlasError, match="runs list"):
         fetch_circuit(atlas_store, "no-such-run", "9.9")
-
-
-@pytest.fixture
-def runner(neo4j_settings: Neo4jSettings) -> CliRunner:
-    return CliRunner(
-        env={
-            "NEO4J_URI": neo4j_settings.uri,
-            "NEO4J_USER": neo4j_settings.user,
-            "NEO4J_PASSWORD": neo4j_settings.password,
-            "NEO4J_DATABASE": neo4j_settings.database,
-        }
-    )
 
 
 def test_cli_tree_json_csv_and_errors(runner: CliRunner, circuit_run: str) -> None:

@@ -6,23 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.cli import main
-from atlas.settings import Neo4jSettings
 from atlas.store import AtlasStore
 from ingest.records import RunRecord
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def runner(neo4j_settings: Neo4jSettings) -> CliRunner:
-    return CliRunner(
-        env={
-            "NEO4J_URI": neo4j_settings.uri,
-            "NEO4J_USER": neo4j_settings.user,
-            "NEO4J_PASSWORD": neo4j_settings.password,
-            "NEO4J_DATABASE": neo4j_settings.database,
-        }
-    )
 
 
 def test_db_init_reports_the_schema_version(runner: CliRunner) -> None:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from atlas.cli import main
 from atlas.ingestion import IngestConfig, ingest_run
-from atlas.settings import AtlasError, Neo4jSettings
+from atlas.settings import AtlasError
 from atlas.store import AtlasStore
 from ingest.activations import model_qk_svd
 from ingest.batch_records import batch_records
@@ -197,17 +197,8 @@ def test_two_runs_side_by_side_stay_separate(
     assert snapshot(atlas_store, clean_id) == clean_graph
 
 
-def cli_env(settings: Neo4jSettings) -> dict[str, str]:
-    return {
-        "NEO4J_URI": settings.uri,
-        "NEO4J_USER": settings.user,
-        "NEO4J_PASSWORD": settings.password,
-        "NEO4J_DATABASE": settings.database,
-    }
-
-
 def test_killed_process_resumes_to_the_clean_graph(
-    atlas_store: AtlasStore, neo4j_settings: Neo4jSettings, run_ids: list[str]
+    atlas_store: AtlasStore, neo4j_env: dict[str, str], run_ids: list[str]
 ) -> None:
     """SIGKILL the CLI after its first committed batch, then --resume with the same command.
 
@@ -215,7 +206,7 @@ def test_killed_process_resumes_to_the_clean_graph(
     """
     clean_id, killed_id = unique_run_id("clean1"), unique_run_id("killed")
     run_ids += [clean_id, killed_id]
-    env = {**os.environ, **cli_env(neo4j_settings)}
+    env = {**os.environ, **neo4j_env}
 
     def command(run_id: str) -> list[str]:
         return [
@@ -267,18 +258,18 @@ def test_killed_process_resumes_to_the_clean_graph(
     ],
 )
 def test_bad_input_fails_fast_and_writes_nothing(
-    atlas_store: AtlasStore, neo4j_settings: Neo4jSettings, arguments: list[str], message: str
+    atlas_store: AtlasStore, runner: CliRunner, arguments: list[str], message: str
 ) -> None:
     runs_before = atlas_store.list_runs()
-    result = CliRunner().invoke(main, ["ingest", *arguments], env=cli_env(neo4j_settings))
+    result = runner.invoke(main, ["ingest", *arguments])
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
     assert atlas_store.list_runs() == runs_before
 
 
-def test_neo4j_down_fails_fast_naming_server_start(neo4j_settings: Neo4jSettings) -> None:
-    env = {**cli_env(neo4j_settings), "NEO4J_URI": "bolt://127.0.0.1:1"}
+def test_neo4j_down_fails_fast_naming_server_start(neo4j_env: dict[str, str]) -> None:
+    env = {**neo4j_env, "NEO4J_URI": "bolt://127.0.0.1:1"}
     started = time.monotonic()
     result = CliRunner().invoke(main, ["ingest", "--model", "toy-ioi"], env=env)
     assert result.exit_code != 0
