@@ -73,7 +73,12 @@ class IngestConfig:
 
 @dataclass
 class IngestSummary:
-    """What a run wrote and how long each stage took."""
+    """What a run wrote and how long each stage took.
+
+    Stages: ``setup`` (SVD of every head, model/run/head/singular-vector records),
+    ``decompose+trace`` (forward passes, firings, edges, records), ``write`` (Neo4j
+    transactions), ``aggregate`` (COMMUNICATES). Loading the model happens before the job.
+    """
 
     run_id: str
     prompts: int = 0
@@ -86,7 +91,7 @@ class IngestSummary:
     relationships_created: int = 0
     stage_seconds: dict[str, float] = field(
         default_factory=lambda: {
-            "load": 0.0,
+            "setup": 0.0,
             "decompose+trace": 0.0,
             "write": 0.0,
             "aggregate": 0.0,
@@ -192,7 +197,7 @@ def ingest_run(
     store.write_model(model_record(model.provenance))
     store.create_run(run)
     store.write_batch(model_component_records(model.provenance, svd))
-    summary.stage_seconds["load"] += time.perf_counter() - started
+    summary.stage_seconds["setup"] += time.perf_counter() - started
 
     batches = list(chunks(prompts, config.batch_size))
     bars = _progress_bars(len(prompts), show_progress)
