@@ -7,7 +7,7 @@ TransformerLens cache (for callers that already ran ``run_with_cache``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -75,7 +75,7 @@ def run_activations(
         tokens.to(device), names_filter=lambda name: name in names, return_type="logits"
     )
     activations = activations_from_cache(cache, bridge.cfg.n_layers, valid.to(device), with_results)
-    return Activations(**{**activations.__dict__, "logits": logits})
+    return replace(activations, logits=logits)
 
 
 def model_qk_svd(bridge: Any, dtype: torch.dtype = torch.float64) -> QKSVD:
