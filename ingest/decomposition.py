@@ -17,13 +17,13 @@ smallest prefix of its terms, sorted in descending order, whose sum exceeds the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
+
+from ingest.torch_threads import torch_threads
 
 
 @dataclass(frozen=True)
@@ -93,23 +93,11 @@ def qk_svd(
     """
     q_factor = augmented_factors(W_Q, b_Q).double()
     k_factor = augmented_factors(W_K, b_K).double()
-    with _one_thread():
+    with torch_threads(1):
         p_q, r_q = torch.linalg.qr(q_factor)
         p_k, r_k = torch.linalg.qr(k_factor)
         core_left, sigma, core_right_t = torch.linalg.svd(r_q @ r_k.transpose(-1, -2))
     return QKSVD(U=p_q @ core_left, sigma=sigma, V=p_k @ core_right_t.transpose(-1, -2))
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Batched factorisations of many small matrices gain nothing from threads, and on a busy
-    CPU their OpenMP barriers stall (seen here: 0.5 s on one thread, up to 68 s on two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def augment(x: Float[Tensor, "... d"]) -> Float[Tensor, "... d_aug"]:
