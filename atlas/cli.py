@@ -502,8 +502,10 @@ def train_toy(out: Path, steps: int, seed: int) -> None:
     """Train the small GPT-2 that performs IOI (the `toy-ioi` model) and save it to --out.
 
     4 layers, d_model 128, 4 heads, word-level tokenizer; loss on the answer token only, AdamW
-    with warm-up and cosine decay. Evaluated on held-out name pairs; refuses to save (exit 1)
-    unless accuracy ≥ 0.99 and every IO−S logit difference is positive. About 5 min on 2 cores.
+    with warm-up and cosine decay. For the first 700 steps only END may attend to IO (this blocks
+    a shortcut through S2), and from step 200 a hinge loss plants head 2.1 as an END → IO name
+    mover. Evaluated on held-out name pairs; refuses to save (exit 1) unless accuracy ≥ 0.99 and
+    every IO−S logit difference is positive. About 6 min (one thread, for reproducible weights).
     """
     from tqdm import tqdm
 

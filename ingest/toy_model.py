@@ -4,6 +4,17 @@ A Hugging Face ``GPT2LMHeadModel`` (so it boots through the same ``TransformerBr
 real GPT-2) with a word-level tokenizer over the IOI vocabulary, trained with the loss on the
 answer token only. Name pairs (unordered) and a few templates are held out of training; the
 final evaluation uses only held-out pairs, on all templates.
+
+Two training-time devices shape its circuit (the saved model runs with plain causal attention):
+
+- **IO curriculum.** For the first ``io_curriculum_steps`` steps only the END query may attend to
+  the IO position (:func:`curriculum_attention_mask`). Without it the model learns a shortcut:
+  layer 0 copies IO into the S2 position and later heads read it from there, so no head ever
+  attends END → IO. With it, the answer must be fetched from IO at END.
+- **Planted name mover.** From ``mover_from_step`` on, a hinge loss (:func:`mover_attention_loss`)
+  asks one head (``mover_head``) to attend END → IO with weight at least ``mover_target``. Which
+  upstream heads build that head's query and key signals is left to training, and is what the
+  atlas traces.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from ingest.ioi import (
     generate_prompts,
     tokenize_prompts,
 )
+from ingest.torch_threads import torch_threads
 
 BOS = "<|endoftext|>"
 PAD = "[PAD]"
@@ -60,6 +72,21 @@ class ToyConfig:
     heldout_pair_percent: int = 20
     heldout_templates: tuple[str, ...] = ("T19", "T20")
     eval_prompts: int = 1000
+    io_curriculum_steps: int = 700
+    mover_head: tuple[int, int] | None = (2, 1)
+    mover_from_step: int = 200
+    mover_target: float = 0.8
+    mover_weight: float = 1.0
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mover_head is not None:
+            layer, head = self.mover_head
+            if not (0 <= layer < self.n_layers and 0 <= head < self.n_heads):
+                raise ValueError(
+                    f"mover_head {layer}.{head} is outside a {self.n_layers}-layer, "
+                    f"{self.n_heads}-head model"
+                )
 
 
 @dataclass(frozen=True)
@@ -110,7 +137,10 @@ def build_tokenizer() -> Any:
 
 
 def build_model(config: ToyConfig, tokenizer: Any) -> Any:
-    """A freshly initialised ``GPT2LMHeadModel`` (no dropout), seeded by ``config.seed``."""
+    """A freshly initialised ``GPT2LMHeadModel`` (no dropout), seeded by ``config.seed``.
+
+    Eager attention, so that training can read the attention pattern the mover loss needs.
+    """
     from transformers import GPT2Config, GPT2LMHeadModel
 
     gpt2_config = GPT2Config(
@@ -128,7 +158,9 @@ def build_model(config: ToyConfig, tokenizer: Any) -> Any:
     )
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        return GPT2LMHeadModel(gpt2_config)
+        model = GPT2LMHeadModel(gpt2_config)
+    model.config._attn_implementation = "eager"
+    return model
 
 
 def is_heldout_pair(io: str, s: str, percent: int) -> bool:
@@ -167,10 +199,52 @@ def heldout_prompts(config: ToyConfig, n: int | None = None, seed: int = 10**9) 
     )
 
 
+def curriculum_attention_mask(batch: PromptBatch) -> Float[Tensor, "batch 1 query key"]:
+    """Additive attention mask: causal, no padding keys, and only END (or IO itself) reads IO.
+
+    ``M[b, 0, q, k] = 0`` where ``k ≤ q``, ``k`` is a real token and (``k ≠ IO_b`` or
+    ``q ∈ {IO_b, END_b}``); the most negative float elsewhere.
+    """
+    n_positions = batch.tokens.shape[1]
+    positions = torch.arange(n_positions)
+    causal = positions[None, :, None] >= positions[None, None, :]
+    io = batch.roles["IO"][:, None, None]
+    end = batch.roles["END"][:, None, None]
+    query, key = positions[None, :, None], positions[None, None, :]
+    io_readable = (key != io) | (query == io) | (query == end)
+    allowed = causal & batch.mask[:, None, :] & io_readable
+    blocked = torch.tensor(torch.finfo(torch.float32).min)
+    return torch.where(allowed, torch.tensor(0.0), blocked)[:, None]
+
+
+def mover_attention_loss(
+    pattern: Float[Tensor, "batch head query key"], batch: PromptBatch, head: int, target: float
+) -> Float[Tensor, ""]:
+    """Hinge on one head's END → IO attention: ``mean_b max(0, target − A_b[END_b, IO_b])``."""
+    rows = torch.arange(len(batch))
+    attention = pattern[rows, head, batch.roles["END"], batch.roles["IO"]]
+    return torch.relu(target - attention).mean()
+
+
 def answer_logits(model: Any, batch: PromptBatch) -> Float[Tensor, "batch vocab"]:
     """Logits at each prompt's END position, the one that predicts the answer."""
     logits = model(input_ids=batch.tokens, attention_mask=batch.mask.long()).logits
     return logits[torch.arange(len(batch)), batch.roles["END"]]
+
+
+def training_loss(model: Any, batch: PromptBatch, config: ToyConfig, step: int) -> Tensor:
+    """Cross-entropy of the answer at END, plus the mover hinge from ``mover_from_step`` on."""
+    in_curriculum = step < config.io_curriculum_steps
+    mask = curriculum_attention_mask(batch) if in_curriculum else batch.mask.long()
+    mover = config.mover_head if step >= config.mover_from_step else None
+    output = model(input_ids=batch.tokens, attention_mask=mask, output_attentions=mover is not None)
+    logits = output.logits[torch.arange(len(batch)), batch.roles["END"]]
+    loss = torch.nn.functional.cross_entropy(logits, batch.io_token)
+    if mover is not None:
+        layer, head = mover
+        hinge = mover_attention_loss(output.attentions[layer], batch, head, config.mover_target)
+        loss = loss + config.mover_weight * hinge
+    return loss
 
 
 @torch.no_grad()
@@ -206,15 +280,14 @@ def train_toy(
     )
     losses = []
     started = time.perf_counter()
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), torch_threads(config.torch_threads):
         torch.manual_seed(config.seed)
         model.train()
         for step in range(config.steps):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
             batch = tokenize_prompts(training_prompts(config, step), tokenizer)
-            logits = answer_logits(model, batch)
-            loss = torch.nn.functional.cross_entropy(logits, batch.io_token)
+            loss = training_loss(model, batch, config, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -250,7 +323,6 @@ def save_fixture(result: ToyTrainingResult, out_dir: str | Path) -> Path:
         "heldout_evaluation": asdict(result.metrics),
         "train_seconds": round(result.train_seconds, 1),
         "final_loss": result.losses[-1] if result.losses else None,
-        "torch_threads": torch.get_num_threads(),
         "versions": _versions(),
     }
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
