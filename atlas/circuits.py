@@ -208,86 +208,60 @@ def render_tree(circuit: Circuit, max_depth: int | None = None, min_prompts: int
     node reached again is marked ``(repeat)`` instead of being expanded twice, and ``…`` marks
     what ``max_depth`` cuts.
     """
-    lines: list[str] = []
+    tree = _TreeText(circuit, max_depth, min_prompts)
     for root in circuit.roots:
-        lines.append(f"{root.label}  {_prompts_text(circuit, root)}")
+        tree.lines.append(f"{root.label}  {_prompts_text(circuit, root)}")
         if circuit.edges.get(root) and not circuit.edges_into(root, min_prompts):
-            lines.append(f"└─ (no edge in {min_prompts}+ prompts: lower --min-prompts)")
-        _render_edges(circuit, root, "", 0, max_depth, min_prompts, set(), lines)
-    return "\n".join(lines)
+            tree.lines.append(f"└─ (no edge in {min_prompts}+ prompts: lower --min-prompts)")
+        tree.add_edges(root, "", 0)
+    return "\n".join(tree.lines)
 
 
-def _render_edges(
-    circuit: Circuit,
-    node: Node,
-    prefix: str,
-    depth: int,
-    max_depth: int | None,
-    min_prompts: int,
-    expanded: set[Node],
-    lines: list[str],
-) -> None:
-    edges = circuit.edges_into(node, min_prompts)
-    for index, edge in enumerate(edges):
-        last = index == len(edges) - 1
-        branch, inner = ("└─ ", "   ") if last else ("├─ ", "│  ")
-        if len(edge.sources) == 1:
-            source = edge.sources[0]
-            text = _edge_text(edge, source)
-            cut = _cut_mark(circuit, source, depth + 1, max_depth, min_prompts)
-            lines.append(prefix + branch + text + cut)
-            _render_source(
-                circuit, source, prefix + inner, depth + 1, max_depth, min_prompts, expanded, lines
-            )
-            continue
-        lines.append(prefix + branch + _edge_text(edge, None))
-        for position, source in enumerate(edge.sources):
-            last_source = position == len(edge.sources) - 1
-            sub_branch, sub_inner = ("└─ ", "   ") if last_source else ("├─ ", "│  ")
-            label = f"{source.label}  {_prompts_text(circuit, source)}"
-            cut = _cut_mark(circuit, source, depth + 1, max_depth, min_prompts)
-            lines.append(prefix + inner + sub_branch + label + cut)
-            _render_source(
-                circuit,
-                source,
-                prefix + inner + sub_inner,
-                depth + 1,
-                max_depth,
-                min_prompts,
-                expanded,
-                lines,
-            )
+@dataclass
+class _TreeText:
+    """The lines of :func:`render_tree` as they are built, with the nodes already expanded."""
 
+    circuit: Circuit
+    max_depth: int | None
+    min_prompts: int
+    expanded: set[Node] = field(default_factory=set)
+    lines: list[str] = field(default_factory=list)
 
-def _render_source(
-    circuit: Circuit,
-    source: Node,
-    prefix: str,
-    depth: int,
-    max_depth: int | None,
-    min_prompts: int,
-    expanded: set[Node],
-    lines: list[str],
-) -> None:
-    """Expand a writer's firing once; later occurrences get a ``(repeat)`` mark instead."""
-    if not circuit.edges_into(source, min_prompts) or _cut(depth, max_depth):
-        return
-    if source in expanded:
-        lines[-1] += "  (repeat)"
-        return
-    expanded.add(source)
-    _render_edges(circuit, source, prefix, depth, max_depth, min_prompts, expanded, lines)
+    def add_edges(self, node: Node, prefix: str, depth: int) -> None:
+        """One line per edge into ``node``; a multi-source edge lists its sources under it."""
+        edges = self.circuit.edges_into(node, self.min_prompts)
+        for index, edge in enumerate(edges):
+            branch, inner = ("└─ ", "   ") if index == len(edges) - 1 else ("├─ ", "│  ")
+            if len(edge.sources) == 1:
+                source = edge.sources[0]
+                line = prefix + branch + _edge_text(edge, source)
+                self.add_source(source, line, prefix + inner, depth + 1)
+                continue
+            self.lines.append(prefix + branch + _edge_text(edge, None))
+            for position, source in enumerate(edge.sources):
+                last = position == len(edge.sources) - 1
+                sub_branch, sub_inner = ("└─ ", "   ") if last else ("├─ ", "│  ")
+                label = f"{source.label}  {_prompts_text(self.circuit, source)}"
+                line = prefix + inner + sub_branch + label
+                self.add_source(source, line, prefix + inner + sub_inner, depth + 1)
+
+    def add_source(self, source: Node, line: str, prefix: str, depth: int) -> None:
+        """The writer's line, then its own firing's edges once (``(repeat)`` or ``…`` otherwise)."""
+        has_edges = bool(self.circuit.edges_into(source, self.min_prompts))
+        cut = _cut(depth, self.max_depth)
+        if has_edges and cut:
+            line += "  …"
+        elif has_edges and source in self.expanded:
+            line += "  (repeat)"
+        self.lines.append(line)
+        if not has_edges or cut or source in self.expanded:
+            return
+        self.expanded.add(source)
+        self.add_edges(source, prefix, depth)
 
 
 def _cut(depth: int, max_depth: int | None) -> bool:
     return max_depth is not None and depth >= max_depth
-
-
-def _cut_mark(
-    circuit: Circuit, source: Node, depth: int, max_depth: int | None, min_prompts: int
-) -> str:
-    hidden = _cut(depth, max_depth) and circuit.edges_into(source, min_prompts)
-    return "  …" if hidden else ""
 
 
 def _edge_text(edge: Edge, source: Node | None) -> str:
