@@ -496,16 +496,16 @@ def runs_delete(run_id: str, yes: bool) -> None:
     show_default=True,
     help="Directory for weights (safetensors), config, tokenizer and metadata.json.",
 )
-@click.option("--steps", default=1500, show_default=True, type=click.IntRange(min=1))
+@click.option("--steps", default=2500, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, help="Seeds initialisation and data.")
 def train_toy(out: Path, steps: int, seed: int) -> None:
     """Train the small GPT-2 that performs IOI (the `toy-ioi` model) and save it to --out.
 
     4 layers, d_model 128, 4 heads, word-level tokenizer; loss on the answer token only, AdamW
-    with warm-up and cosine decay. For the first 700 steps only END may attend to IO (this blocks
-    a shortcut through S2), and from step 200 a hinge loss plants head 2.1 as an END → IO name
-    mover. Evaluated on held-out name pairs; refuses to save (exit 1) unless accuracy ≥ 0.99 and
-    every IO−S logit difference is positive. About 6 min (one thread, for reproducible weights).
+    with warm-up and cosine decay. For the first 700 steps no position but END may attend to IO,
+    and END only from layer 1 up (this curriculum blocks shortcuts through S2 and through layer 0,
+    so name movers form). Evaluated on held-out name pairs; refuses to save (exit 1) unless
+    accuracy ≥ 0.99 and every IO−S logit difference is positive. About 6 min on 2 threads.
     """
     from tqdm import tqdm
 

@@ -5,16 +5,14 @@ real GPT-2) with a word-level tokenizer over the IOI vocabulary, trained with th
 answer token only. Name pairs (unordered) and a few templates are held out of training; the
 final evaluation uses only held-out pairs, on all templates.
 
-Two training-time devices shape its circuit (the saved model runs with plain causal attention):
-
-- **IO curriculum.** For the first ``io_curriculum_steps`` steps only the END query may attend to
-  the IO position (:func:`curriculum_attention_mask`). Without it the model learns a shortcut:
-  layer 0 copies IO into the S2 position and later heads read it from there, so no head ever
-  attends END → IO. With it, the answer must be fetched from IO at END.
-- **Planted name mover.** From ``mover_from_step`` on, a hinge loss (:func:`mover_attention_loss`)
-  asks one head (``mover_head``) to attend END → IO with weight at least ``mover_target``. Which
-  upstream heads build that head's query and key signals is left to training, and is what the
-  atlas traces.
+One training-time device shapes its circuit (the saved model runs with plain causal attention):
+an **IO curriculum**. For the first ``io_curriculum_steps`` steps no position may attend to the IO
+position except END, and END only from layer ``io_curriculum_min_layer`` up
+(:func:`curriculum_attention_mask`, :func:`io_curriculum`). Without it the model takes a shortcut:
+layer 0 copies IO into the S2 position and later heads read it from there, so no head attends
+END → IO. If END may read IO in layer 0 too, layer-0 heads average IO and S1 at END and later heads
+subtract S, again with no head attending END → IO. With END reading IO only from layer 1 up, a
+name mover forms (head 3.1 of the shipped model).
 """
 
 from __future__ import annotations
@@ -24,7 +22,8 @@ import math
 import re
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,7 @@ class ToyConfig:
     d_model: int = 128
     n_heads: int = 4
     n_positions: int = 64
-    steps: int = 1500
+    steps: int = 2500
     batch_size: int = 128
     lr: float = 3e-3
     warmup_steps: int = 100
@@ -73,20 +72,8 @@ class ToyConfig:
     heldout_templates: tuple[str, ...] = ("T19", "T20")
     eval_prompts: int = 1000
     io_curriculum_steps: int = 700
-    mover_head: tuple[int, int] | None = (2, 1)
-    mover_from_step: int = 200
-    mover_target: float = 0.8
-    mover_weight: float = 1.0
-    torch_threads: int = 1
-
-    def __post_init__(self) -> None:
-        if self.mover_head is not None:
-            layer, head = self.mover_head
-            if not (0 <= layer < self.n_layers and 0 <= head < self.n_heads):
-                raise ValueError(
-                    f"mover_head {layer}.{head} is outside a {self.n_layers}-layer, "
-                    f"{self.n_heads}-head model"
-                )
+    io_curriculum_min_layer: int = 1
+    torch_threads: int = 2
 
 
 @dataclass(frozen=True)
@@ -139,7 +126,8 @@ def build_tokenizer() -> Any:
 def build_model(config: ToyConfig, tokenizer: Any) -> Any:
     """A freshly initialised ``GPT2LMHeadModel`` (no dropout), seeded by ``config.seed``.
 
-    Eager attention, so that training can read the attention pattern the mover loss needs.
+    Eager attention: the reference implementation, and the one the shipped fixture was trained
+    with (another kernel would sum in another order and train different weights).
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -199,31 +187,49 @@ def heldout_prompts(config: ToyConfig, n: int | None = None, seed: int = 10**9) 
     )
 
 
-def curriculum_attention_mask(batch: PromptBatch) -> Float[Tensor, "batch 1 query key"]:
-    """Additive attention mask: causal, no padding keys, and only END (or IO itself) reads IO.
+def curriculum_attention_mask(
+    batch: PromptBatch, end_reads_io: bool
+) -> Float[Tensor, "batch 1 query key"]:
+    """Additive attention mask: causal, no padding keys, and IO hidden from every other query.
 
-    ``M[b, 0, q, k] = 0`` where ``k ≤ q``, ``k`` is a real token and (``k ≠ IO_b`` or
-    ``q ∈ {IO_b, END_b}``); the most negative float elsewhere.
+    ``M[b, 0, q, k] = 0`` where ``k ≤ q``, ``k`` is a real token and (``k ≠ IO_b`` or ``q = IO_b``
+    or, with ``end_reads_io``, ``q = END_b``); the most negative float elsewhere.
     """
-    n_positions = batch.tokens.shape[1]
-    positions = torch.arange(n_positions)
-    causal = positions[None, :, None] >= positions[None, None, :]
-    io = batch.roles["IO"][:, None, None]
-    end = batch.roles["END"][:, None, None]
+    positions = torch.arange(batch.tokens.shape[1])
     query, key = positions[None, :, None], positions[None, None, :]
-    io_readable = (key != io) | (query == io) | (query == end)
-    allowed = causal & batch.mask[:, None, :] & io_readable
+    io = batch.roles["IO"][:, None, None]
+    io_readable = (key != io) | (query == io)
+    if end_reads_io:
+        io_readable = io_readable | (query == batch.roles["END"][:, None, None])
+    allowed = (query >= key) & batch.mask[:, None, :] & io_readable
     blocked = torch.tensor(torch.finfo(torch.float32).min)
     return torch.where(allowed, torch.tensor(0.0), blocked)[:, None]
 
 
-def mover_attention_loss(
-    pattern: Float[Tensor, "batch head query key"], batch: PromptBatch, head: int, target: float
-) -> Float[Tensor, ""]:
-    """Hinge on one head's END → IO attention: ``mean_b max(0, target − A_b[END_b, IO_b])``."""
-    rows = torch.arange(len(batch))
-    attention = pattern[rows, head, batch.roles["END"], batch.roles["IO"]]
-    return torch.relu(target - attention).mean()
+@contextmanager
+def io_curriculum(model: Any, batch: PromptBatch, min_layer: int) -> Iterator[None]:
+    """Within the block, every layer ``l`` of ``model`` attends under the curriculum mask.
+
+    Forward pre-hooks on each block's attention replace its ``attention_mask`` with
+    :func:`curriculum_attention_mask`, END reading IO only where ``l ≥ min_layer``.
+    """
+    masks = {reads: curriculum_attention_mask(batch, reads) for reads in (False, True)}
+
+    def use_mask(end_reads_io: bool) -> Callable[..., Any]:
+        def replace_mask(module: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+            return args, {**kwargs, "attention_mask": masks[end_reads_io]}
+
+        return replace_mask
+
+    handles = [
+        block.attn.register_forward_pre_hook(use_mask(layer >= min_layer), with_kwargs=True)
+        for layer, block in enumerate(model.transformer.h)
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def answer_logits(model: Any, batch: PromptBatch) -> Float[Tensor, "batch vocab"]:
@@ -233,18 +239,15 @@ def answer_logits(model: Any, batch: PromptBatch) -> Float[Tensor, "batch vocab"
 
 
 def training_loss(model: Any, batch: PromptBatch, config: ToyConfig, step: int) -> Tensor:
-    """Cross-entropy of the answer at END, plus the mover hinge from ``mover_from_step`` on."""
+    """Cross-entropy of the answer at END, under the IO curriculum for its first steps."""
     in_curriculum = step < config.io_curriculum_steps
-    mask = curriculum_attention_mask(batch) if in_curriculum else batch.mask.long()
-    mover = config.mover_head if step >= config.mover_from_step else None
-    output = model(input_ids=batch.tokens, attention_mask=mask, output_attentions=mover is not None)
-    logits = output.logits[torch.arange(len(batch)), batch.roles["END"]]
-    loss = torch.nn.functional.cross_entropy(logits, batch.io_token)
-    if mover is not None:
-        layer, head = mover
-        hinge = mover_attention_loss(output.attentions[layer], batch, head, config.mover_target)
-        loss = loss + config.mover_weight * hinge
-    return loss
+    with (
+        io_curriculum(model, batch, config.io_curriculum_min_layer)
+        if in_curriculum
+        else nullcontext()
+    ):
+        logits = answer_logits(model, batch)
+    return torch.nn.functional.cross_entropy(logits, batch.io_token)
 
 
 @torch.no_grad()
