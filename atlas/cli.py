@@ -497,7 +497,13 @@ def runs_delete(run_id: str, yes: bool) -> None:
     help="Directory for weights (safetensors), config, tokenizer and metadata.json.",
 )
 @click.option("--steps", default=2500, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, help="Seeds initialisation and data.")
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    help="Seeds initialisation and data. The fixture is seed 0; other seeds may converge to "
+    "another circuit, without a name mover (README, toy model section).",
+)
 def train_toy(out: Path, steps: int, seed: int) -> None:
     """Train the small GPT-2 that performs IOI (the `toy-ioi` model) and save it to --out.
 
