@@ -2,7 +2,8 @@
 
 With ``NEO4J_URI`` set, tests use that server (e.g. docker compose). Otherwise one local server
 per session is started from the project's jars (installed with Maven if needed) in its own
-folder ``var/neo4j-test`` on ports 17687/17474, with a fresh database, and stopped at the end.
+folder ``var/neo4j-test`` on ports 17687/17474 (``CIRCUIT_ATLAS_TEST_BOLT_PORT`` and
+``CIRCUIT_ATLAS_TEST_HTTP_PORT`` choose others), with a fresh database, and stopped at the end.
 Under CI (``CI=true``) a server that cannot start fails the tests instead of skipping them.
 """
 
@@ -22,8 +23,9 @@ from atlas.store import AtlasStore
 from ingest.models import LoadedModel, load_model, random_gpt2
 from ingest.records import ModelRecord, RunRecord
 
-TEST_BOLT_PORT = 17687
-TEST_HTTP_PORT = 17474
+# Another pair of ports lets two checkouts run their suites side by side.
+TEST_BOLT_PORT = int(os.environ.get("CIRCUIT_ATLAS_TEST_BOLT_PORT", "17687"))
+TEST_HTTP_PORT = int(os.environ.get("CIRCUIT_ATLAS_TEST_HTTP_PORT", "17474"))
 
 
 def local_test_server() -> LocalServer:

@@ -1,0 +1,27 @@
+"""The ``circuit-atlas`` command line: one click group; each command group lives in its own
+module of this package, thin over a library function that Python users can call too."""
+
+from __future__ import annotations
+
+import click
+
+from atlas.cli.circuit import circuit
+from atlas.cli.decompose import decompose
+from atlas.cli.ingest import ingest
+from atlas.cli.runs import runs
+from atlas.cli.server import db, server
+from atlas.cli.toy import train_toy
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="circuit-atlas")
+def main() -> None:
+    """Circuit Atlas: sparse attention decomposition of IOI circuits, stored in Neo4j.
+
+    Typical flow: `decompose` to inspect a model's attention decisions, `server start` to run
+    Neo4j locally, `ingest` to write a run into the atlas, then `circuit` or Cypher to query it.
+    """
+
+
+for command in (decompose, ingest, server, db, runs, train_toy, circuit):
+    main.add_command(command)

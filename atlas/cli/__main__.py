@@ -1,0 +1,5 @@
+"""``python -m atlas.cli``: the same as the ``circuit-atlas`` command."""
+
+from atlas.cli import main
+
+main()

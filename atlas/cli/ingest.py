@@ -1,0 +1,120 @@
+"""`circuit-atlas ingest`: trace a model's firings on IOI prompts and write the run to Neo4j."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from atlas.cli.options import (
+    firing_rule_or_exit,
+    generate_prompts_or_exit,
+    load_model_or_exit,
+    model_options,
+)
+
+
+@click.command()
+@model_options
+@click.option(
+    "--method",
+    type=click.Choice(["sad"]),
+    default="sad",
+    show_default=True,
+    help="Attribution method: sad (Franco & Crovella 2024, heads as writers).",
+)
+@click.option(
+    "--edge-fraction",
+    default=0.7,
+    show_default=True,
+    type=float,
+    help="Per side of a firing, the smallest top set of writers carrying more than this "
+    "fraction of the total upstream contribution become edges.",
+)
+@click.option("--run-id", help="Id of the run (default: derived from the model and every setting).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run: skip written batches.")
+@click.option(
+    "--rewrite",
+    is_flag=True,
+    help="Recompute every batch of an existing run and write it again (idempotent).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def ingest(
+    model_name: str,
+    model_dir: Path | None,
+    revision: str | None,
+    device: str,
+    n_prompts: int,
+    prompt_type: str,
+    seed: int,
+    batch_size: int,
+    min_attention: float,
+    min_layer: int,
+    sparse_fraction: float,
+    method: str,
+    edge_fraction: float,
+    run_id: str | None,
+    resume: bool,
+    rewrite: bool,
+    quiet: bool,
+) -> None:
+    """Trace every firing of every head on IOI prompts and write the atlas into Neo4j.
+
+    Per batch of prompts: one forward pass, the SAD decomposition of every firing, the upstream
+    heads that write each firing's signal (edges), then one Neo4j transaction. Re-running the
+    same command finds the same run id; after a crash or Ctrl-C add --resume to continue where
+    it stopped. At the end, per-prompt edges are aggregated into COMMUNICATES relationships.
+
+    \b
+    Examples:
+      circuit-atlas server start
+      circuit-atlas ingest --model toy-ioi --n-prompts 256 --seed 0
+      circuit-atlas ingest --model gpt2 --n-prompts 256 --batch-size 16 --resume
+    """
+    from atlas.ingestion import IngestConfig, ingest_run
+    from atlas.store import AtlasStore
+
+    if resume and rewrite:
+        raise click.UsageError("--resume and --rewrite exclude each other.")
+    if not 0.0 < edge_fraction <= 1.0:
+        raise click.BadParameter(
+            f"must lie in (0, 1], got {edge_fraction}", param_hint="--edge-fraction"
+        )
+    rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
+    generate_prompts_or_exit(n_prompts, prompt_type, seed)
+    store = AtlasStore.connect()  # fails fast, before the model loads, when Neo4j is down
+    model = load_model_or_exit(model_name, model_dir, revision, device, seed)
+    config = IngestConfig(
+        n_prompts=n_prompts,
+        prompt_type=prompt_type,
+        seed=seed,
+        batch_size=batch_size,
+        rule=rule,
+        edge_fraction=edge_fraction,
+    )
+    chosen_id = run_id or config.default_run_id(model.provenance.model_id)
+    click.echo(f"Run {chosen_id}", err=True)
+    try:
+        summary = ingest_run(
+            store,
+            model,
+            config,
+            run_id=chosen_id,
+            resume=resume,
+            rewrite=rewrite,
+            show_progress=not quiet,
+        )
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"Interrupted. Batches written so far are kept; continue with the same command "
+            f"plus --resume (run id {chosen_id})."
+        ) from None
+    seconds = ", ".join(f"{stage} {value:.1f}s" for stage, value in summary.stage_seconds.items())
+    click.echo(
+        f"Run {summary.run_id} complete: {summary.prompts} prompts, {summary.firings} firings, "
+        f"{summary.edges} edges, {summary.communicates} COMMUNICATES "
+        f"({summary.batches_written} batches written, {summary.batches_skipped} already done).\n"
+        f"Time: {seconds}. Wrote {summary.relationships_created} relationships "
+        f"({summary.relationships_per_second():,.0f}/s). "
+        f"Peak memory {summary.peak_memory_mb:,.0f} MiB."
+    )
