@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any
 
 from neo4j import Driver, ManagedTransaction
@@ -20,6 +19,7 @@ from neo4j.time import DateTime
 from atlas.connection import connect, explained_errors
 from atlas.schema import SCHEMA_VERSION, init_schema, schema_version
 from atlas.settings import AtlasError, Neo4jSettings, load_settings
+from atlas.templates import load_template
 from ingest.records import (
     CommunicatesRecord,
     ComponentRecord,
@@ -172,11 +172,6 @@ DELETE_RUN = (
 )
 
 
-def load_query(name: str) -> str:
-    """A Cypher template from the ``queries`` package, e.g. ``aggregate_communication``."""
-    return (files("queries") / f"{name}.cypher").read_text()
-
-
 @dataclass(frozen=True)
 class WriteCounts:
     """What a write changed in the graph (all zero when it was already there)."""
@@ -242,7 +237,7 @@ class AtlasStore:
     def complete_run(self, run_id: str) -> int:
         """Aggregate the run's communication and mark it complete; returns #COMMUNICATES."""
         self._model_of(run_id)
-        aggregated = self._execute(load_query("aggregate_communication"), run_id=run_id)
+        aggregated = self._execute(load_template("aggregate_communication").cypher, run_id=run_id)
         self._set_status(run_id, "complete", None)
         return int(aggregated[0]["communicates"])
 
@@ -251,7 +246,8 @@ class AtlasStore:
 
     def aggregate_communication(self, run_id: str) -> int:
         """(Re)compute the run's COMMUNICATES relationships from its per-prompt edges."""
-        return int(self._execute(load_query("aggregate_communication"), run_id=run_id)[0][0])
+        query = load_template("aggregate_communication").cypher
+        return int(self._execute(query, run_id=run_id)[0][0])
 
     def done_batches(self, run_id: str) -> set[int]:
         """Indices of the batches of ``run_id`` already written (empty for an unknown run)."""
@@ -275,8 +271,20 @@ class AtlasStore:
         return records[0].data() if records else None
 
     def read_template(self, name: str, **parameters: Any) -> list[dict[str, Any]]:
-        """The rows of the read-only template ``queries/<name>.cypher``, as plain dicts."""
-        return [record.data() for record in self._execute(load_query(name), **parameters)]
+        """The rows of the read-only template ``queries/<name>.cypher``, as plain dicts.
+
+        Parameters are checked and coerced against the template's header (defaults filled in)
+        and sent as Cypher parameters; the query runs in a read transaction.
+        """
+        template = load_template(name)
+        if template.mode != "read":
+            raise AtlasError(f"Template '{name}' writes to the database; it is not a read query.")
+        bound = template.bind(parameters)
+        with explained_errors(self.settings):
+            records = self.driver.execute_query(
+                template.cypher, parameters_=bound, database_=self.database, routing_="r"
+            ).records
+        return [record.data() for record in records]
 
     def delete_run(self, run_id: str) -> WriteCounts:
         """Delete everything of one run (and nothing else) in bounded transactions."""

@@ -1,7 +1,13 @@
-// Aggregate one run's per-prompt communication into (:Component)-[:COMMUNICATES]->(:Head).
-// One relationship per (writer, downstream head, side, role); n_prompts counts DISTINCT prompts,
-// mean_weight averages the per-prompt WRITES weights. Idempotent: re-running updates in place.
-// Parameters: $run_id
+// name: aggregate_communication
+// purpose: Aggregate one run's per-prompt WRITES edges into (:Component)-[:COMMUNICATES]->(:Head).
+// mode: write
+// param: run_id string — the run to aggregate
+// returns: communicates int
+// example: {"run_id": "toy-ioi-mixed-n256-seed0-0123abcd"}
+//
+// One relationship per (writer, downstream head, side, role); `n_prompts` counts **distinct**
+// prompts, `mean_weight` averages the per-prompt WRITES weights. Idempotent (MERGE on the
+// constrained key, then SET): re-running updates in place. `AtlasStore.complete_run` runs it.
 MATCH (f:Firing {run_id: $run_id})-[:OF_HEAD]->(h:Head)
 MATCH (w:Component)-[e:WRITES]->(f)
 WITH w, h, e.side AS side, e.role AS role,

@@ -1,18 +1,37 @@
-// The SAD circuit of a root head: the recursion of DESIGN §2, one row per communication edge.
-// Start at the root head's firings at ($dest_role → $src_role) in run $run_id (one prompt, or
-// all when $prompt is null). For every WRITES edge into a reached firing, the writer head's
-// firing(s) in the same run and prompt whose destination is the position it wrote to (e.pos)
-// are reached too; a branch ends where the writer has no such firing (layer 0 never fires).
-// Expansion is level by level (a writer is always in an earlier layer, so at most root.layer
-// levels), each level by unique-index seeks; every reached firing is listed once, at its
-// smallest depth, so reconverging paths cost nothing extra.
-// Parameters: $run_id, $layer, $head, $dest_role, $src_role, $prompt (integer or null)
-// Example:    {run_id: 'gpt2-sad-256', layer: 9, head: 9, dest_role: 'END', src_role: 'IO',
-//              prompt: null}
-// Returns:    the downstream firing (prompt, depth: 0 = root, layer, head, dest, src, roles),
-//             the writer (id, layer, head), side ('q' | 'k'), pos and role written, weight,
-//             and the writer's own firing at pos (writer_src, writer_src_role; null = the
-//             branch ends there). An edge whose writer fires twice at pos gives two rows.
+// name: circuit
+// purpose: The SAD circuit of a root head (DESIGN §2), one row per communication edge.
+// param: run_id string — the run
+// param: layer int — the root head's layer
+// param: head int — the root head's index in its layer
+// param: dest_role string = "END" — the root firings' query (destination) role
+// param: src_role string = "IO" — the root firings' key (source) role
+// param: prompt int? = null — one prompt's firings, or null for all prompts
+// returns: prompt int, depth int, layer int, head int, dest int, src int, dest_role string,
+//   src_role string, writer string, writer_layer int, writer_head int, side string, pos int,
+//   role string, weight float, writer_src int?, writer_src_role string?
+// example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9, "dest_role": "END", "src_role": "IO", "prompt": null}
+//
+// Start at the root head's firings `$dest_role → $src_role`; for every WRITES edge into a
+// reached firing, continue into the writer head's firing(s) of the same run and prompt whose
+// `dest` is the position the edge wrote to (`e.pos`); a branch ends where the writer does not
+// fire there (layer 0 never does). Rows: the downstream firing (`depth` 0 is the root, else
+// the smallest depth at which it is reached), the writer, the side (`q` or `k`), the position
+// and role written, the weight, and the writer's own firing at `pos` (`writer_src`,
+// `writer_src_role`; null where the branch ends). An edge whose writer fires twice at `pos`
+// gives two rows. `circuit-atlas circuit` prints the result as a tree.
+//
+// How it runs: level by level. `reduce` over `range(1, root.layer)` (a writer is always in an
+// earlier layer, so there are at most `root.layer` levels) appends a `COLLECT {}` of the next
+// level's firings, each found by a seek of the unique firing index
+// `(run_id, prompt, layer, head, dest, src)` on its prefix (`src IS NOT NULL` lets the planner
+// use it). Each firing is listed once (smallest depth), so paths that reconverge cost nothing.
+// Measured on a synthetic GPT-2-shaped run (12×12 heads, 64 prompts, 35.6k firings, 137k
+// WRITES): root 9.9 END→IO over all prompts, 1,851 reached firings and 7,020 rows in 0.25 s
+// warm; one prompt in 15 ms. A quantified path pattern was measured and rejected:
+// `ANY SHORTEST (root) ((a)<-[e:WRITES]-(:Head)<-[:OF_HEAD]-(b) WHERE b.dest = e.pos …)*`
+// cannot inline a predicate comparing two elements (`b.dest = e.pos`) into Neo4j 5.26's
+// shortest-path automaton and did not finish in 2.5 minutes on 4.5k firings; the same QPP
+// without `ANY SHORTEST` is correct but took 1.2 s and 5.5M db hits on the 64-prompt run.
 MATCH (root:Firing {run_id: $run_id, layer: $layer, head: $head})
 WHERE root.dest_role = $dest_role AND root.src_role = $src_role
   AND ($prompt IS NULL OR root.prompt = $prompt)

@@ -1,8 +1,15 @@
-// Where a head fires in a run: its (dest_role → src_role) pairs, most frequent first.
-// Use it to pick a circuit root's roles (positions without an IOI role show as 'other').
-// Parameters: $run_id, $layer, $head, $prompt (integer or null = all prompts)
-// Example:    {run_id: 'gpt2-sad-256', layer: 9, head: 9, prompt: null}
-// Returns:    dest_role, src_role, firings, prompts (distinct prompts with such a firing)
+// name: head_roles
+// purpose: Where a head fires in a run: its (dest_role → src_role) pairs, most frequent first.
+// param: run_id string — the run
+// param: layer int — the head's layer
+// param: head int — the head's index in its layer
+// param: prompt int? = null — one prompt, or null for all prompts
+// returns: dest_role string, src_role string, firings int, prompts int
+// example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9, "prompt": null}
+//
+// Use it to pick a circuit root's roles; positions without an IOI role show as `'other'`.
+// `prompts` counts distinct prompts. `circuit-atlas circuit` uses it to explain a root that
+// has no firings at the roles asked for.
 MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
 WHERE $prompt IS NULL OR f.prompt = $prompt
 RETURN coalesce(f.dest_role, 'other') AS dest_role, coalesce(f.src_role, 'other') AS src_role,

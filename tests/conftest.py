@@ -131,3 +131,22 @@ def toy_model() -> LoadedModel:
 @pytest.fixture(params=["random_gpt2_model", "tiny_model", "toy_model"])
 def any_model(request: pytest.FixtureRequest) -> LoadedModel:
     return request.getfixturevalue(request.param)
+
+
+# ----- a real toy-ioi atlas (ingested once per session) -------------------------------------
+
+
+@pytest.fixture(scope="session")
+def toy_ioi_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str]:
+    """The id of a complete 64-prompt toy-ioi run (mixed, seed 0) in the test atlas.
+
+    Shared by every test that queries a real atlas (read-only: do not modify it); deleted at
+    the end of the session. Its name mover is 3.1 (END→IO), fed by END→S2 heads 2.3/3.2.
+    """
+    from atlas.ingestion import IngestConfig, ingest_run
+
+    run_id = f"test-toy-ioi-64-{uuid.uuid4().hex[:8]}"
+    config = IngestConfig(n_prompts=64, batch_size=32, seed=0)
+    ingest_run(atlas_store, toy_model, config, run_id=run_id, show_progress=False)
+    yield run_id
+    atlas_store.delete_run(run_id)

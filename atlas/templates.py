@@ -1,0 +1,286 @@
+"""The Cypher templates of ``queries/``: their headers, parameter binding and the catalogue.
+
+Every ``queries/<name>.cypher`` starts with a header of ``//`` lines that this module reads,
+so the CLI help, the Python API and ``queries/catalogue.md`` all come from one place::
+
+    // name: head_roles
+    // purpose: Where a head fires in a run: its (dest_role → src_role) pairs.
+    // mode: read
+    // param: run_id string — the run
+    // param: prompt int? = null — one prompt, or null for all prompts
+    // returns: dest_role string, src_role string, firings int, prompts int
+    // example: {"run_id": "toy-ioi-mixed-n256-seed0-0123abcd", "layer": 3, "head": 1}
+    //
+    // Free text after an empty ``//`` line: how to read the result, how the query runs.
+
+``param`` lines are ``name type[?] [= default] — description``; types are ``string``,
+``int``, ``float``, ``bool`` and ``list<string|int|float>``; ``?`` allows null. Defaults and
+the example are JSON (which the Browser's ``:params`` also accepts). ``mode`` is ``read``
+(the default; run in a read transaction) or ``write``. Values are always sent as Cypher
+parameters, never spliced into the query text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from atlas.settings import AtlasError
+
+SCALAR_TYPES = {"string": str, "int": int, "float": float, "bool": bool}
+_PARAM = re.compile(
+    r"(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>[a-z<>]+)(?P<nullable>\?)?"
+    r"(?:\s*=\s*(?P<default>.+?))?\s+—\s+(?P<description>.+)"
+)
+_RETURN = re.compile(r"(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>[a-z<>?|]+)")
+_NO_DEFAULT = object()
+
+
+class TemplateError(AtlasError):
+    """An unknown template or a parameter that does not fit its header (one line, exit 1)."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A typed template parameter; ``required`` when the header gives no default."""
+
+    name: str
+    type: str
+    nullable: bool
+    description: str
+    default: Any = _NO_DEFAULT
+
+    @property
+    def required(self) -> bool:
+        return self.default is _NO_DEFAULT
+
+    def signature(self) -> str:
+        text = f"{self.name}: {self.type}{'?' if self.nullable else ''}"
+        return text if self.required else f"{text} = {json.dumps(self.default)}"
+
+    def coerce(self, value: Any) -> Any:
+        """``value`` as this parameter's type; strings (from the CLI) are parsed."""
+        if value is None or (isinstance(value, str) and value == "null"):
+            if self.nullable:
+                return None
+            raise self._mistyped(value, "it may not be null")
+        if self.type.startswith("list<"):
+            item = self.type[5:-1]
+            if isinstance(value, str):
+                text = value.strip()
+                value = json.loads(text) if text.startswith("[") else text.split(",")
+            if not isinstance(value, list | tuple):
+                raise self._mistyped(value, f"expected a list of {item}")
+            return [self._scalar(element, item) for element in value]
+        return self._scalar(value, self.type)
+
+    def _scalar(self, value: Any, kind: str) -> Any:
+        python_type = SCALAR_TYPES[kind]
+        if isinstance(value, str) and kind != "string":
+            text = value.strip()
+            try:
+                if kind == "bool":
+                    if text.lower() not in {"true", "false"}:
+                        raise ValueError(text)
+                    return text.lower() == "true"
+                return python_type(text)
+            except ValueError:
+                raise self._mistyped(value, f"expected {kind}") from None
+        if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, python_type) or (kind == "int" and isinstance(value, bool)):
+            raise self._mistyped(value, f"expected {kind}")
+        return value
+
+    def _mistyped(self, value: Any, why: str) -> TemplateError:
+        return TemplateError(f"Parameter '{self.name}' got {value!r}: {why} ({self.signature()}).")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class Template:
+    """One ``queries/<name>.cypher`` file: header fields and the Cypher body."""
+
+    name: str
+    purpose: str
+    mode: str
+    parameters: tuple[Parameter, ...]
+    returns: tuple[Column, ...]
+    example: Mapping[str, Any]
+    notes: str
+    cypher: str
+
+    def parameter(self, name: str) -> Parameter:
+        for parameter in self.parameters:
+            if parameter.name == name:
+                return parameter
+        raise KeyError(name)
+
+    def bind(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every parameter's value: ``given`` ones coerced to their types, defaults for the rest.
+
+        Raises :class:`TemplateError` for an unknown, missing or mistyped parameter.
+        """
+        known = {p.name for p in self.parameters}
+        extra = sorted(set(given) - known)
+        if extra:
+            raise TemplateError(
+                f"Template '{self.name}' has no parameter {', '.join(map(repr, extra))}; "
+                f"its parameters: {self.signature()}."
+            )
+        bound: dict[str, Any] = {}
+        for parameter in self.parameters:
+            if parameter.name in given:
+                bound[parameter.name] = parameter.coerce(given[parameter.name])
+            elif parameter.required:
+                raise TemplateError(
+                    f"Template '{self.name}' needs parameter '{parameter.name}' "
+                    f"({parameter.signature()}: {parameter.description})."
+                )
+            else:
+                bound[parameter.name] = parameter.default
+        return bound
+
+    def signature(self) -> str:
+        return ", ".join(p.signature() for p in self.parameters) or "none"
+
+
+def parse_template(name: str, text: str) -> Template:
+    """Read the header of a template file; the body is everything after the header lines."""
+    header: list[str] = []
+    lines = text.splitlines()
+    while lines and lines[0].startswith("//"):
+        header.append(lines.pop(0)[2:].strip())
+    fields: dict[str, list[str]] = {}
+    notes: list[str] = []
+    in_notes = False
+    for line in header:
+        if in_notes:
+            notes.append(line)
+            continue
+        if not line:
+            in_notes = True
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or key not in {"name", "purpose", "mode", "param", "returns", "example"}:
+            if not fields:
+                raise ValueError(f"{name}.cypher: header line {line!r} has no known field")
+            last = list(fields)[-1]  # a continuation of the previous field
+            fields[last][-1] += " " + line
+            continue
+        fields.setdefault(key, []).append(value.strip())
+    for required in ("name", "purpose", "returns", "example"):
+        if required not in fields:
+            raise ValueError(f"{name}.cypher: header lacks '{required}:'")
+    if fields["name"][0] != name:
+        raise ValueError(f"{name}.cypher: header names it {fields['name'][0]!r}")
+    parameters = []
+    for line in fields.get("param", []):
+        match = _PARAM.fullmatch(line)
+        if match is None or not _known_type(match["type"]):
+            raise ValueError(f"{name}.cypher: cannot read parameter line {line!r}")
+        default = match["default"]
+        parameters.append(
+            Parameter(
+                name=match["name"],
+                type=match["type"],
+                nullable=bool(match["nullable"]),
+                description=match["description"],
+                default=_NO_DEFAULT if default is None else json.loads(default),
+            )
+        )
+    returns = []
+    for part in fields["returns"][0].split(","):
+        match = _RETURN.fullmatch(part.strip())
+        if match is None:
+            raise ValueError(f"{name}.cypher: cannot read returned column {part.strip()!r}")
+        returns.append(Column(match["name"], match["type"]))
+    mode = fields.get("mode", ["read"])[0]
+    if mode not in {"read", "write"}:
+        raise ValueError(f"{name}.cypher: mode must be read or write, got {mode!r}")
+    return Template(
+        name=name,
+        purpose=fields["purpose"][0],
+        mode=mode,
+        parameters=tuple(parameters),
+        returns=tuple(returns),
+        example=json.loads(fields["example"][0]),
+        notes="\n".join(notes).strip(),
+        cypher="\n".join(lines).strip() + "\n",
+    )
+
+
+def _known_type(kind: str) -> bool:
+    return kind in SCALAR_TYPES or (
+        kind.startswith("list<") and kind.endswith(">") and kind[5:-1] in SCALAR_TYPES
+    )
+
+
+@cache
+def template_names() -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            entry.name.removesuffix(".cypher")
+            for entry in files("queries").iterdir()
+            if entry.name.endswith(".cypher")
+        )
+    )
+
+
+@cache
+def load_template(name: str) -> Template:
+    """The template ``queries/<name>.cypher``; an unknown name is a :class:`TemplateError`."""
+    if name not in template_names():
+        close = difflib.get_close_matches(name, template_names(), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise TemplateError(
+            f"No template '{name}'.{hint} Known: {', '.join(template_names())} "
+            "(`circuit-atlas templates` lists them with their parameters)."
+        )
+    return parse_template(name, (files("queries") / f"{name}.cypher").read_text())
+
+
+def all_templates() -> list[Template]:
+    return [load_template(name) for name in template_names()]
+
+
+def render_catalogue(templates: list[Template] | None = None) -> str:
+    """``queries/catalogue.md``, generated from the headers (a test keeps the file equal)."""
+    templates = all_templates() if templates is None else templates
+    out = [
+        "# Cypher catalogue",
+        "",
+        "<!-- Generated from the headers of queries/*.cypher by `circuit-atlas templates "
+        "--markdown`; do not edit by hand. -->",
+        "",
+        "Every reusable Cypher template of the atlas, one `.cypher` file each in `queries/`. "
+        "They take parameters only (`$name`), never string-built values, and run as they are "
+        "in the Neo4j Browser after `:params {...}`, in `cypher-shell --param`, or from Python "
+        "with `AtlasStore.read_template(name, **parameters)`.",
+        "",
+    ]
+    for template in templates:
+        out += [f"## `{template.name}`", "", template.purpose, ""]
+        if template.mode == "write":
+            out += ["*Writes to the database.*", ""]
+        out.append("**Parameters**:" + ("" if template.parameters else " none."))
+        out += [""] if template.parameters else []
+        for p in template.parameters:
+            out.append(f"- `{p.signature()}`: {p.description}")
+        out += ["", "**Returns**: " + ", ".join(f"`{c.name}` ({c.type})" for c in template.returns)]
+        out += ["", f"**Example**: `:params {json.dumps(template.example, ensure_ascii=False)}`"]
+        if template.notes:
+            out += ["", template.notes]
+        out.append("")
+    return "\n".join(out)
