@@ -41,6 +41,14 @@ def var_dir() -> Path:
     return Path(os.environ.get("CIRCUIT_ATLAS_VAR") or repo_root() / "var")
 
 
+def reference_dir() -> Path:
+    """The method authors' published data (``../shared/reference`` beside the checkout, read in
+    place and never copied into the project; ``CIRCUIT_ATLAS_REFERENCE`` overrides)."""
+    return Path(
+        os.environ.get("CIRCUIT_ATLAS_REFERENCE") or repo_root().parent / "shared" / "reference"
+    )
+
+
 def config_dir() -> Path:
     """Per-user config folder: ``$XDG_CONFIG_HOME/circuit-atlas`` or ``~/.config/circuit-atlas``."""
     base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
