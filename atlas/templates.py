@@ -9,13 +9,16 @@ so the CLI help, the Python API and ``queries/catalogue.md`` all come from one p
     // param: run_id string — the run
     // param: prompt int? = null — one prompt, or null for all prompts
     // returns: dest_role string, src_role string, firings int, prompts int
-    // example: {"run_id": "toy-ioi-mixed-n256-seed0-0123abcd", "layer": 3, "head": 1}
+    // example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9}
+    // example-toy: {"run_id": "toy-ioi-mixed-n256-seed0-0123abcd", "layer": 3, "head": 1}
     //
     // Free text after an empty ``//`` line: how to read the result, how the query runs.
 
 ``param`` lines are ``name type[?] [= default] — description``; types are ``string``,
 ``int``, ``float``, ``bool`` and ``list<string|int|float>``; ``?`` allows null. Defaults and
-the example are JSON (which the Browser's ``:params`` also accepts). ``mode`` is ``read``
+the examples are JSON (which the Browser's ``:params`` also accepts): ``example`` for a GPT-2
+run, and optionally ``example-toy`` for a run of the shipped toy-ioi model (the benchmark times
+every template with it, its ``run_id`` replaced). ``mode`` is ``read``
 (the default; run in a read transaction) or ``write``. Values are always sent as Cypher
 parameters, never spliced into the query text.
 """
@@ -40,6 +43,7 @@ _PARAM = re.compile(
 )
 _RETURN = re.compile(r"(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>[a-z<>?|]+)")
 _NO_DEFAULT = object()
+_FIELDS = {"name", "purpose", "mode", "param", "returns", "example", "example-toy"}
 
 
 class TemplateError(AtlasError):
@@ -120,6 +124,7 @@ class Template:
     example: Mapping[str, Any]
     notes: str
     cypher: str
+    example_toy: Mapping[str, Any] | None = None
 
     def parameter(self, name: str) -> Parameter:
         for parameter in self.parameters:
@@ -173,7 +178,7 @@ def parse_template(name: str, text: str) -> Template:
             in_notes = True
             continue
         key, sep, value = line.partition(":")
-        if not sep or key not in {"name", "purpose", "mode", "param", "returns", "example"}:
+        if not sep or key not in _FIELDS:
             if not fields:
                 raise ValueError(f"{name}.cypher: header line {line!r} has no known field")
             last = list(fields)[-1]  # a continuation of the previous field
@@ -218,6 +223,7 @@ def parse_template(name: str, text: str) -> Template:
         example=json.loads(fields["example"][0]),
         notes="\n".join(notes).strip(),
         cypher="\n".join(lines).strip() + "\n",
+        example_toy=json.loads(fields["example-toy"][0]) if "example-toy" in fields else None,
     )
 
 
@@ -280,6 +286,9 @@ def render_catalogue(templates: list[Template] | None = None) -> str:
             out.append(f"- `{p.signature()}`: {p.description}")
         out += ["", "**Returns**: " + ", ".join(f"`{c.name}` ({c.type})" for c in template.returns)]
         out += ["", f"**Example**: `:params {json.dumps(template.example, ensure_ascii=False)}`"]
+        if template.example_toy is not None:
+            toy = json.dumps(template.example_toy, ensure_ascii=False)
+            out += ["", f"**Example on toy-ioi**: `:params {toy}`"]
         if template.notes:
             out += ["", template.notes]
         out.append("")

@@ -10,6 +10,7 @@
 //   src_role string, writer string, writer_layer int, writer_head int, side string, pos int,
 //   role string, weight float, writer_src int?, writer_src_role string?
 // example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9, "dest_role": "END", "src_role": "IO", "prompt": null}
+// example-toy: {"run_id": "toy-ioi-run", "layer": 3, "head": 1, "dest_role": "END", "src_role": "IO", "prompt": null}
 //
 // Start at the root head's firings `$dest_role → $src_role`; for every WRITES edge into a
 // reached firing, continue into the writer head's firing(s) of the same run and prompt whose

@@ -6,6 +6,7 @@
 // param: prompt int? = null — one prompt, or null for all prompts
 // returns: dest_role string, src_role string, firings int, prompts int
 // example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9, "prompt": null}
+// example-toy: {"run_id": "toy-ioi-run", "layer": 3, "head": 1, "prompt": null}
 //
 // Use it to pick a circuit root's roles; positions without an IOI role show as `'other'`.
 // `prompts` counts distinct prompts. `circuit-atlas circuit` uses it to explain a root that

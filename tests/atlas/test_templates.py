@@ -27,6 +27,7 @@ HEADER = """// name: demo
 // param: strict bool = false — a flag
 // returns: a string, b int?
 // example: {"run_id": "r1"}
+// example-toy: {"run_id": "toy", "k": 1}
 //
 // Notes, line one.
 // Line two.
@@ -45,6 +46,7 @@ def test_header_fields_and_body_are_read() -> None:
     assert template.parameter("prompt").nullable and template.parameter("prompt").default is None
     assert [(c.name, c.type) for c in template.returns] == [("a", "string"), ("b", "int?")]
     assert template.example == {"run_id": "r1"}
+    assert template.example_toy == {"run_id": "toy", "k": 1}
     assert template.notes == "Notes, line one.\nLine two."
     assert template.cypher == "MATCH (n) RETURN n.a AS a, n.b AS b\n"
 
@@ -95,6 +97,8 @@ def test_every_shipped_template_parses_and_its_example_binds() -> None:
     assert template_names()
     for template in all_templates():
         template.bind(template.example)
+        if template.example_toy is not None:
+            template.bind(template.example_toy)
         for parameter in template.parameters:
             assert f"${parameter.name}" in template.cypher, (template.name, parameter.name)
 
