@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from atlas.settings import AtlasError
-from atlas.store import AtlasStore
+from atlas.store import AtlasStore, read_only_message
 from ingest.activations import model_qk_svd
 from ingest.batch_records import batch_records, model_component_records, model_record
 from ingest.decomposition import FiringRule
@@ -148,6 +148,8 @@ def check_resumable(store: AtlasStore, run: RunRecord, resume: bool, rewrite: bo
     if existing is None:
         return
     stored = existing["run"]
+    if stored.get("read_only"):
+        raise AtlasError(read_only_message(run.id, stored))
     if not (resume or rewrite):
         raise AtlasError(
             f"Run '{run.id}' already exists (status {stored.get('status')}). Continue it with "

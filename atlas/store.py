@@ -9,9 +9,9 @@ first write if the database does not have the current version yet.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neo4j import Driver, ManagedTransaction
 from neo4j.time import DateTime
@@ -32,6 +32,9 @@ from ingest.records import (
     WriteEdgeRecord,
     component_id,
 )
+
+if TYPE_CHECKING:
+    from atlas.graphml import Edge
 
 Row = dict[str, Any]
 
@@ -162,6 +165,36 @@ RETURN properties(r) AS run,
        COUNT { MATCH ()-[c:COMMUNICATES {run_id: $run_id}]->() } AS communicates
 """
 
+RUN_PROVENANCE = """
+MATCH (r:Run {id: $run_id})
+RETURN r.method AS method, r.model_id AS model_id, r.read_only AS read_only,
+       r.source_file AS source_file, r.source_sha256 AS source_sha256
+"""
+
+SET_RUN_PROPERTIES = "MATCH (r:Run {id: $run_id}) SET r += $properties"
+
+# An imported run's edges: the whole property map, so stale properties cannot survive.
+WRITE_IMPORTED_COMMUNICATES = """
+UNWIND $rows AS row
+MATCH (w:Component {model_id: row.model_id, id: row.writer_id})
+MATCH (h:Component {model_id: row.model_id, id: row.head_id})
+MERGE (w)-[c:COMMUNICATES {run_id: row.run_id, writer: w.id, head: h.id, side: row.side,
+                           role: row.role}]->(h)
+SET c = row.properties
+RETURN count(c) AS written
+"""
+
+DELETE_OTHER_COMMUNICATES = """
+MATCH ()-[c:COMMUNICATES {run_id: $run_id}]->()
+WHERE NOT [c.writer, c.head, c.side, c.role] IN $keys
+DELETE c
+"""
+
+HEAD_FIRINGS = """
+MATCH (f:Firing {run_id: $run_id})
+RETURN f.layer AS layer, f.head AS head, count(*) AS firings
+"""
+
 # Auto-commit statements: each deletes in bounded inner transactions.
 DELETE_RUN = (
     "MATCH ()-[c:COMMUNICATES {run_id: $run_id}]->() "
@@ -229,8 +262,14 @@ class AtlasStore:
         self._execute(MERGE_MODEL, row=_model_row(model))
 
     def create_run(self, run: RunRecord) -> None:
-        """Record a run and its provenance (status ``running`` unless the record says else)."""
+        """Record a run and its provenance (status ``running`` unless the record says else).
+
+        An imported (read-only) run of the same id is refused.
+        """
         self._ensure_schema()
+        existing = self._execute(RUN_PROVENANCE, run_id=run.id)
+        if existing and existing[0]["read_only"]:
+            raise AtlasError(read_only_message(run.id, existing[0].data()))
         self._execute(MERGE_RUN, row=_run_row(run))
         self._run_models[run.id] = run.model_id
 
@@ -296,6 +335,66 @@ class AtlasStore:
                 deleted_relationships += counters.relationships_deleted
         self._run_models.pop(run_id, None)
         return WriteCounts(-deleted_nodes, -deleted_relationships)
+
+    def head_firings(self, run_id: str) -> dict[str, int]:
+        """How often each head fires in the run (ingested runs; empty for imported ones)."""
+        records = self._execute(HEAD_FIRINGS, run_id=run_id)
+        return {component_id("head", r["layer"], r["head"]): r["firings"] for r in records}
+
+    def write_imported_run(
+        self,
+        run: RunRecord,
+        provenance: Mapping[str, Any],
+        model: ModelRecord | None,
+        components: Sequence[ComponentRecord],
+        edges: Sequence[Edge],
+    ) -> WriteCounts:
+        """Write a read-only run from a graph file, in ONE transaction, idempotently.
+
+        ``provenance`` (``source_file``, ``source_sha256``, ...) is set on the run with
+        ``read_only: true``. An existing run of the same id must be this same import (same
+        model and ``source_sha256``); anything else is refused. Re-importing leaves the same
+        graph: edges are merged on their key, their properties replaced, others of the run
+        removed.
+        """
+        self._ensure_schema()
+        comm_rows = [_imported_comm_row(edge, run.id, run.model_id) for edge in edges]
+        keys = [[r["writer_id"], r["head_id"], r["side"], r["role"]] for r in comm_rows]
+
+        def work(tx: ManagedTransaction) -> WriteCounts:
+            existing = tx.run(RUN_PROVENANCE, run_id=run.id).single()
+            if existing is not None and not (
+                existing["read_only"]
+                and existing["model_id"] == run.model_id
+                and existing["source_sha256"] == provenance["source_sha256"]
+            ):
+                raise AtlasError(
+                    f"Run '{run.id}' already exists ({_describe_run(existing.data())}); "
+                    "choose another --run-id or remove it first with "
+                    f"`circuit-atlas runs delete {run.id}`."
+                )
+            statements: list[tuple[str, dict[str, Any]]] = []
+            if model is not None:
+                statements.append((MERGE_MODEL, {"row": _model_row(model)}))
+            statements += [
+                (MERGE_RUN, {"row": _run_row(run)}),
+                (SET_RUN_PROPERTIES, {"run_id": run.id, "properties": dict(provenance)}),
+                (WRITE_COMPONENTS, {"rows": [_component_row(c) for c in components]}),
+                (DELETE_OTHER_COMMUNICATES, {"run_id": run.id, "keys": keys}),
+                (WRITE_IMPORTED_COMMUNICATES, {"rows": comm_rows}),
+            ]
+            total = WriteCounts()
+            for query, parameters in statements:
+                counters = tx.run(query, parameters).consume().counters
+                total += WriteCounts(
+                    counters.nodes_created, counters.relationships_created, counters.properties_set
+                )
+            return total
+
+        with explained_errors(self.settings), self.driver.session(database=self.database) as s:
+            counts = s.execute_write(work)
+        self._run_models[run.id] = run.model_id
+        return counts
 
     # ----- batched writers -----------------------------------------------------------------
 
@@ -526,6 +625,40 @@ def _comm_row(comm: CommunicatesRecord, model_id: str) -> Row:
         "n_prompts": comm.n_prompts,
         "mean_weight": comm.mean_weight,
     }
+
+
+def _imported_comm_row(edge: Edge, run_id: str, model_id: str) -> Row:
+    key = {
+        "run_id": run_id,
+        "writer": edge.writer.id,
+        "head": edge.target.id,
+        "side": edge.side,
+        "role": edge.role,
+    }
+    measures = {"n_prompts": edge.n_prompts, "mean_weight": edge.mean_weight}
+    return {
+        "model_id": model_id,
+        "writer_id": edge.writer.id,
+        "head_id": edge.target.id,
+        "run_id": run_id,
+        "side": edge.side,
+        "role": edge.role,
+        "properties": {**edge.source, **key, **measures},
+    }
+
+
+def _describe_run(run: Mapping[str, Any]) -> str:
+    if run.get("read_only"):
+        return f"imported from {run.get('source_file')}, sha256 {run.get('source_sha256')}"
+    return f"made by method '{run.get('method')}' for model {run.get('model_id')}"
+
+
+def read_only_message(run_id: str, run: Mapping[str, Any]) -> str:
+    """Why a read-only (imported) run cannot be written to, and what to do instead."""
+    return (
+        f"Run '{run_id}' is read-only ({_describe_run(run)}); it cannot be resumed or "
+        f"rewritten. Use another --run-id, or `circuit-atlas runs delete {run_id}` first."
+    )
 
 
 def _plain(value: object) -> object:

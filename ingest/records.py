@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-ComponentKind = Literal["head", "mlp", "embed", "bias"]
+ComponentKind = Literal["head", "mlp", "embed", "bias", "logit"]
 Side = Literal["q", "k"]
 RunStatus = Literal["running", "complete", "failed"]
 

@@ -8,6 +8,7 @@ import click
 from atlas.cli.circuit import circuit
 from atlas.cli.decompose import decompose
 from atlas.cli.ingest import ingest
+from atlas.cli.interchange import export_command, import_group
 from atlas.cli.runs import runs
 from atlas.cli.server import db, server
 from atlas.cli.toy import train_toy
@@ -23,5 +24,15 @@ def main() -> None:
     """
 
 
-for command in (decompose, ingest, server, db, runs, train_toy, circuit):
+for command in (
+    decompose,
+    ingest,
+    server,
+    db,
+    runs,
+    train_toy,
+    circuit,
+    import_group,
+    export_command,
+):
     main.add_command(command)
