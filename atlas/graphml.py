@@ -261,27 +261,17 @@ def sad_graph(edges: Iterable[Edge], head_firings: Mapping[str, int]) -> nx.DiGr
     ``count`` is ``n_prompts`` (distinct prompts), ``total`` = weight × count, and ``prompt``,
     ``src_token`` and ``dest_token`` are left out. Writers that are not heads, and the logit
     direction, have no place in the format and are left out (see :func:`skipped_for_sad`).
+
+    A node ``(l, h, role)`` does not say the side, so a writer feeding both sides of l.h at one
+    role (a firing role → role, e.g. END → END) needs two edges between the same nodes: the
+    graph is then a ``MultiDiGraph`` with one edge of type ``d`` and one of type ``s`` (as in
+    the authors' follow-up format) instead of the authors' merge into one edge.
     """
-    graph = nx.DiGraph()
-    for edge in edges:
-        if edge.writer.kind != "head" or edge.target.kind != "head":
-            continue
-        writer = repr((edge.writer.layer, edge.writer.head))
-        down = repr((edge.target.layer, edge.target.head, authors_role(edge.role)))
-        source = edge.source
-        count = int(source.get("traversals", edge.n_prompts))
-        data: dict[str, Any] = {
-            "weight": edge.mean_weight,
-            "total": float(source.get("total_weight", edge.mean_weight * count)),
-            "type": TYPE_OF_SIDE[edge.side],
-            "count": count,
-        }
-        for name, key in (("prompt", "first_prompt"), ("src_token", "src_role")):
-            if source.get(key) is not None:
-                data[name] = source[key] if name == "prompt" else authors_role(source[key])
-        if source.get("dest_role") is not None:
-            data["dest_token"] = authors_role(source["dest_role"])
-        graph.add_edge(writer, down, **data)
+    payloads = [_sad_edge(edge) for edge in edges if _is_head_to_head(edge)]
+    pairs = [(u, v) for u, v, _ in payloads]
+    graph = nx.DiGraph() if len(set(pairs)) == len(pairs) else nx.MultiDiGraph()
+    for u, v, data in payloads:
+        graph.add_edge(u, v, **data)
     for node in [n for n in graph.nodes if len(_node(n)) == 3]:
         incoming = list(graph.in_edges(node, data=True))
         first = min(incoming, key=lambda e: (e[2].get("prompt", 0), e[0]))[2]
@@ -296,9 +286,32 @@ def sad_graph(edges: Iterable[Edge], head_firings: Mapping[str, int]) -> nx.DiGr
     return graph
 
 
+def _is_head_to_head(edge: Edge) -> bool:
+    return edge.writer.kind == "head" and edge.target.kind == "head"
+
+
+def _sad_edge(edge: Edge) -> tuple[str, str, dict[str, Any]]:
+    """One edge in the SAD layout: writer node, downstream node, the authors' attributes."""
+    source = edge.source
+    count = int(source.get("traversals", edge.n_prompts))
+    data: dict[str, Any] = {
+        "weight": edge.mean_weight,
+        "total": float(source.get("total_weight", edge.mean_weight * count)),
+        "type": TYPE_OF_SIDE[edge.side],
+        "count": count,
+    }
+    if source.get("first_prompt") is not None:
+        data["prompt"] = source["first_prompt"]
+    for name, key in (("src_token", "src_role"), ("dest_token", "dest_role")):
+        if source.get(key) is not None:
+            data[name] = authors_role(source[key])
+    writer = repr((edge.writer.layer, edge.writer.head))
+    return writer, repr((edge.target.layer, edge.target.head, authors_role(edge.role))), data
+
+
 def skipped_for_sad(edges: Iterable[Edge]) -> int:
     """How many edges :func:`sad_graph` cannot write (a writer or target that is not a head)."""
-    return sum(e.writer.kind != "head" or e.target.kind != "head" for e in edges)
+    return sum(not _is_head_to_head(e) for e in edges)
 
 
 def _node(node_id: str) -> tuple[Any, ...]:
