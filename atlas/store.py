@@ -137,6 +137,7 @@ MATCH (h:Component {model_id: row.model_id, id: row.head_id})
 MERGE (w)-[c:COMMUNICATES {run_id: row.run_id, writer: w.id, head: h.id, side: row.side,
                            role: row.role}]->(h)
 SET c.n_prompts = row.n_prompts, c.mean_weight = row.mean_weight
+SET c += coalesce(row.source, {}) // an imported run's own fields (atlas.graphml)
 RETURN count(c) AS written
 """
 
@@ -172,17 +173,6 @@ RETURN r.method AS method, r.model_id AS model_id, r.read_only AS read_only,
 """
 
 SET_RUN_PROPERTIES = "MATCH (r:Run {id: $run_id}) SET r += $properties"
-
-# An imported run's edges: the whole property map, so stale properties cannot survive.
-WRITE_IMPORTED_COMMUNICATES = """
-UNWIND $rows AS row
-MATCH (w:Component {model_id: row.model_id, id: row.writer_id})
-MATCH (h:Component {model_id: row.model_id, id: row.head_id})
-MERGE (w)-[c:COMMUNICATES {run_id: row.run_id, writer: w.id, head: h.id, side: row.side,
-                           role: row.role}]->(h)
-SET c = row.properties
-RETURN count(c) AS written
-"""
 
 DELETE_OTHER_COMMUNICATES = """
 MATCH ()-[c:COMMUNICATES {run_id: $run_id}]->()
@@ -354,8 +344,8 @@ class AtlasStore:
         ``provenance`` (``source_file``, ``source_sha256``, ...) is set on the run with
         ``read_only: true``. An existing run of the same id must be this same import (same
         model and ``source_sha256``); anything else is refused. Re-importing leaves the same
-        graph: edges are merged on their key, their properties replaced, others of the run
-        removed.
+        graph: edges are merged on their key and their properties set again; edges of the run
+        that the file no longer has are removed.
         """
         self._ensure_schema()
         comm_rows = [_imported_comm_row(edge, run.id, run.model_id) for edge in edges]
@@ -381,7 +371,7 @@ class AtlasStore:
                 (SET_RUN_PROPERTIES, {"run_id": run.id, "properties": dict(provenance)}),
                 (WRITE_COMPONENTS, {"rows": [_component_row(c) for c in components]}),
                 (DELETE_OTHER_COMMUNICATES, {"run_id": run.id, "keys": keys}),
-                (WRITE_IMPORTED_COMMUNICATES, {"rows": comm_rows}),
+                (WRITE_COMMUNICATES, {"rows": comm_rows}),
             ]
             total = WriteCounts()
             for query, parameters in statements:
@@ -628,14 +618,6 @@ def _comm_row(comm: CommunicatesRecord, model_id: str) -> Row:
 
 
 def _imported_comm_row(edge: Edge, run_id: str, model_id: str) -> Row:
-    key = {
-        "run_id": run_id,
-        "writer": edge.writer.id,
-        "head": edge.target.id,
-        "side": edge.side,
-        "role": edge.role,
-    }
-    measures = {"n_prompts": edge.n_prompts, "mean_weight": edge.mean_weight}
     return {
         "model_id": model_id,
         "writer_id": edge.writer.id,
@@ -643,7 +625,9 @@ def _imported_comm_row(edge: Edge, run_id: str, model_id: str) -> Row:
         "run_id": run_id,
         "side": edge.side,
         "role": edge.role,
-        "properties": {**edge.source, **key, **measures},
+        "n_prompts": edge.n_prompts,
+        "mean_weight": edge.mean_weight,
+        "source": dict(edge.source),
     }
 
 
