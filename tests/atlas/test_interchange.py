@@ -127,6 +127,23 @@ def test_ingestion_refuses_to_write_to_an_imported_run(
     assert atlas_store.show_run(gpt2_run)["run"]["method"] == "sad-import"  # type: ignore[index]
 
 
+@pytest.mark.parametrize("flag", ["--resume", "--rewrite"])
+def test_cli_ingest_onto_an_imported_run_is_one_line(
+    runner: CliRunner, gpt2_run: str, sad_gpt2_file: Path, flag: str
+) -> None:
+    arguments = ["ingest", "--model", "toy-ioi", "--n-prompts", "2", "--run-id", gpt2_run, flag]
+    result = runner.invoke(main, arguments)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert errors == [
+        f"Error: Run '{gpt2_run}' is read-only (imported from "
+        "nms-p256-f1.0-folded-expandedO-scaled.graphml, sha256 "
+        f"{hashlib.sha256(sad_gpt2_file.read_bytes()).hexdigest()}); it cannot be resumed "
+        f"or rewritten. Use another --run-id, or `circuit-atlas runs delete {gpt2_run}` first."
+    ]
+    assert "Traceback" not in result.output
+
+
 def test_export_gives_back_the_file(
     runner: CliRunner, gpt2_run: str, sad_gpt2_file: Path, tmp_path: Path
 ) -> None:
