@@ -102,7 +102,7 @@ SET r.model_id = row.model_id, r.cos = row.cos
 RETURN count(r) AS written
 """
 
-ALIGNED_PARAMS = "MATCH (m:Model {id: $model_id}) RETURN m.aligned_params AS params"
+ALIGNED_PARAMS = "MATCH (m:Model {id: $model_id}) RETURN properties(m)['aligned_params'] AS params"
 
 # The model's ALIGNED edges, dropped before a recomputation with other parameters.
 DELETE_ALIGNED = """
