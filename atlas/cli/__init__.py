@@ -9,6 +9,7 @@ from atlas.cli.circuit import circuit
 from atlas.cli.decompose import decompose
 from atlas.cli.ingest import ingest
 from atlas.cli.interchange import export_command, import_group
+from atlas.cli.query import features, inputs, outputs, paths, query, signals, templates
 from atlas.cli.runs import runs
 from atlas.cli.server import db, server
 from atlas.cli.toy import train_toy
@@ -20,7 +21,8 @@ def main() -> None:
     """Circuit Atlas: sparse attention decomposition of IOI circuits, stored in Neo4j.
 
     Typical flow: `decompose` to inspect a model's attention decisions, `server start` to run
-    Neo4j locally, `ingest` to write a run into the atlas, then `circuit` or Cypher to query it.
+    Neo4j locally, `ingest` to write a run into the atlas, then ask it: `templates` and `query`,
+    the shortcuts `paths`, `inputs`, `outputs`, `signals`, `features`, `circuit`, or Cypher.
     """
 
 
@@ -32,6 +34,13 @@ for command in (
     runs,
     train_toy,
     circuit,
+    templates,
+    query,
+    paths,
+    inputs,
+    outputs,
+    signals,
+    features,
     import_group,
     export_command,
 ):
