@@ -4,6 +4,7 @@ imported GPT-2 graph answers, each checked against networkx reading the file dir
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import uuid
 from collections.abc import Iterable, Iterator
@@ -315,3 +316,98 @@ def test_routes_into_the_name_movers_match_the_file(
     ]
     assert layer0_routes(from_file, head, "q", "end", support) == routes
     assert layer0_routes(stored, head, "q", "END", support) == routes
+
+
+# ----- the query layer's templates on the imported run, against networkx on the file ---------
+
+
+def file_multigraph(path: Path, min_prompts: int) -> nx.MultiDiGraph:
+    """The file's communication as head → head edges keyed by side@role (atlas role names)."""
+    graph = nx.MultiDiGraph()
+    renamed = {"end": "END", "end-1": "END-1"}
+    for (writer, head, side, role), data in sad_communication(path).items():
+        if data["count"] >= min_prompts:
+            role = renamed.get(role, role)
+            graph.add_edge(writer, head, key=f"{side}@{role}", side=side, role=role,
+                           n=data["count"])  # fmt: skip
+    return graph
+
+
+def file_routes(path: Path, source: str, target: str, max_hops: int, min_prompts: int) -> dict:
+    """Role-consistent routes source → target (as `paths` defines them): route text → hops."""
+    graph = file_multigraph(path, min_prompts)
+    routes = {}
+    for hops in nx.all_simple_edge_paths(graph, source, target, cutoff=max_hops):
+        data = [graph.edges[hop] for hop in hops]
+        if all(a["side"] == "k" or b["role"] == a["role"] for a, b in itertools.pairwise(data)):
+            steps = [
+                (hop[0], hop[1], d["side"], d["role"]) for hop, d in zip(hops, data, strict=True)
+            ]
+            routes[hops[0][0] + "".join(f" -{s}@{r}→ {h}" for _, h, s, r in steps)] = steps
+    return routes
+
+
+@pytest.mark.parametrize(("layer", "head", "side", "role"), [
+    (9, 9, "q", "end"), (9, 6, "q", "end"), (8, 6, "k", "S2"), (5, 5, "k", "S1+1"),
+])  # fmt: skip
+def test_head_inputs_template_on_the_imported_run(
+    atlas_store: AtlasStore,
+    gpt2_run: str,
+    sad_gpt2_file: Path,
+    layer: int,
+    head: int,
+    side: str,
+    role: str,
+) -> None:
+    from atlas.query import run_query
+
+    atlas_role = "END" if role == "end" else role
+    rows = run_query(atlas_store, "head_inputs", run_id=gpt2_run, layer=layer, head=head,
+                     side=side, role=atlas_role, limit=500)  # fmt: skip
+    expected = file_inputs(sad_gpt2_file, f"{layer}.{head}", side, role)
+    assert list(rows["writer"]) == expected
+    counts = {w: d["count"] for (w, h, s, r), d in sad_communication(sad_gpt2_file).items()
+              if (h, s, r) == (f"{layer}.{head}", side, role)}  # fmt: skip
+    assert dict(zip(rows["writer"], rows["n_prompts"], strict=True)) == counts
+    assert rows["prompt_share"].isna().all()  # an imported run has no Prompt nodes
+    if (layer, head) == (9, 9):
+        assert rows.iloc[0]["writer_class"] == "S-inhibition"  # 8.6
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "max_hops", "min_prompts"),
+    [("7.3", "9.9", 3, 5), ("3.0", "9.9", 3, 10), ("4.11", "9.6", 4, 20), ("0.1", "9.9", 4, 50)],
+)
+def test_paths_and_alternative_routes_templates_on_the_imported_run(
+    atlas_store: AtlasStore,
+    gpt2_run: str,
+    sad_gpt2_file: Path,
+    source: str,
+    target: str,
+    max_hops: int,
+    min_prompts: int,
+) -> None:
+    from atlas.query import alternative_routes, head, run_query
+
+    expected = file_routes(sad_gpt2_file, source, target, max_hops, min_prompts)
+    assert expected, "pick a pair with routes"
+    (fl, fh), (tl, th) = head(source), head(target)
+    paths = run_query(atlas_store, "paths", run_id=gpt2_run, from_layer=fl, from_head=fh,
+                      to_layer=tl, to_head=th, max_hops=max_hops, min_prompts=min_prompts,
+                      limit=10_000)  # fmt: skip
+    assert set(paths["route"]) == set(expected)
+    graph = file_multigraph(sad_gpt2_file, min_prompts)
+    for route, weakest in zip(paths["route"], paths["min_prompts"], strict=True):
+        assert weakest == min(graph.edges[w, h, f"{s}@{r}"]["n"] for w, h, s, r in expected[route])
+
+    found = alternative_routes(atlas_store, gpt2_run, source, target, max_hops=max_hops,
+                               min_prompts=min_prompts)  # fmt: skip
+    through: dict[tuple, int] = {}
+    for hops in expected.values():
+        for hop in hops:
+            through[hop] = through.get(hop, 0) + 1
+    got = {(r.writer, r.reader, r.side, r.role): r.routes for r in found.edges.itertuples()}
+    assert got == through and found.routes == len(expected)
+    pairs = nx.DiGraph()
+    pairs.add_edges_from({(w, h) for w, h, _, _ in through}, capacity=1)
+    assert found.edge_disjoint == nx.maximum_flow_value(pairs, source, target) >= 1
