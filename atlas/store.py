@@ -62,8 +62,9 @@ SET r.status = $status, r.finished_at = datetime(), r.error = $error
 RETURN r.id AS id
 """
 
+# Imported runs are left out: they have no WRITES to re-ingest and cannot be rewritten.
 STALE_RUNS = """
-MATCH (r:Run) WHERE coalesce(r.schema_version, 1) < $version
+MATCH (r:Run) WHERE coalesce(r.schema_version, 1) < $version AND NOT coalesce(r.read_only, false)
 RETURN r.id AS id, coalesce(r.schema_version, 1) AS version ORDER BY id
 """
 
