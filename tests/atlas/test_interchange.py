@@ -18,6 +18,7 @@ from atlas.cli import main
 from atlas.graphml import authors_role
 from atlas.ingestion import check_resumable
 from atlas.interchange import export_graphml, import_graphml, run_edges
+from atlas.schema import SCHEMA_VERSION
 from atlas.settings import AtlasError
 from atlas.store import AtlasStore
 from ingest.models import DEFAULT_MODEL
@@ -72,6 +73,18 @@ def test_import_writes_a_read_only_run(
     assert {r["id"]: r["c"] for r in classes} == {
         "9.9": "name mover", "8.6": "S-inhibition", "4.11": "previous token",
     }  # fmt: skip
+
+
+def test_db_init_never_asks_to_reingest_an_imported_run(
+    atlas_store: AtlasStore, gpt2_run: str
+) -> None:
+    set_version = "MATCH (r:Run {id: $id}) SET r.schema_version = $v RETURN r.schema_version"
+    before = atlas_store._execute(set_version, id=gpt2_run, v=1)  # as if imported long ago
+    try:
+        assert gpt2_run not in {run_id for run_id, _ in atlas_store.stale_runs()}
+    finally:
+        atlas_store._execute(set_version, id=gpt2_run, v=SCHEMA_VERSION)
+    assert before
 
 
 def test_imported_edges_match_the_file(
