@@ -210,7 +210,9 @@ def parse_sad(graph: nx.Graph) -> AuthorsGraph:
 
 def parse_acc(graph: nx.Graph) -> AuthorsGraph:
     """The ACC combined format: edges merged per (writer, head, side, role), see module notes."""
-    appearances = [int(d["n_appearences"]) for _, d in graph.nodes(data=True) if d]
+    appearances = [
+        int(d["n_appearences"]) for _, d in graph.nodes(data=True) if "n_appearences" in d
+    ]
     merged: dict[tuple[str, str, Side, str], list[tuple[float, list[int]]]] = defaultdict(list)
     parts: dict[tuple[str, str, Side, str], tuple[Component, Component]] = {}
     all_prompts: set[int] = set()

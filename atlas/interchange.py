@@ -76,8 +76,8 @@ def import_graphml(
     graph_format: GraphFormat | None = None,
 ) -> ImportSummary:
     """Import an authors' GraphML file as the read-only run ``run_id`` (idempotent)."""
-    sha = file_sha256(path) if path.is_file() else ""
     parsed = parse_graph(read_graphml(path), graph_format)
+    sha = file_sha256(path)
     if not parsed.edges:
         raise AtlasError(f"{path} has no communication edges to import.")
     model_id = model_id_of(model)

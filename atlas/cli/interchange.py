@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import click
+
+if TYPE_CHECKING:
+    from atlas.graphml import GraphFormat
 
 
 @click.group("import")
@@ -47,13 +51,13 @@ def import_graphml_command(file: Path, run_id: str, model: str, graph_format: st
     from atlas.interchange import import_graphml
     from atlas.store import AtlasStore
 
-    chosen = None if graph_format == "auto" else graph_format
+    chosen = None if graph_format == "auto" else cast("GraphFormat", graph_format)
     summary = import_graphml(
         AtlasStore.connect(),
         file,
         run_id,
         model=model,
-        graph_format=chosen,  # type: ignore[arg-type]
+        graph_format=chosen,
     )
     click.echo(
         f"Imported {file.name} ({summary.format} format, sha256 {summary.source_sha256[:12]}…) "
