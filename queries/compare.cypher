@@ -29,6 +29,9 @@
 // one head seeks that head's firings prompt by prompt with the unique firing index prefix
 // `(run_id, prompt, layer, head)` and reads their WRITES. Without a head, a prompt group reads
 // every firing of the run (index `Firing(run_id)`): seconds on large runs.
+// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 386,408 db
+// hits; p50 123 ms, p95 129 ms over 5 runs on a shared 2-core machine under load. Without a head,
+// a prompt group reads all the run's WRITES (~1M relationships here): seconds.
 UNWIND [{grp: 'a', run: $run_id, order: $order_a, templates: $templates_a},
         {grp: 'b', run: coalesce($other_run_id, $run_id), order: $order_b,
          templates: $templates_b}] AS g

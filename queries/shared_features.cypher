@@ -30,6 +30,10 @@
 // ALIGNED (a handful per vector), the WRITES into the head's firings, and per write a seek of
 // the partner's firing in the same prompt by the unique firing index prefix
 // `(run_id, prompt, layer, head)`; no scan of the partner's firings.
+// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 4,531,551 db
+// hits; p50 2540 ms, p95 2929 ms over 5 runs on a shared 2-core machine under load. Above the 100
+// ms target: the broadcast check seeks the partner's firing for each of the ~120k writes into the
+// head's firings through each aligned vector (32 rows here).
 MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
 WHERE ($dest_role IS NULL OR f.dest_role = $dest_role)
   AND ($src_role IS NULL OR f.src_role = $src_role)
