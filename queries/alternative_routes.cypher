@@ -22,7 +22,7 @@
 //
 // How it runs: the same seeks and quantified path pattern as `paths`, then one row per
 // relationship on any route.
-// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 739,099 db
+// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 645,337 db
 // hits; p50 199 ms, p95 211 ms over 5 runs on a shared 2-core machine under load. As for `paths`,
 // the cost follows the number of candidate routes.
 MATCH (r:Run {id: $run_id})

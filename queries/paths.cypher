@@ -31,7 +31,7 @@
 // VarLengthExpand(Into) between the two heads whose inner predicate (run, support, reader
 // layer ≤ the target's) prunes during expansion; the length bound `{1,6}` is a literal
 // (Cypher does not take a parameter there) and `$max_hops` filters below it.
-// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 589,362 db
+// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 660,433 db
 // hits; p50 186 ms, p95 258 ms over 5 runs on a shared 2-core machine under load. Cost grows with
 // the number of candidate routes: with `min_prompts` 1 the same query makes 1.29M db hits and
 // takes ~0.5 s (46k candidate paths of ≤ 3 hops), so ask with a support floor.
