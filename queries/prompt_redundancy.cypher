@@ -21,7 +21,10 @@
 //
 // How it runs: seek of `Firing(run_id, layer, head)`, the firing's WRITES, and for relays a
 // seek of the unique firing index by its prefix `(run_id, prompt, layer, head, dest)`.
+// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 76,566 db
+// hits; p50 166 ms, p95 214 ms over 5 runs on a shared 2-core machine under load.
 MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
+USING INDEX f:Firing(run_id, layer, head) // not the (dest_role, src_role) index: all runs
 WHERE f.dest_role = $dest_role AND f.src_role = $src_role
 OPTIONAL MATCH (w:Component)-[e:WRITES]->(f)
 OPTIONAL MATCH (up:Firing {run_id: $run_id, prompt: f.prompt, layer: w.layer, head: w.head,

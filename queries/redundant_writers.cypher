@@ -24,6 +24,8 @@
 //
 // How it runs: seek of the composite index `Firing(run_id, layer, head)`, expansion of each
 // firing's incoming WRITES filtered by side and role, then aggregation in memory.
+// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 219,839 db
+// hits; p50 81 ms, p95 122 ms over 5 runs on a shared 2-core machine under load.
 MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
 MATCH (w:Component)-[e:WRITES]->(f)
 WHERE e.side = $side AND e.role = $role

@@ -10,23 +10,30 @@
 // param: limit int = 50 — at most this many rows
 // returns: index int, side string, firings int, share float, partner string, partner_index int,
 //   partner_side string, cos float, partner_firings int, broadcast_writers list<string>,
-//   writers int, partner_writers int
+//   writers int
 // example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9, "dest_role": "END", "src_role": "IO", "min_share": 0.3, "min_cos": 0.5, "limit": 50}
 // example-toy: {"run_id": "toy-ioi-run", "layer": 3, "head": 1, "dest_role": "END", "src_role": "IO", "min_share": 0.3, "min_cos": 0.5, "limit": 50}
 //
 // A *feature* is a residual-stream direction. Singular vector `index` of the head is used on
-// `side` (`q`: u_k, read at the destination; `k`: v_k, read at the source); its ALIGNED
-// `partner` (vector `partner_index` of another head, on `partner_side`) reads almost the same
-// direction (`cos` = |cosine| of the residual parts, computed from the weights at ingest).
-// `partner_firings` counts the partner head's firings in the run whose sparse set contains
-// that vector: 0 means the direction is shared in the weights but not used on these prompts.
-// `broadcast_writers` are the writers whose WRITES edges credit them with a positive part
-// through the feature into *both* heads (`writers` / `partner_writers`: how many write it into
-// each): one write into the residual stream, read by several heads, i.e. a broadcast.
+// `side` (`q`: u_k, read at the destination; `k`: v_k, read at the source) in `firings` of the
+// head's firings (`share` of them); its ALIGNED `partner` (vector `partner_index` of another
+// head, on `partner_side`) reads almost the same direction (`cos` = |cosine| of the residual
+// parts, from the weights at ingest). `writers` counts the heads credited with a positive part
+// through the feature into this head (WRITES.parts). A **broadcast** is one write read by both:
+// the same writer, prompt and position, feeding the feature into this head and into a firing of
+// the partner that reads it there through the partner vector (positive part as well).
+// `broadcast_writers` lists those writers and `partner_firings` counts the partner firings that
+// read such a shared write; 0 means the direction is shared in the weights but the partner
+// does not read the same writes on these prompts.
 //
 // How it runs: seek of `Firing(run_id, layer, head)`, USES to the head's singular vectors,
-// ALIGNED (a handful per vector), then per partner vector its USES from the run's firings
-// (filtered by `run_id`) and their WRITES; aggregation bounded by the head's firings.
+// ALIGNED (a handful per vector), the WRITES into the head's firings, and per write a seek of
+// the partner's firing in the same prompt by the unique firing index prefix
+// `(run_id, prompt, layer, head)`; no scan of the partner's firings.
+// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 4,531,551 db
+// hits; p50 2540 ms, p95 2929 ms over 5 runs on a shared 2-core machine under load. Above the 100
+// ms target: the broadcast check seeks the partner's firing for each of the ~120k writes into the
+// head's firings through each aligned vector (32 rows here).
 MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
 WHERE ($dest_role IS NULL OR f.dest_role = $dest_role)
   AND ($src_role IS NULL OR f.src_role = $src_role)
@@ -40,24 +47,24 @@ WHERE al.cos >= $min_cos
 WITH n, sv, uses, al, other, startNode(al) = sv AS forward
 WITH n, sv, uses, al, other, CASE WHEN forward THEN al.side_a ELSE al.side_b END AS side,
      CASE WHEN forward THEN al.side_b ELSE al.side_a END AS other_side
-CALL (uses, side) {
+CALL (uses, side, other, other_side) {
   UNWIND uses AS use
   WITH use.firing AS f, use.rank AS rank
   MATCH (w:Component)-[e:WRITES]->(f)
   WHERE e.side = side AND e.parts[rank] > 0
-  RETURN collect(DISTINCT w.id) AS here
-}
-CALL (other, other_side) {
-  MATCH (g:Firing)-[u2:USES]->(other)
-  WHERE g.run_id = $run_id
-  OPTIONAL MATCH (w2:Component)-[e2:WRITES]->(g)
-  WHERE e2.side = other_side AND e2.parts[u2.rank] > 0
-  RETURN count(DISTINCT g) AS other_firings, collect(DISTINCT w2.id) AS there
+  OPTIONAL MATCH (g:Firing {run_id: $run_id, prompt: f.prompt, layer: other.layer,
+                            head: other.head})<-[e2:WRITES]-(w)
+  USING INDEX g:Firing(run_id, prompt, layer, head, dest, src)
+  WHERE g.dest IS NOT NULL AND g.src IS NOT NULL // the unique firing index, by its prefix
+    AND CASE other_side WHEN 'q' THEN g.dest ELSE g.src END = e.pos
+    AND e2.pos = e.pos AND e2.side = other_side
+    AND EXISTS { MATCH (g)-[u2:USES]->(other) WHERE e2.parts[u2.rank] > 0 }
+  RETURN count(DISTINCT w) AS writers, count(DISTINCT g) AS shared,
+         collect(DISTINCT CASE WHEN g IS NOT NULL THEN w.id END) AS broadcast
 }
 RETURN sv.index AS index, side, size(uses) AS firings, toFloat(size(uses)) / n AS share,
        toString(other.layer) + '.' + toString(other.head) AS partner,
        other.index AS partner_index, other_side AS partner_side, al.cos AS cos,
-       other_firings AS partner_firings, [w IN here WHERE w IN there] AS broadcast_writers,
-       size(here) AS writers, size(there) AS partner_writers
-ORDER BY partner_firings > 0 DESC, size(broadcast_writers) DESC, cos DESC, index, side
+       shared AS partner_firings, broadcast AS broadcast_writers, writers
+ORDER BY partner_firings DESC, cos DESC, index, side, partner, partner_index
 LIMIT $limit

@@ -41,8 +41,12 @@ def echo_frame(frame: pd.DataFrame, output_format: str) -> None:
     elif frame.empty:
         click.echo("No rows.")
     else:
-        with_lists = frame.map(lambda v: " ".join(map(str, v)) if isinstance(v, list) else v)
+        with_lists = frame.map(lambda v: " ".join(map(_cell, v)) if isinstance(v, list) else v)
         click.echo(with_lists.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def connect() -> Any:
