@@ -16,6 +16,7 @@ from typing import Any
 from neo4j import Driver, ManagedTransaction
 from neo4j.time import DateTime
 
+from atlas.browser import head_labels
 from atlas.connection import connect, explained_errors
 from atlas.schema import SCHEMA_VERSION, init_schema, schema_version
 from atlas.settings import AtlasError, Neo4jSettings, load_settings
@@ -71,6 +72,7 @@ MERGE (c:Component {model_id: row.model_id, id: row.id})
 SET c.kind = row.kind, c.layer = row.layer, c.head = row.head,
     c.ioi_class = coalesce(row.ioi_class, c.ioi_class)
 FOREACH (_ IN CASE WHEN row.kind = 'head' THEN [1] ELSE [] END | SET c:Head)
+SET c:$(row.labels)
 RETURN count(c) AS written
 """
 
@@ -447,6 +449,10 @@ def _component_row(component: ComponentRecord) -> Row:
         "layer": component.layer,
         "head": component.head,
         "ioi_class": component.ioi_class,
+        # display labels the Browser style colours by (atlas/browser.py): Layer9, NameMover
+        "labels": head_labels(component.layer, component.ioi_class)
+        if component.kind == "head" and component.layer is not None
+        else [],
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from atlas.cli.browse import browse
 from atlas.cli.circuit import circuit
 from atlas.cli.decompose import decompose
 from atlas.cli.ingest import ingest
@@ -19,9 +20,10 @@ def main() -> None:
     """Circuit Atlas: sparse attention decomposition of IOI circuits, stored in Neo4j.
 
     Typical flow: `decompose` to inspect a model's attention decisions, `server start` to run
-    Neo4j locally, `ingest` to write a run into the atlas, then `circuit` or Cypher to query it.
+    Neo4j locally, `ingest` to write a run into the atlas, then `circuit` or Cypher to query it,
+    or `browse` for a Neo4j Browser link (the atlas style and guide load on connect).
     """
 
 
-for command in (decompose, ingest, server, db, runs, train_toy, circuit):
+for command in (decompose, ingest, server, db, runs, train_toy, circuit, browse):
     main.add_command(command)
