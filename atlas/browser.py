@@ -222,6 +222,17 @@ def bundle_files() -> dict[str, bytes]:
     }
 
 
+def export_content(folder: Path) -> list[Path]:
+    """Write the style and the guide into ``folder`` (to serve them for another Neo4j)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in bundle_files().items():
+        path = folder / Path(name).name
+        path.write_bytes(content)
+        written.append(path)
+    return written
+
+
 def write_bundle(home: Path) -> Path | None:
     """Write ``<home>/web/neo4j-browser.zip`` (Browser + style + guide) unless it is current.
 

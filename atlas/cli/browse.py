@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import click
@@ -65,12 +66,20 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     "--browser-url",
     help="The Neo4j Browser's address (default: NEO4J_BROWSER_URL, else the local server's).",
 )
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Instead, write the style (atlas.grass) and the guide (guide.html) into this folder, "
+    "to serve them for a Docker or remote Neo4j.",
+)
 def browse(
     run_id: str | None,
     query: str | None,
     params: tuple[str, ...],
     open_link: bool,
     browser_url: str | None,
+    export_dir: Path | None,
 ) -> None:
     """Print a Neo4j Browser link that pre-fills a query and its parameters.
 
@@ -86,6 +95,12 @@ def browse(
     """
     from atlas.browser import cypher_literal
 
+    if export_dir is not None:
+        from atlas.browser import export_content
+
+        for path in export_content(export_dir):
+            click.echo(f"Wrote {path}")
+        return
     given = _parse_params(params)
     if query is not None:
         if run_id is not None:
