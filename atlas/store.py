@@ -81,7 +81,8 @@ UNWIND $rows AS row
 MATCH (h:Component {model_id: row.model_id, id: row.head_id})
 MERGE (sv:SingularVector {model_id: row.model_id, layer: row.layer, head: row.head,
                           index: row.index})
-SET sv.sigma = row.sigma
+SET sv.sigma = row.sigma,
+    sv.caption = 'v' + row.index + ' σ' + toString(round(row.sigma, 2)) // Browser style caption
 MERGE (h)-[:HAS_SV]->(sv)
 RETURN count(sv) AS written
 """

@@ -25,6 +25,7 @@ from atlas.browser import (
 )
 from atlas.cli import main
 from atlas.settings import AtlasError
+from atlas.store import AtlasStore
 from atlas.templates import TemplateError, load_template, template_names
 from ingest.batch_records import GPT2_IOI_CLASSES
 
@@ -75,7 +76,7 @@ def test_style_has_a_rule_for_every_label_the_atlas_writes() -> None:
         assert "color" in rules[f"node.{label}"], label
     assert rules["node.Head"]["caption"] == "{id}"
     assert rules["node.Firing"]["caption"] == "{dest_role}→{src_role}"
-    assert rules["node.SingularVector"]["caption"] == "v{index} σ={sigma}"
+    assert rules["node.SingularVector"]["caption"] == "{caption}"  # v3 σ12.35, set by the store
     widths = [float(rules[f"relationship.SUPPORT_{band}"]["shaft-width"][:-2]) for band in
               ("LOW", "MID", "HIGH")]  # fmt: skip
     assert widths == sorted(widths) and widths[0] < widths[-1]
@@ -231,3 +232,23 @@ def test_circuit_link_prefills_the_same_query_and_parameters(
         '"src_role": "IO", "prompt": null};'
     )
     assert query == load_template("circuit").cypher.strip()
+
+
+@pytest.mark.integration
+def test_ingested_heads_and_singular_vectors_carry_what_the_style_reads(
+    atlas_store: AtlasStore, toy_ioi_run: str
+) -> None:
+    records = atlas_store.driver.execute_query(
+        "MATCH (r:Run {id: $run_id}) MATCH (h:Head {model_id: r.model_id})-[:HAS_SV]->(sv) "
+        "RETURN h.layer AS layer, h.ioi_class AS ioi_class, labels(h) AS labels, "
+        "sv.index AS index, sv.sigma AS sigma, sv.caption AS caption",
+        run_id=toy_ioi_run,
+        database_=atlas_store.database,
+    ).records
+    assert records
+    for record in records:
+        assert set(head_labels(record["layer"], record["ioi_class"])) <= set(record["labels"])
+        match = re.fullmatch(r"v(\d+) σ(-?[\d.]+)", record["caption"])
+        assert match, record["caption"]
+        assert int(match.group(1)) == record["index"]
+        assert abs(float(match.group(2)) - record["sigma"]) <= 0.005 + 1e-9
