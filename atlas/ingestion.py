@@ -28,8 +28,19 @@ from tqdm import tqdm
 from atlas.settings import AtlasError
 from atlas.store import AtlasStore
 from ingest.activations import model_qk_svd
-from ingest.batch_records import batch_records, model_component_records, model_record
-from ingest.decomposition import FiringRule
+from ingest.alignment import (
+    DEFAULT_ALIGN_THRESHOLD,
+    DEFAULT_ALIGN_TOP_K,
+    aligned_pairs,
+    read_directions,
+)
+from ingest.batch_records import (
+    aligned_records,
+    batch_records,
+    model_component_records,
+    model_record,
+)
+from ingest.decomposition import QKSVD, FiringRule
 from ingest.ioi import generate_prompts
 from ingest.models import LoadedModel
 from ingest.pipeline import chunks, process_batch
@@ -48,6 +59,15 @@ class IngestConfig:
     batch_size: int = 32
     rule: FiringRule = field(default_factory=FiringRule)
     edge_fraction: float = 0.7
+    # Feature identity across heads (per model, not part of the run's identity).
+    align_threshold: float = DEFAULT_ALIGN_THRESHOLD
+    align_top_k: int = DEFAULT_ALIGN_TOP_K
+
+    def align_params(self) -> str:
+        return json.dumps(
+            {"space": "residual", "threshold": self.align_threshold, "top_k": self.align_top_k},
+            sort_keys=True,
+        )
 
     def method_params(self) -> dict[str, Any]:
         return {"method": METHOD, **asdict(self.rule), "edge_fraction": self.edge_fraction}
@@ -197,6 +217,7 @@ def ingest_run(
     store.write_model(model_record(model.provenance))
     store.create_run(run)
     store.write_batch(model_component_records(model.provenance, svd))
+    write_aligned(store, model.provenance.model_id, svd, config)
     summary.stage_seconds["setup"] += time.perf_counter() - started
 
     batches = list(chunks(prompts, config.batch_size))
@@ -248,6 +269,16 @@ def ingest_run(
     summary.stage_seconds["aggregate"] += time.perf_counter() - started
     summary.peak_memory_mb = peak_memory_mb()
     return summary
+
+
+def write_aligned(store: AtlasStore, model_id: str, svd: QKSVD, config: IngestConfig) -> None:
+    """The model's ALIGNED singular-vector pairs, computed once per model and parameters."""
+    params = config.align_params()
+    if store.aligned_params(model_id) == params:
+        return
+    directions = read_directions(svd)
+    pairs = aligned_pairs(directions, config.align_threshold, config.align_top_k)
+    store.replace_aligned(model_id, aligned_records(model_id, directions, pairs), params)
 
 
 def _progress_bars(total: int, show: bool) -> list[Any]:

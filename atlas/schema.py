@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from neo4j import Driver
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# What each version added that older runs cannot have (read by `db init`'s upgrade message).
+UPGRADE_NOTES = {
+    2: "WRITES.parts (each edge's weight per singular vector) and ALIGNED singular vectors",
+}
 
 CONSTRAINTS = {
     "model_id": "FOR (n:Model) REQUIRE n.id IS UNIQUE",

@@ -22,6 +22,7 @@ from atlas.schema import SCHEMA_VERSION, init_schema, schema_version
 from atlas.settings import AtlasError, Neo4jSettings, load_settings
 from atlas.templates import load_template
 from ingest.records import (
+    AlignedRecord,
     CommunicatesRecord,
     ComponentRecord,
     FiringRecord,
@@ -48,7 +49,8 @@ MERGE (r:Run {id: $row.id})
 ON CREATE SET r.created_at = $row.created_at
 SET r.model_id = $row.model_id, r.model_revision = $row.model_revision, r.method = $row.method,
     r.params = $row.params, r.dataset = $row.dataset, r.versions = $row.versions,
-    r.git_commit = $row.git_commit, r.status = $row.status
+    r.git_commit = $row.git_commit, r.status = $row.status,
+    r.schema_version = $row.schema_version
 MERGE (r)-[:OF_MODEL]->(m)
 """
 
@@ -56,6 +58,11 @@ SET_RUN_STATUS = """
 MATCH (r:Run {id: $run_id})
 SET r.status = $status, r.finished_at = datetime(), r.error = $error
 RETURN r.id AS id
+"""
+
+STALE_RUNS = """
+MATCH (r:Run) WHERE coalesce(r.schema_version, 1) < $version
+RETURN r.id AS id, coalesce(r.schema_version, 1) AS version ORDER BY id
 """
 
 RUN_MODEL = "MATCH (r:Run {id: $run_id}) RETURN r.model_id AS model_id"
@@ -86,6 +93,27 @@ SET sv.sigma = row.sigma,
 MERGE (h)-[:HAS_SV]->(sv)
 RETURN count(sv) AS written
 """
+
+WRITE_ALIGNED = """
+UNWIND $rows AS row
+MATCH (a:SingularVector {model_id: row.model_id, layer: row.a[0], head: row.a[1],
+                         index: row.a[2]})
+MATCH (b:SingularVector {model_id: row.model_id, layer: row.b[0], head: row.b[1],
+                         index: row.b[2]})
+MERGE (a)-[r:ALIGNED {side_a: row.side_a, side_b: row.side_b}]->(b)
+SET r.model_id = row.model_id, r.cos = row.cos
+RETURN count(r) AS written
+"""
+
+ALIGNED_PARAMS = "MATCH (m:Model {id: $model_id}) RETURN properties(m)['aligned_params'] AS params"
+
+# The model's ALIGNED edges, dropped before a recomputation with other parameters.
+DELETE_ALIGNED = """
+MATCH (:SingularVector {model_id: $model_id})-[r:ALIGNED]->()
+DELETE r
+"""
+
+SET_ALIGNED_PARAMS = "MATCH (m:Model {id: $model_id}) SET m.aligned_params = $params"
 
 WRITE_PROMPTS = """
 UNWIND $rows AS row
@@ -126,7 +154,7 @@ USING INDEX f:Firing(run_id, prompt, layer, head, dest, src)
 MATCH (w:Component {model_id: row.model_id, id: row.writer_id})
 MERGE (w)-[e:WRITES {side: row.side}]->(f)
 SET e.run_id = row.run_id, e.prompt = row.prompt, e.weight = row.weight, e.pos = row.pos,
-    e.role = row.role
+    e.role = row.role, e.parts = row.parts
 RETURN count(e) AS written
 """
 
@@ -218,6 +246,11 @@ class AtlasStore:
         with explained_errors(self.settings):
             return schema_version(self.driver, self.database)
 
+    def stale_runs(self) -> list[tuple[str, int]]:
+        """Runs written under an older schema version (id, version), which lack its data."""
+        records = self._execute(STALE_RUNS, version=SCHEMA_VERSION)
+        return [(record["id"], record["version"]) for record in records]
+
     def _ensure_schema(self) -> None:
         if not self._schema_ready:
             current = self.schema_version()
@@ -230,6 +263,22 @@ class AtlasStore:
     def write_model(self, model: ModelRecord) -> None:
         self._ensure_schema()
         self._execute(MERGE_MODEL, row=_model_row(model))
+
+    def aligned_params(self, model_id: str) -> str | None:
+        """The parameters (JSON) the model's ALIGNED edges were computed with; None: never."""
+        records = self._execute(ALIGNED_PARAMS, model_id=model_id)
+        return records[0]["params"] if records else None
+
+    def replace_aligned(self, model_id: str, rows: Sequence[AlignedRecord], params: str) -> None:
+        """Make the model's ALIGNED edges exactly ``rows`` (computed with ``params``).
+
+        The model and its singular vectors must be written first. The parameters are recorded
+        last, so an interrupted replacement is redone by the next ingestion of the model.
+        """
+        self._ensure_schema()
+        self._execute(DELETE_ALIGNED, model_id=model_id)
+        self.write_batch(RecordBatch(aligned=rows))
+        self._execute(SET_ALIGNED_PARAMS, model_id=model_id, params=params)
 
     def create_run(self, run: RunRecord) -> None:
         """Record a run and its provenance (status ``running`` unless the record says else)."""
@@ -329,6 +378,7 @@ class AtlasStore:
         statements = [
             (WRITE_COMPONENTS, "components", self._component_rows(batch)),
             (WRITE_SINGULAR_VECTORS, "singular vectors", _rows(batch.singular_vectors, _sv_row)),
+            (WRITE_ALIGNED, "aligned pairs", _rows(batch.aligned, _aligned_row)),
             (WRITE_PROMPTS, "prompts", _rows(batch.prompts, _prompt_row)),
             (WRITE_FIRINGS, "firings", self._run_rows(batch.firings, _firing_row)),
             (WRITE_EDGES, "edges", self._run_rows(batch.edges, _edge_row)),
@@ -439,6 +489,7 @@ def _run_row(run: RunRecord) -> Row:
         "git_commit": run.git_commit,
         "created_at": run.created_at,
         "status": run.status,
+        "schema_version": SCHEMA_VERSION,
     }
 
 
@@ -465,6 +516,17 @@ def _sv_row(sv: SingularVectorRecord) -> Row:
         "head": sv.head,
         "index": sv.index,
         "sigma": sv.sigma,
+    }
+
+
+def _aligned_row(pair: AlignedRecord) -> Row:
+    return {
+        "model_id": pair.model_id,
+        "a": list(pair.a),
+        "b": list(pair.b),
+        "side_a": pair.side_a,
+        "side_b": pair.side_b,
+        "cos": pair.cos,
     }
 
 
@@ -519,6 +581,7 @@ def _edge_row(edge: WriteEdgeRecord, model_id: str) -> Row:
         "weight": edge.weight,
         "pos": edge.pos,
         "role": edge.role,
+        "parts": list(edge.parts) or None,  # hand-built edges may have none
     }
 
 

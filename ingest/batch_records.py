@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingest.alignment import AlignedPairs, ReadDirections
 from ingest.decomposition import QKSVD
 from ingest.models import DEFAULT_MODEL, ModelProvenance
 from ingest.pipeline import BatchResult
 from ingest.records import (
+    AlignedRecord,
     ComponentRecord,
     FiringRecord,
     ModelRecord,
     PromptRecord,
     RecordBatch,
+    Side,
     SingularVectorRecord,
     SparseTerm,
     WriteEdgeRecord,
@@ -70,6 +73,22 @@ def model_component_records(provenance: ModelProvenance, svd: QKSVD) -> RecordBa
         for index, value in enumerate(per_head)
     ]
     return RecordBatch(components=heads, singular_vectors=vectors)
+
+
+def aligned_records(
+    model_id: str, directions: ReadDirections, pairs: AlignedPairs
+) -> list[AlignedRecord]:
+    """One record per aligned pair, ``a`` being the earlier head (pairs come ordered so)."""
+
+    def end(i: int) -> tuple[tuple[int, int, int], Side]:
+        key = (int(directions.layer[i]), int(directions.head[i]), int(directions.index[i]))
+        return key, SIDE_NAMES[int(directions.side[i])]
+
+    records = []
+    for a, b, cos in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.cos.tolist(), strict=True):
+        (key_a, side_a), (key_b, side_b) = end(a), end(b)
+        records.append(AlignedRecord(model_id, key_a, side_a, key_b, side_b, cos))
+    return records
 
 
 def batch_records(
@@ -135,13 +154,14 @@ def batch_records(
     edges = []
     if result.edges is not None:
         e = result.edges
-        for firing, writer_layer, writer_head, side, pos, weight in zip(
+        for firing, writer_layer, writer_head, side, pos, weight, parts in zip(
             e.firing.tolist(),
             e.writer_layer.tolist(),
             e.writer_head.tolist(),
             e.side.tolist(),
             e.pos.tolist(),
             e.weight.tolist(),
+            e.parts.tolist(),
             strict=True,
         ):
             downstream = firings[firing]
@@ -154,6 +174,7 @@ def batch_records(
                     weight=weight,
                     pos=pos,
                     role=labels[downstream.prompt - prompt_offset][pos],
+                    parts=tuple(parts[: downstream.n_svs]),
                 )
             )
     return RecordBatch(prompts=prompts, firings=firings, edges=edges)

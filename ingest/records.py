@@ -78,6 +78,23 @@ class SingularVectorRecord:
 
 
 @dataclass(frozen=True)
+class AlignedRecord:
+    """Two singular vectors of different heads that read the same residual direction.
+
+    ``a`` is (layer, head, index) of the earlier head, ``b`` of the later one; ``side_a`` /
+    ``side_b`` say which of each pair's vectors is meant (``q``: u_k, ``k``: v_k) and ``cos`` is
+    their |cosine| on the residual coordinates (see :mod:`ingest.alignment`).
+    """
+
+    model_id: str
+    a: tuple[int, int, int]
+    side_a: Side
+    b: tuple[int, int, int]
+    side_b: Side
+    cos: float
+
+
+@dataclass(frozen=True)
 class PromptRecord:
     """An IOI prompt of a run; ``roles`` maps a role name (IO, S1, S2, END, ...) to a position."""
 
@@ -141,7 +158,9 @@ class WriteEdgeRecord:
     """Per-prompt communication: a writer component's contribution to one side of a firing.
 
     ``pos`` is the position written to (dest for ``q``, src for ``k``); ``role`` names it
-    (``"other"`` when the position has no IOI role).
+    (``"other"`` when the position has no IOI role). ``parts[m]`` is the share of ``weight``
+    carried by the singular vector the firing USES with rank m (``sum(parts) == weight``);
+    empty when unknown.
     """
 
     firing: FiringKey
@@ -152,6 +171,7 @@ class WriteEdgeRecord:
     pos: int
     role: str
     writer_kind: ComponentKind = "head"
+    parts: Sequence[float] = ()
 
     @property
     def writer_id(self) -> str:
@@ -195,6 +215,7 @@ class RecordBatch:
 
     components: Sequence[ComponentRecord] = ()
     singular_vectors: Sequence[SingularVectorRecord] = ()
+    aligned: Sequence[AlignedRecord] = ()
     prompts: Sequence[PromptRecord] = ()
     firings: Sequence[FiringRecord] = ()
     edges: Sequence[WriteEdgeRecord] = ()

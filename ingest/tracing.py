@@ -15,6 +15,11 @@ written by any head, so no writer is credited with it; writers' outputs enter wi
 ``a[d]`` to every writer's contribution; we do not.) Embeddings, MLPs and attention biases are
 not writers in SAD; the ACC mode credits them.
 
+Per-vector parts: for the selected edges only, the contribution is also kept term by term,
+``parts[m] = sign_k √σ_k (w_k[:d] · o_w(pos)) / s_pos`` for ``k = sv_order[m]``, ``m < |S|``
+(``w_k`` = u_k on the query side, v_k on the key side), so ``Σ_m parts[m] = c(w)``: which
+feature of the sparse set a writer sent.
+
 Edge rule: per side, sort writers by contribution, descending; the smallest top set whose
 cumulative contribution exceeds ``edge_fraction · Σ_w c(w)`` become edges. When the total is
 not positive no writer explains the signal and the side has no edges.
@@ -103,12 +108,45 @@ def top_share_edges(
     return torch.zeros_like(keep_ranked).scatter(-1, order, keep_ranked)
 
 
+def edge_parts(
+    firings: Firings,
+    svd: QKSVD,
+    firing: Int[Tensor, " edge"],
+    side: int,
+    outputs: Float[Tensor, "edge d"],
+) -> Float[Tensor, "edge r"]:
+    """Per-singular-vector parts of the edges' contributions, in the firings' rank order.
+
+    ``outputs`` are the writers' outputs already divided by the downstream LN scale. Row e,
+    column m is ``sign_m √σ_{k_m} (w_{k_m}[:d] · outputs[e])`` with ``k_m = sv_order[f, m]``
+    for ``m < n_svs[f]`` and 0 past the sparse set, so each row sums to the edge's weight.
+    """
+    d = outputs.shape[-1]
+    basis = svd.U if side == QUERY_SIDE else svd.V
+    layer, head = firings.layer[firing], firings.head[firing]
+    n_heads = basis.shape[1]
+    by_index = outputs.new_zeros((firing.shape[0], basis.shape[-1]))
+    head_id = layer * n_heads + head
+    for flat in torch.unique(head_id).tolist():
+        rows = head_id == flat
+        vectors = basis[divmod(flat, n_heads)][:d].to(outputs.dtype)
+        by_index[rows] = outputs[rows] @ vectors
+    order = firings.sv_order[firing]
+    rank = order.shape[-1]
+    in_set = torch.arange(rank, device=order.device)[None, :] < firings.n_svs[firing][:, None]
+    sqrt_sigma = svd.sigma[layer, head].sqrt().to(outputs.dtype).gather(-1, order)
+    signs = firings.signs[firing].to(outputs.dtype)
+    return by_index.gather(-1, order) * signs * sqrt_sigma * in_set
+
+
 @dataclass(frozen=True)
 class Edges:
     """Columnar per-prompt communication edges: writer head → a downstream firing.
 
     ``firing`` indexes rows of the :class:`~ingest.decomposition.Firings` they explain; ``pos``
     is the downstream position the writer wrote to (dest for the query side, src for key).
+    ``parts[e, m]`` is the edge's weight carried by the firing's rank-m singular vector (zero
+    past the sparse set; see :func:`edge_parts`).
     """
 
     firing: Int[Tensor, " edge"]
@@ -117,6 +155,7 @@ class Edges:
     side: Int[Tensor, " edge"]
     pos: Int[Tensor, " edge"]
     weight: Float[Tensor, " edge"]
+    parts: Float[Tensor, "edge r"]
 
     def __len__(self) -> int:
         return int(self.firing.shape[0])
@@ -133,7 +172,7 @@ def trace_firings(
     n_heads = results[0].shape[2]
     a_query, a_key = signal_directions(firings, svd)
     all_writers = torch.cat(results, dim=2)  # batch pos (layer·head) d, built once
-    parts: list[Edges] = []
+    found: list[Edges] = []
     for layer in torch.unique(firings.layer).tolist():
         if layer == 0:
             continue
@@ -149,19 +188,24 @@ def trace_firings(
             firing_idx, writer = top_share_edges(contributions, edge_fraction).nonzero(
                 as_tuple=True
             )
-            parts.append(
+            chosen = rows[firing_idx]
+            prompt, at = firings.prompt[chosen], pos[chosen]
+            outputs = writers[prompt, at, writer] / scales[layer][prompt, at]
+            found.append(
                 Edges(
-                    firing=rows[firing_idx],
+                    firing=chosen,
                     writer_layer=writer // n_heads,
                     writer_head=writer % n_heads,
                     side=torch.full_like(firing_idx, side),
-                    pos=pos[rows][firing_idx],
+                    pos=at,
                     weight=contributions[firing_idx, writer],
+                    parts=edge_parts(firings, svd, chosen, side, outputs),
                 )
             )
-    if not parts:
+    if not found:
         empty = torch.zeros(0, dtype=torch.long)
-        return Edges(empty, empty, empty, empty, empty, torch.zeros(0))
+        rank = firings.sv_order.shape[-1]
+        return Edges(empty, empty, empty, empty, empty, torch.zeros(0), torch.zeros(0, rank))
     return Edges(
-        *(torch.cat([getattr(p, name) for p in parts]) for name in Edges.__dataclass_fields__)
+        *(torch.cat([getattr(p, name) for p in found]) for name in Edges.__dataclass_fields__)
     )

@@ -9,6 +9,7 @@ from atlas.cli.browse import browse
 from atlas.cli.circuit import circuit
 from atlas.cli.decompose import decompose
 from atlas.cli.ingest import ingest
+from atlas.cli.query import features, inputs, outputs, paths, query, signals, templates
 from atlas.cli.runs import runs
 from atlas.cli.server import db, server
 from atlas.cli.toy import train_toy
@@ -20,10 +21,27 @@ def main() -> None:
     """Circuit Atlas: sparse attention decomposition of IOI circuits, stored in Neo4j.
 
     Typical flow: `decompose` to inspect a model's attention decisions, `server start` to run
-    Neo4j locally, `ingest` to write a run into the atlas, then `circuit` or Cypher to query it,
-    or `browse` for a Neo4j Browser link (the atlas style and guide load on connect).
+    Neo4j locally, `ingest` to write a run into the atlas, then ask it: `templates` and `query`,
+    the shortcuts `paths`, `inputs`, `outputs`, `signals`, `features`, `circuit`, or Cypher;
+    `browse` prints a Neo4j Browser link (the atlas style and guide load on connect).
     """
 
 
-for command in (decompose, ingest, server, db, runs, train_toy, circuit, browse):
+for command in (
+    decompose,
+    ingest,
+    server,
+    db,
+    runs,
+    train_toy,
+    circuit,
+    templates,
+    query,
+    paths,
+    inputs,
+    outputs,
+    signals,
+    features,
+    browse,
+):
     main.add_command(command)

@@ -31,6 +31,22 @@ from atlas.cli.options import (
     help="Per side of a firing, the smallest top set of writers carrying more than this "
     "fraction of the total upstream contribution become edges.",
 )
+@click.option(
+    "--align-threshold",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    help="Per model: singular vectors of different heads whose residual read directions have "
+    "|cos| at least this are stored as ALIGNED (the same feature); random directions in "
+    "d=768 reach about 0.2 at most.",
+)
+@click.option(
+    "--align-top-k",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Per singular vector, at most this many ALIGNED partners of its own choosing.",
+)
 @click.option("--run-id", help="Id of the run (default: derived from the model and every setting).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run: skip written batches.")
 @click.option(
@@ -53,6 +69,8 @@ def ingest(
     sparse_fraction: float,
     method: str,
     edge_fraction: float,
+    align_threshold: float,
+    align_top_k: int,
     run_id: str | None,
     resume: bool,
     rewrite: bool,
@@ -91,6 +109,8 @@ def ingest(
         batch_size=batch_size,
         rule=rule,
         edge_fraction=edge_fraction,
+        align_threshold=align_threshold,
+        align_top_k=align_top_k,
     )
     chosen_id = run_id or config.default_run_id(model.provenance.model_id)
     click.echo(f"Run {chosen_id}", err=True)

@@ -69,11 +69,27 @@ def db() -> None:
 
 @db.command("init")
 def db_init() -> None:
-    """Create constraints and indexes (idempotent) and record the schema version."""
+    """Create constraints and indexes (idempotent) and record the schema version.
+
+    On a database of an older schema version the new constraints and indexes are added in
+    place; runs written before keep working, but lack what the new version stores (they are
+    named, with what they lack: re-ingest them with --rewrite to get it).
+    """
+    from atlas.schema import UPGRADE_NOTES
     from atlas.store import AtlasStore
 
     store = AtlasStore.connect()
-    click.echo(f"Schema version {store.init_schema()} ready in {store.settings.uri}.")
+    before = store.schema_version()
+    version = store.init_schema()
+    upgraded = "" if before in (None, version) else f" (upgraded from version {before})"
+    click.echo(f"Schema version {version} ready in {store.settings.uri}{upgraded}.")
+    for run_id, old in store.stale_runs():
+        missing = "; ".join(note for v, note in UPGRADE_NOTES.items() if v > old)
+        click.echo(
+            f"Run '{run_id}' was written under schema version {old} and lacks {missing}: "
+            "re-ingest it (same command with --rewrite) to query those.",
+            err=True,
+        )
 
 
 @db.command("bench")

@@ -149,3 +149,27 @@ def test_trace_firings_match_loop_reference() -> None:
 def test_edge_fraction_validated() -> None:
     with pytest.raises(ValueError, match="edge fraction"):
         top_share_edges(torch.ones(1, 3), 0.0)
+
+
+def test_edge_parts_are_the_per_vector_terms_and_sum_to_the_weight() -> None:
+    """parts[m] = sign_m √σ_k (w_k[:d] · o) / s for k = sv_order[m], one vector at a time."""
+    firings, svd, results, scales = synthetic_firings()
+    edges = trace_firings(firings, svd, results, scales, edge_fraction=0.7)
+    assert len(edges) > 4
+    for e in range(len(edges)):
+        f, side = int(edges.firing[e]), int(edges.side[e])
+        layer, head = int(firings.layer[f]), int(firings.head[f])
+        b, pos = int(firings.prompt[f]), int(edges.pos[e])
+        output = results[int(edges.writer_layer[e])][b, pos, int(edges.writer_head[e])]
+        vectors = svd.U[layer, head] if side == QUERY_SIDE else svd.V[layer, head]
+        size = int(firings.n_svs[f])
+        expected = []
+        for m in range(size):
+            k = int(firings.sv_order[f, m])
+            dot = float(output @ vectors[: output.shape[0], k])
+            sign = float(firings.signs[f, m])
+            expected.append(sign * math.sqrt(float(svd.sigma[layer, head, k])) * dot)
+        expected_parts = torch.tensor(expected, dtype=torch.float64) / float(scales[layer][b, pos])
+        torch.testing.assert_close(edges.parts[e, :size], expected_parts)
+        assert (edges.parts[e, size:] == 0).all()
+        assert float(edges.parts[e].sum()) == pytest.approx(float(edges.weight[e]), rel=1e-9)

@@ -1,0 +1,282 @@
+"""`circuit-atlas templates`, `query` and the shortcuts analysts type: `paths`, `inputs`,
+`outputs`, `signals`, `features`. Thin over :mod:`atlas.query`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FORMATS = click.Choice(["table", "json", "csv"])
+
+
+def format_option(command: Any) -> Any:
+    return click.option(
+        "--format",
+        "output_format",
+        type=FORMATS,
+        default="table",
+        show_default=True,
+        help="table: aligned text; json: a list of records; csv: a header and one line per row.",
+    )(command)
+
+
+def run_option(command: Any) -> Any:
+    return click.option(
+        "--run", "run_id", required=True, help="Run id (see `circuit-atlas runs list`)."
+    )(command)
+
+
+def echo_frame(frame: pd.DataFrame, output_format: str) -> None:
+    """Print a result in the chosen format (an empty table says so)."""
+    if output_format == "json":
+        click.echo(frame.to_json(orient="records", indent=2, force_ascii=False))
+    elif output_format == "csv":
+        frame.to_csv(sys.stdout, index=False, lineterminator="\n")
+    elif frame.empty:
+        click.echo("No rows.")
+    else:
+        with_lists = frame.map(lambda v: " ".join(map(str, v)) if isinstance(v, list) else v)
+        click.echo(with_lists.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def connect() -> Any:
+    from atlas.store import AtlasStore
+
+    return AtlasStore.connect()
+
+
+@click.command()
+@click.option("--markdown", is_flag=True, help="Print queries/catalogue.md (generated).")
+def templates(markdown: bool) -> None:
+    """List the Cypher templates with their parameters (`query NAME` runs one)."""
+    from atlas.templates import all_templates, render_catalogue
+
+    if markdown:
+        click.echo(render_catalogue(), nl=False)
+        return
+    for template in all_templates():
+        write = "  [writes]" if template.mode == "write" else ""
+        click.echo(f"{template.name}{write}: {template.purpose}")
+        click.echo(f"    ({template.signature()})")
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A template parameter (repeatable). Lists: a,b or JSON [..]; null for none.",
+)
+@click.option("--run", "run_id", help="Shorthand for --param run_id=RUN.")
+@format_option
+def query(name: str, params: tuple[str, ...], run_id: str | None, output_format: str) -> None:
+    """Run the template NAME (see `circuit-atlas templates`) with its parameters.
+
+    Parameters are checked against the template's header and sent as Cypher parameters (never
+    spliced into the query). Missing ones take their defaults.
+
+    \b
+    Examples:
+      circuit-atlas query head_inputs --run RUN -p layer=9 -p head=9 -p side=q -p role=END
+      circuit-atlas query compare --run RUN -p order_a=ABBA -p order_b=BABA -p layer=9 -p head=9
+      circuit-atlas query alternative_routes --run RUN -p from_layer=7 -p from_head=3 \\
+          -p to_layer=9 -p to_head=9 --format json
+    """
+    from atlas.query import edge_disjoint_routes, routes_graph, run_query
+    from atlas.settings import AtlasError
+
+    given: dict[str, Any] = {}
+    for param in params:
+        key, sep, value = param.partition("=")
+        if not sep or not key.strip():
+            raise AtlasError(f"--param takes KEY=VALUE, got {param!r}.")
+        given[key.strip()] = value
+    if run_id is not None:
+        given["run_id"] = run_id
+    frame = run_query(connect(), name, **given)
+    echo_frame(frame, output_format)
+    if name == "alternative_routes" and output_format == "table" and not frame.empty:
+        graph = routes_graph(frame)
+        source = f"{given['from_layer']}.{given['from_head']}"
+        target = f"{given['to_layer']}.{given['to_head']}"
+        disjoint = edge_disjoint_routes(graph, source, target)
+        total = int(frame["total_routes"].iloc[0])
+        click.echo(f"{total} routes {source} → {target}; {disjoint} edge-disjoint.")
+
+
+@click.command()
+@click.argument("source")
+@click.argument("target")
+@run_option
+@click.option("--max-hops", default=3, show_default=True, type=click.IntRange(1, 6))
+@click.option(
+    "--min-prompts",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Every hop seen in at least this many prompts.",
+)
+@click.option(
+    "--any-role",
+    is_flag=True,
+    help="Also routes that are not role-consistent (see `templates`: paths).",
+)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--graphml",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write every route's hops as a GraphML graph to this file.",
+)
+@format_option
+def paths(
+    source: str,
+    target: str,
+    run_id: str,
+    max_hops: int,
+    min_prompts: int,
+    any_role: bool,
+    limit: int,
+    graphml: Path | None,
+    output_format: str,
+) -> None:
+    """Ranked routes between two heads, and how many are edge-disjoint (redundancy).
+
+    SOURCE and TARGET are heads as layer.head; the earlier layer is the upstream end, so
+    `paths 9.9 7.3` and `paths 7.3 9.9` ask the same. A route line reads
+    `7.3 -q@END→ 8.6 -q@END→ 9.9`: 7.3 wrote into 8.6's query side at END, ...; routes are
+    ranked by their weakest hop's prompt support.
+
+    Example: circuit-atlas paths 7.3 9.9 --run gpt2-sad-256 --min-prompts 5
+    """
+    from atlas.query import alternative_routes, head, run_query, write_graphml
+
+    (a_layer, a_head), (b_layer, b_head) = head(source), head(target)
+    if (a_layer, a_head) > (b_layer, b_head):
+        source, target = target, source
+        (a_layer, a_head), (b_layer, b_head) = (b_layer, b_head), (a_layer, a_head)
+    store = connect()
+    options = {"max_hops": max_hops, "min_prompts": min_prompts, "consistent": not any_role}
+    frame = run_query(
+        store,
+        "paths",
+        run_id=run_id,
+        from_layer=a_layer,
+        from_head=a_head,
+        to_layer=b_layer,
+        to_head=b_head,
+        limit=limit,
+        **options,
+    )
+    routes = alternative_routes(store, run_id, source, target, **options)
+    if output_format == "table":
+        echo_frame(frame[["route", "hops", "min_prompts", "prompts"]], output_format)
+        click.echo(
+            f"{routes.routes} routes {source} → {target} (≤ {max_hops} hops, every hop in "
+            f"≥ {min_prompts} prompts); {routes.edge_disjoint} edge-disjoint."
+        )
+    else:
+        echo_frame(frame, output_format)
+    if graphml is not None:
+        write_graphml(routes.graph, graphml)
+        click.echo(f"Wrote {routes.graph.number_of_edges()} hops to {graphml}.", err=True)
+
+
+def echo_head_query(
+    template: str, head_name: str, run_id: str, output_format: str, **options: Any
+) -> None:
+    """Run a one-head template; options left unset (None) take the template's defaults."""
+    from atlas.query import head, run_query
+
+    layer, index = head(head_name)
+    given = {key: value for key, value in options.items() if value is not None}
+    frame = run_query(connect(), template, run_id=run_id, layer=layer, head=index, **given)
+    echo_frame(frame, output_format)
+
+
+def head_options(*extra: Any) -> Any:
+    """HEAD, --run, --format and the command's own options."""
+
+    def decorate(command: Any) -> Any:
+        for option in reversed([*extra, run_option, format_option]):
+            command = option(command)
+        return click.argument("head_name", metavar="HEAD")(command)
+
+    return decorate
+
+
+SIDE = click.option(
+    "--side", type=click.Choice(["q", "k"]), help="Query or key side (default: both)."
+)
+ROLE = click.option("--role", help="Role of the position written: END, IO, S2, ... (default: all).")
+MIN_PROMPTS = click.option(
+    "--min-prompts", type=click.IntRange(min=1), help="Hide edges seen in fewer prompts (1)."
+)
+LIMIT = click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
+DEST_ROLE = click.option("--dest-role", help="The firings' query role (default END).")
+SRC_ROLE = click.option("--src-role", help="The firings' key role (default IO).")
+
+
+@click.command()
+@head_options(SIDE, ROLE, MIN_PROMPTS, LIMIT)
+def inputs(head_name: str, run_id: str, output_format: str, **options: Any) -> None:
+    """The writers into HEAD over a run (aggregated COMMUNICATES), most prompts first.
+
+    Example: circuit-atlas inputs 9.9 --run gpt2-sad-256 --side q --role END
+    """
+    echo_head_query("head_inputs", head_name, run_id, output_format, **options)
+
+
+@click.command()
+@head_options(SIDE, ROLE, MIN_PROMPTS, LIMIT)
+def outputs(head_name: str, run_id: str, output_format: str, **options: Any) -> None:
+    """The heads HEAD writes into over a run, on which side and at which role.
+
+    Example: circuit-atlas outputs 8.6 --run gpt2-sad-256
+    """
+    echo_head_query("head_outputs", head_name, run_id, output_format, **options)
+
+
+@click.command()
+@head_options(
+    DEST_ROLE,
+    SRC_ROLE,
+    click.option(
+        "--min-share", type=float, help="Vectors in at least this share of firings (0.5)."
+    ),
+    click.option("--writers", type=click.IntRange(min=1), help="Writers listed per vector (5)."),
+)
+def signals(head_name: str, run_id: str, output_format: str, **options: Any) -> None:
+    """The singular vectors HEAD uses in most of its DEST-ROLE→SRC-ROLE firings (its recurring
+    signal), per side, with the writers credited through each vector (WRITES.parts).
+
+    Example: circuit-atlas signals 9.9 --run gpt2-sad-256 --min-share 0.5
+    """
+    echo_head_query("shared_signals", head_name, run_id, output_format, **options)
+
+
+@click.command()
+@head_options(
+    DEST_ROLE,
+    SRC_ROLE,
+    click.option(
+        "--min-share", type=float, help="The head's vectors in this share of firings (0.3)."
+    ),
+    click.option("--min-cos", type=float, help="Least |cos| of an aligned pair (0.5)."),
+    LIMIT,
+)
+def features(head_name: str, run_id: str, output_format: str, **options: Any) -> None:
+    """Features HEAD reads that other heads read too (ALIGNED singular vectors), with the
+    writers that broadcast each feature into both.
+
+    Example: circuit-atlas features 9.9 --run gpt2-sad-256
+    """
+    echo_head_query("shared_features", head_name, run_id, output_format, **options)

@@ -1,0 +1,41 @@
+// name: alternative_routes
+// purpose: The subgraph of every route between two heads (as in `paths`), one row per hop, with how many routes use it.
+// param: run_id string — the run
+// param: from_layer int — the upstream (writing) head's layer
+// param: from_head int — the upstream head's index in its layer
+// param: to_layer int — the downstream (reading) head's layer
+// param: to_head int — the downstream head's index in its layer
+// param: max_hops int = 3 — longest route, in COMMUNICATES hops (at most 6)
+// param: min_prompts int = 1 — every hop must be seen in at least this many prompts
+// param: consistent bool = true — keep only role-consistent routes (as in `paths`)
+// returns: writer string, reader string, side string, role string, n_prompts int,
+//   mean_weight float, routes int, total_routes int
+// example: {"run_id": "gpt2-sad-256", "from_layer": 7, "from_head": 3, "to_layer": 9, "to_head": 9, "max_hops": 3, "min_prompts": 5, "consistent": true}
+// example-toy: {"run_id": "toy-ioi-run", "from_layer": 0, "from_head": 2, "to_layer": 3, "to_head": 1, "max_hops": 3, "min_prompts": 1, "consistent": true}
+//
+// `routes` counts the distinct routes through the hop, `total_routes` all routes. The
+// **redundancy degree** is the number of edge-disjoint routes: the maximum flow from the
+// upstream to the downstream head with capacity 1 per head pair (writer → reader, all sides
+// and roles of a pair count as one edge: silencing what one head sends another cuts them all).
+// `circuit-atlas query alternative_routes` and `atlas.query.alternative_routes()` compute it
+// with networkx from these rows; a hop with `routes = total_routes` is a bottleneck.
+//
+// How it runs: the same seeks and quantified path pattern as `paths`, then one row per
+// relationship on any route.
+MATCH (r:Run {id: $run_id})
+MATCH (a:Component {model_id: r.model_id, id: toString($from_layer) + '.' + toString($from_head)})
+MATCH (b:Component {model_id: r.model_id, id: toString($to_layer) + '.' + toString($to_head)})
+MATCH p = (a) (()-[c:COMMUNICATES]->(x:Component)
+               WHERE c.run_id = $run_id AND c.n_prompts >= $min_prompts
+                 AND x.layer <= $to_layer){1,6} (b)
+WHERE size(c) <= $max_hops
+  AND (NOT $consistent
+       OR all(i IN range(0, size(c) - 2) WHERE c[i].side = 'k' OR c[i + 1].role = c[i].role))
+WITH collect(c) AS routes
+UNWIND routes AS route
+UNWIND route AS hop
+WITH hop, count(*) AS through, size(routes) AS total_routes
+RETURN hop.writer AS writer, hop.head AS reader, hop.side AS side, hop.role AS role,
+       hop.n_prompts AS n_prompts, hop.mean_weight AS mean_weight, through AS routes,
+       total_routes
+ORDER BY routes DESC, n_prompts DESC, writer, reader, side, role

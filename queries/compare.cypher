@@ -1,0 +1,80 @@
+// name: compare
+// purpose: Two prompt groups of a run (or two runs) side by side: each communication edge's prompt support in both, largest difference first.
+// param: run_id string — the run of group A (and of group B unless other_run_id is given)
+// param: other_run_id string? = null — the run of group B (null: the same run)
+// param: order_a string? = null — group A's prompts with this name order (ABBA or BABA); null and no templates: the whole run
+// param: order_b string? = null — group B's name order
+// param: templates_a list<string>? = null — group A's prompts of these templates
+// param: templates_b list<string>? = null — group B's prompts of these templates
+// param: layer int? = null — only edges into heads of this layer
+// param: head int? = null — only edges into heads with this index (with layer: one head)
+// param: min_prompts int = 1 — edges seen in at least this many prompts of either group
+// param: limit int = 50 — at most this many rows
+// returns: writer string, reader string, side string, role string, prompts_a int, prompts_b int,
+//   share_a float?, share_b float?, difference float?, group_a int, group_b int
+// example: {"run_id": "gpt2-sad-256", "other_run_id": null, "order_a": "ABBA", "order_b": "BABA", "templates_a": null, "templates_b": null, "layer": 9, "head": 9, "min_prompts": 5, "limit": 50}
+// example-toy: {"run_id": "toy-ioi-run", "other_run_id": null, "order_a": "ABBA", "order_b": "BABA", "templates_a": null, "templates_b": null, "layer": 3, "head": 1, "min_prompts": 1, "limit": 50}
+//
+// An edge is (writer, reader head, side, role written). `prompts_a` / `prompts_b` count the
+// distinct prompts of each group in which the SAD edge rule kept it; `share_*` divide by the
+// group's size (`group_a` / `group_b` prompts) so groups of different sizes compare, and
+// `difference = share_a − share_b` (positive: more typical of A). A group without order and
+// templates is its whole run and is read from the aggregated COMMUNICATES (so two imported
+// runs, which have no prompts, compare by counts: shares and difference are then null).
+// Example questions: ABBA vs BABA (does the circuit depend on name order?), one template
+// family vs the rest, or the same prompts in two runs with other thresholds or models.
+//
+// How it runs: per group, the prompts by the unique `Prompt(run_id, idx)` index; a whole run
+// reads its COMMUNICATES by the relationship index `COMMUNICATES(run_id)`; a prompt group with
+// one head seeks that head's firings prompt by prompt with the unique firing index prefix
+// `(run_id, prompt, layer, head)` and reads their WRITES. Without a head, a prompt group reads
+// every firing of the run (index `Firing(run_id)`): seconds on large runs.
+UNWIND [{grp: 'a', run: $run_id, order: $order_a, templates: $templates_a},
+        {grp: 'b', run: coalesce($other_run_id, $run_id), order: $order_b,
+         templates: $templates_b}] AS g
+CALL (g) {
+  OPTIONAL MATCH (p:Prompt {run_id: g.run})
+  WHERE (g.order IS NULL OR p.order = g.order)
+    AND (g.templates IS NULL OR p.template IN g.templates)
+  RETURN collect(p.idx) AS idx
+}
+WITH collect({g: g, idx: idx}) AS groups
+UNWIND groups AS group
+WITH groups, group.g AS g, group.idx AS idx,
+     group.g.order IS NULL AND group.g.templates IS NULL AS whole
+CALL (g, idx, whole) {
+  WITH g, whole WHERE whole
+  MATCH (w:Component)-[c:COMMUNICATES]->(h:Component)
+  USING INDEX c:COMMUNICATES(run_id)
+  WHERE c.run_id = g.run AND ($layer IS NULL OR h.layer = $layer)
+    AND ($head IS NULL OR h.head = $head)
+  RETURN w.id AS writer, h.id AS reader, c.side AS side, c.role AS role, c.n_prompts AS prompts
+  UNION ALL
+  WITH g, idx, whole WHERE NOT whole AND $layer IS NOT NULL AND $head IS NOT NULL
+  UNWIND idx AS i
+  MATCH (f:Firing {run_id: g.run, prompt: i, layer: $layer, head: $head})
+  USING INDEX f:Firing(run_id, prompt, layer, head, dest, src)
+  WHERE f.dest IS NOT NULL AND f.src IS NOT NULL // the unique firing index, by its prefix
+  MATCH (w:Component)-[e:WRITES]->(f)
+  RETURN w.id AS writer, toString($layer) + '.' + toString($head) AS reader, e.side AS side,
+         e.role AS role, count(DISTINCT i) AS prompts
+  UNION ALL
+  WITH g, idx, whole WHERE NOT whole AND ($layer IS NULL OR $head IS NULL)
+  MATCH (f:Firing {run_id: g.run})
+  WHERE f.prompt IN idx AND ($layer IS NULL OR f.layer = $layer)
+    AND ($head IS NULL OR f.head = $head)
+  MATCH (w:Component)-[e:WRITES]->(f)
+  RETURN w.id AS writer, toString(f.layer) + '.' + toString(f.head) AS reader, e.side AS side,
+         e.role AS role, count(DISTINCT f.prompt) AS prompts
+}
+WITH writer, reader, side, role, size(groups[0].idx) AS group_a, size(groups[1].idx) AS group_b,
+     sum(CASE g.grp WHEN 'a' THEN prompts ELSE 0 END) AS prompts_a,
+     sum(CASE g.grp WHEN 'b' THEN prompts ELSE 0 END) AS prompts_b
+WHERE prompts_a >= $min_prompts OR prompts_b >= $min_prompts
+WITH *, CASE group_a WHEN 0 THEN null ELSE toFloat(prompts_a) / group_a END AS share_a,
+     CASE group_b WHEN 0 THEN null ELSE toFloat(prompts_b) / group_b END AS share_b
+RETURN writer, reader, side, role, prompts_a, prompts_b, share_a, share_b,
+       share_a - share_b AS difference, group_a, group_b
+ORDER BY abs(coalesce(difference, toFloat(prompts_a - prompts_b))) DESC, writer, reader, side,
+         role
+LIMIT $limit

@@ -1,0 +1,51 @@
+// name: paths
+// purpose: Ranked routes from an upstream head to a downstream head over a run's COMMUNICATES, strongest weakest hop first.
+// param: run_id string — the run
+// param: from_layer int — the upstream (writing) head's layer
+// param: from_head int — the upstream head's index in its layer
+// param: to_layer int — the downstream (reading) head's layer
+// param: to_head int — the downstream head's index in its layer
+// param: max_hops int = 3 — longest route, in COMMUNICATES hops (at most 6)
+// param: min_prompts int = 1 — every hop must be seen in at least this many prompts
+// param: consistent bool = true — keep only role-consistent routes (see below)
+// param: limit int = 20 — at most this many routes
+// returns: route string, hops int, min_prompts int, heads list<string>, sides list<string>,
+//   roles list<string>, prompts list<int>, mean_weights list<float>
+// example: {"run_id": "gpt2-sad-256", "from_layer": 7, "from_head": 3, "to_layer": 9, "to_head": 9, "max_hops": 3, "min_prompts": 5, "consistent": true, "limit": 20}
+// example-toy: {"run_id": "toy-ioi-run", "from_layer": 0, "from_head": 2, "to_layer": 3, "to_head": 1, "max_hops": 3, "min_prompts": 1, "consistent": true, "limit": 20}
+//
+// A route is a chain of COMMUNICATES relationships writer → reader (each hop has its side `q` /
+// `k` and the role of the position written), read as `0.2 -q@END→ 2.3 -q@END→ 3.1`. Routes are
+// ranked by their weakest hop's prompt support (`min_prompts`), then by length (shorter first).
+// Parallel relationships between the same two heads (other side or role) give separate routes.
+//
+// **Role-consistent** (default): a head writes at the position it attends *from* (its firing's
+// destination). If hop i wrote into the next head's query side at role R, that head's firings
+// read there have destination R, so it writes at R too: hop i+1 must have role R. After a key-
+// side hop the reader's destination is not fixed by the aggregate, so any role may follow.
+// This drops routes that cannot be realised by any firing chain, while staying an aggregate
+// (per prompt, `circuit` checks it firing by firing).
+//
+// How it runs: unique-constraint seeks for the run and both heads, then a quantified path
+// pattern from the upstream head whose inner predicate (run, support, reader layer ≤ the
+// target's) prunes during expansion; the length bound `{1,6}` is a literal (Cypher does not take
+// a parameter there) and `$max_hops` filters below it.
+MATCH (r:Run {id: $run_id})
+MATCH (a:Component {model_id: r.model_id, id: toString($from_layer) + '.' + toString($from_head)})
+MATCH (b:Component {model_id: r.model_id, id: toString($to_layer) + '.' + toString($to_head)})
+MATCH p = (a) (()-[c:COMMUNICATES]->(x:Component)
+               WHERE c.run_id = $run_id AND c.n_prompts >= $min_prompts
+                 AND x.layer <= $to_layer){1,6} (b)
+WHERE size(c) <= $max_hops
+  AND (NOT $consistent
+       OR all(i IN range(0, size(c) - 2) WHERE c[i].side = 'k' OR c[i + 1].role = c[i].role))
+WITH p, c, reduce(low = c[0].n_prompts, hop IN c | CASE WHEN hop.n_prompts < low
+                                                       THEN hop.n_prompts ELSE low END) AS weakest
+WITH p, c, weakest, [n IN nodes(p) | n.id] AS heads
+RETURN reduce(text = heads[0], i IN range(0, size(c) - 1) |
+         text + ' -' + c[i].side + '@' + c[i].role + '→ ' + heads[i + 1]) AS route,
+       size(c) AS hops, weakest AS min_prompts, heads,
+       [hop IN c | hop.side] AS sides, [hop IN c | hop.role] AS roles,
+       [hop IN c | hop.n_prompts] AS prompts, [hop IN c | hop.mean_weight] AS mean_weights
+ORDER BY min_prompts DESC, hops, route
+LIMIT $limit

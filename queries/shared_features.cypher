@@ -1,0 +1,66 @@
+// name: shared_features
+// purpose: The features a head uses that other heads read too (ALIGNED singular vectors), and the writers that broadcast each feature into both.
+// param: run_id string — the run
+// param: layer int — the head's layer
+// param: head int — the head's index in its layer
+// param: dest_role string? = "END" — only the head's firings with this query role (null: all)
+// param: src_role string? = "IO" — only the head's firings with this key role (null: all)
+// param: min_share float = 0.3 — the head's vectors in at least this share of those firings' sparse sets
+// param: min_cos float = 0.5 — the least |cos| of an ALIGNED pair shown (stored pairs have at least the ingest threshold)
+// param: limit int = 50 — at most this many rows
+// returns: index int, side string, firings int, share float, partner string, partner_index int,
+//   partner_side string, cos float, partner_firings int, broadcast_writers list<string>,
+//   writers int
+// example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9, "dest_role": "END", "src_role": "IO", "min_share": 0.3, "min_cos": 0.5, "limit": 50}
+// example-toy: {"run_id": "toy-ioi-run", "layer": 3, "head": 1, "dest_role": "END", "src_role": "IO", "min_share": 0.3, "min_cos": 0.5, "limit": 50}
+//
+// A *feature* is a residual-stream direction. Singular vector `index` of the head is used on
+// `side` (`q`: u_k, read at the destination; `k`: v_k, read at the source) in `firings` of the
+// head's firings (`share` of them); its ALIGNED `partner` (vector `partner_index` of another
+// head, on `partner_side`) reads almost the same direction (`cos` = |cosine| of the residual
+// parts, from the weights at ingest). `writers` counts the heads credited with a positive part
+// through the feature into this head (WRITES.parts). A **broadcast** is one write read by both:
+// the same writer, prompt and position, feeding the feature into this head and into a firing of
+// the partner that reads it there through the partner vector (positive part as well).
+// `broadcast_writers` lists those writers and `partner_firings` counts the partner firings that
+// read such a shared write; 0 means the direction is shared in the weights but the partner
+// does not read the same writes on these prompts.
+//
+// How it runs: seek of `Firing(run_id, layer, head)`, USES to the head's singular vectors,
+// ALIGNED (a handful per vector), the WRITES into the head's firings, and per write a seek of
+// the partner's firing in the same prompt by the unique firing index prefix
+// `(run_id, prompt, layer, head)`; no scan of the partner's firings.
+MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
+WHERE ($dest_role IS NULL OR f.dest_role = $dest_role)
+  AND ($src_role IS NULL OR f.src_role = $src_role)
+WITH collect(f) AS firings
+UNWIND firings AS f
+MATCH (f)-[u:USES]->(sv:SingularVector)
+WITH size(firings) AS n, sv, collect({firing: f, rank: u.rank}) AS uses
+WHERE size(uses) >= $min_share * n
+MATCH (sv)-[al:ALIGNED]-(other:SingularVector)
+WHERE al.cos >= $min_cos
+WITH n, sv, uses, al, other, startNode(al) = sv AS forward
+WITH n, sv, uses, al, other, CASE WHEN forward THEN al.side_a ELSE al.side_b END AS side,
+     CASE WHEN forward THEN al.side_b ELSE al.side_a END AS other_side
+CALL (uses, side, other, other_side) {
+  UNWIND uses AS use
+  WITH use.firing AS f, use.rank AS rank
+  MATCH (w:Component)-[e:WRITES]->(f)
+  WHERE e.side = side AND e.parts[rank] > 0
+  OPTIONAL MATCH (g:Firing {run_id: $run_id, prompt: f.prompt, layer: other.layer,
+                            head: other.head})<-[e2:WRITES]-(w)
+  USING INDEX g:Firing(run_id, prompt, layer, head, dest, src)
+  WHERE g.dest IS NOT NULL AND g.src IS NOT NULL // the unique firing index, by its prefix
+    AND CASE other_side WHEN 'q' THEN g.dest ELSE g.src END = e.pos
+    AND e2.pos = e.pos AND e2.side = other_side
+    AND EXISTS { MATCH (g)-[u2:USES]->(other) WHERE e2.parts[u2.rank] > 0 }
+  RETURN count(DISTINCT w) AS writers, count(DISTINCT g) AS shared,
+         collect(DISTINCT CASE WHEN g IS NOT NULL THEN w.id END) AS broadcast
+}
+RETURN sv.index AS index, side, size(uses) AS firings, toFloat(size(uses)) / n AS share,
+       toString(other.layer) + '.' + toString(other.head) AS partner,
+       other.index AS partner_index, other_side AS partner_side, al.cos AS cos,
+       shared AS partner_firings, broadcast AS broadcast_writers, writers
+ORDER BY partner_firings DESC, cos DESC, index, side, partner, partner_index
+LIMIT $limit
