@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format typecheck server-install bench clean
+.PHONY: install test lint format typecheck server-install browser-deps bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -29,6 +29,16 @@ typecheck: install
 # Neo4j jars via Maven into var/neo4j (cached: a no-op while the pom is unchanged).
 server-install: install
 	$(VENV)/bin/circuit-atlas server install
+
+# Headless Chromium and its driver (Debian packages) for tests/atlas/test_browser_ui.py.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "chromium and chromedriver are installed."; \
+	else \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 # Integration tests start their own local Neo4j (var/neo4j-test) unless NEO4J_URI is set.
 test: lint typecheck server-install

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from neo4j import Driver, ManagedTransaction
 from neo4j.time import DateTime
 
+from atlas.browser import head_labels
 from atlas.connection import connect, explained_errors
 from atlas.schema import SCHEMA_VERSION, init_schema, schema_version
 from atlas.settings import AtlasError, Neo4jSettings, load_settings
@@ -82,6 +83,7 @@ MERGE (c:Component {model_id: row.model_id, id: row.id})
 SET c.kind = row.kind, c.layer = row.layer, c.head = row.head,
     c.ioi_class = coalesce(row.ioi_class, c.ioi_class)
 FOREACH (_ IN CASE WHEN row.kind = 'head' THEN [1] ELSE [] END | SET c:Head)
+SET c:$(row.labels)
 RETURN count(c) AS written
 """
 
@@ -90,7 +92,8 @@ UNWIND $rows AS row
 MATCH (h:Component {model_id: row.model_id, id: row.head_id})
 MERGE (sv:SingularVector {model_id: row.model_id, layer: row.layer, head: row.head,
                           index: row.index})
-SET sv.sigma = row.sigma
+SET sv.sigma = row.sigma,
+    sv.caption = 'v' + row.index + ' σ' + toString(round(row.sigma, 2)) // Browser style caption
 MERGE (h)-[:HAS_SV]->(sv)
 RETURN count(sv) AS written
 """
@@ -588,6 +591,10 @@ def _component_row(component: ComponentRecord) -> Row:
         "layer": component.layer,
         "head": component.head,
         "ioi_class": component.ioi_class,
+        # display labels the Browser style colours by (atlas/browser.py): Layer9, NameMover
+        "labels": head_labels(component.layer, component.ioi_class)
+        if component.kind == "head" and component.layer is not None
+        else [],
     }
 
 

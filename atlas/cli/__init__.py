@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from atlas.cli.browse import browse
 from atlas.cli.circuit import circuit
 from atlas.cli.decompose import decompose
 from atlas.cli.ingest import ingest
@@ -22,7 +23,8 @@ def main() -> None:
 
     Typical flow: `decompose` to inspect a model's attention decisions, `server start` to run
     Neo4j locally, `ingest` to write a run into the atlas, then ask it: `templates` and `query`,
-    the shortcuts `paths`, `inputs`, `outputs`, `signals`, `features`, `circuit`, or Cypher.
+    the shortcuts `paths`, `inputs`, `outputs`, `signals`, `features`, `circuit`, or Cypher;
+    `browse` prints a Neo4j Browser link (the atlas style and guide load on connect).
     """
 
 
@@ -43,5 +45,6 @@ for command in (
     features,
     import_group,
     export_command,
+    browse,
 ):
     main.add_command(command)

@@ -30,6 +30,9 @@ import click
     show_default=True,
     help="tree: indented text; json/csv: one record per edge (with depth).",
 )
+@click.option(
+    "--link", is_flag=True, help="Also print a Neo4j Browser link to this query (on stderr)."
+)
 def circuit(
     run_id: str,
     root: str,
@@ -39,6 +42,7 @@ def circuit(
     max_depth: int | None,
     min_prompts: int,
     output_format: str,
+    link: bool,
 ) -> None:
     """Trace a head's circuit upstream (the SAD recursion) and print it as a tree.
 
@@ -61,6 +65,14 @@ def circuit(
 
     store = AtlasStore.connect()
     found = fetch_circuit(store, run_id, root, dest_role, src_role, prompt)
+    if link:
+        from atlas.circuits import parse_head
+        from atlas.cli.browse import browser_link
+
+        layer, head = parse_head(root)
+        params = dict(run_id=run_id, layer=layer, head=head, dest_role=dest_role)
+        params.update(src_role=src_role, prompt=prompt)
+        click.echo(f"Neo4j Browser: {browser_link('circuit', params).url}", err=True)
     if output_format == "tree":
         click.echo(render_tree(found, max_depth, min_prompts))
         return

@@ -40,7 +40,7 @@ def server_start(bolt_port: int | None, http_port: int | None, timeout: float) -
     verb = "already running" if already else f"started in {time.monotonic() - started:.1f} s"
     click.echo(f"Neo4j {local.version()} {verb} (pid {local.running_pid()}).")
     click.echo(f"  Bolt:     {settings.uri}")
-    click.echo(f"  Browser:  {local.browser_url}")
+    click.echo(f"  Browser:  {local.browser_url} (applies the atlas style and opens its guide)")
     click.echo(f"  User:     {settings.user}; password in {local.credentials_file} (mode 0600)")
 
 
