@@ -50,13 +50,14 @@ class ReadDirections:
 def read_directions(svd: QKSVD) -> ReadDirections:
     """``ŵ = w[:d] / ‖w[:d]‖`` for w = u_k (query side) and v_k (key side) of every head."""
     layers, heads, d_aug, rank = svd.U.shape
+    device = svd.U.device
     blocks, sides = [], []
     for side, basis in ((QUERY_SIDE, svd.U), (KEY_SIDE, svd.V)):
         residual = basis[..., : d_aug - 1, :].transpose(-1, -2).to(torch.float64)
         blocks.append(residual / residual.norm(dim=-1, keepdim=True).clamp_min(1e-30))
-        sides.append(torch.full((layers, heads, rank), side))
+        sides.append(torch.full((layers, heads, rank), side, device=device))
     grid = torch.meshgrid(
-        torch.arange(layers), torch.arange(heads), torch.arange(rank), indexing="ij"
+        *(torch.arange(n, device=device) for n in (layers, heads, rank)), indexing="ij"
     )
     return ReadDirections(
         vectors=torch.stack(blocks, dim=2).reshape(-1, d_aug - 1),  # layer head side k
@@ -97,7 +98,7 @@ def aligned_pairs(
     head_id = directions.layer * (int(directions.head.max()) + 1) + directions.head
     values: dict[tuple[int, int], float] = {}  # (a, b) with a < b → |cos|
     for start in range(0, vectors.shape[0], chunk):
-        rows = torch.arange(start, min(start + chunk, vectors.shape[0]))
+        rows = torch.arange(start, min(start + chunk, vectors.shape[0]), device=vectors.device)
         cos = (vectors[rows] @ vectors.T).abs()
         cos[head_id[rows][:, None] == head_id[None, :]] = 0.0
         best, partner = cos.topk(min(top_k, cos.shape[1]), dim=-1)
