@@ -45,6 +45,7 @@ from torch import Tensor
 from ingest.decomposition import QKSVD
 from ingest.ioi import IOIPrompt, PromptBatch, tokenize_prompts
 from ingest.models import LoadedModel
+from ingest.pipeline import BatchResult
 from ingest.records import Side
 
 Mode = Literal["global", "local"]
@@ -222,7 +223,9 @@ def logit_diff(
     """``logit(IO) − logit(S)`` at END."""
     rows = torch.arange(logits.shape[0], device=logits.device)
     at_end = logits[rows, end.to(logits.device)]
-    return (at_end[rows, io_token.to(logits.device)] - at_end[rows, s_token.to(logits.device)]).cpu()
+    return (
+        at_end[rows, io_token.to(logits.device)] - at_end[rows, s_token.to(logits.device)]
+    ).cpu()
 
 
 # ----- one firing class, many prompts ----------------------------------------------------------
@@ -301,7 +304,7 @@ def measure_edges(
                 model,
                 targets,
                 range(start, stop),
-                [[s] + c for s, c in zip(sets, controls, strict=True)],
+                [[s, *c] for s, c in zip(sets, controls, strict=True)],
                 writers,
                 side,
                 mode,
@@ -419,4 +422,44 @@ def summarize(effects: EdgeEffects) -> EffectSummary:
         control_logit_std=cl_std,
         attention_ratio=ratio(effects.signal_attention, effects.control_attention),
         logit_ratio=ratio(effects.signal_logit, effects.control_logit),
+    )
+
+
+def firing_targets(
+    result: BatchResult,
+    layer: int,
+    head: int,
+    dest_role: str,
+    src_role: str,
+    writer: tuple[int, int, Side] | None = None,
+) -> FiringTargets:
+    """The firings of head (layer, head) at ``dest_role → src_role`` in one traced batch;
+    with ``writer = (layer, head, side)`` only those that writer has an edge into."""
+    firings, roles = result.firings, result.role_labels
+    rows = [
+        f
+        for f in range(len(firings))
+        if (int(firings.layer[f]), int(firings.head[f])) == (layer, head)
+        and roles[int(firings.prompt[f])][int(firings.dest[f])] == dest_role
+        and roles[int(firings.prompt[f])][int(firings.src[f])] == src_role
+    ]
+    if writer is not None:
+        edges = result.edges
+        if edges is None:
+            raise ValueError("the batch was not traced; run process_batch with trace=True")
+        side = 0 if writer[2] == "q" else 1
+        written = {
+            int(edges.firing[e])
+            for e in range(len(edges))
+            if (int(edges.writer_layer[e]), int(edges.writer_head[e]), int(edges.side[e]))
+            == (writer[0], writer[1], side)
+        }
+        rows = [f for f in rows if f in written]
+    return FiringTargets(
+        layer=layer,
+        head=head,
+        prompts=[result.prompts[int(firings.prompt[f])] for f in rows],
+        dest=[int(firings.dest[f]) for f in rows],
+        src=[int(firings.src[f]) for f in rows],
+        sparse_sets=[firings.sv_order[f, : firings.n_svs[f]].tolist() for f in rows],
     )
