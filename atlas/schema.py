@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from neo4j import Driver
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 CONSTRAINTS = {
     "model_id": "FOR (n:Model) REQUIRE n.id IS UNIQUE",
@@ -28,6 +28,10 @@ CONSTRAINTS = {
     "atlas_meta_name": "FOR (n:AtlasMeta) REQUIRE n.name IS UNIQUE",
     "communicates_key": (
         "FOR ()-[r:COMMUNICATES]-() REQUIRE (r.run_id, r.writer, r.head, r.side, r.role) IS UNIQUE"
+    ),
+    "validation_key": (
+        "FOR (n:Validation) REQUIRE (n.run_id, n.writer, n.head, n.side, n.role, n.dest_role, "
+        "n.src_role, n.mode, n.factor) IS UNIQUE"
     ),
 }
 

@@ -11,6 +11,7 @@ from atlas.cli.ingest import ingest
 from atlas.cli.runs import runs
 from atlas.cli.server import db, server
 from atlas.cli.toy import train_toy
+from atlas.cli.validate import validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,5 +24,5 @@ def main() -> None:
     """
 
 
-for command in (decompose, ingest, server, db, runs, train_toy, circuit):
+for command in (decompose, ingest, server, db, runs, train_toy, circuit, validate):
     main.add_command(command)
