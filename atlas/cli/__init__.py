@@ -8,6 +8,7 @@ import click
 from atlas.cli.circuit import circuit
 from atlas.cli.decompose import decompose
 from atlas.cli.ingest import ingest
+from atlas.cli.report import report
 from atlas.cli.runs import runs
 from atlas.cli.server import db, server
 from atlas.cli.toy import train_toy
@@ -24,5 +25,5 @@ def main() -> None:
     """
 
 
-for command in (decompose, ingest, server, db, runs, train_toy, circuit, validate):
+for command in (decompose, ingest, server, db, runs, train_toy, circuit, validate, report):
     main.add_command(command)
