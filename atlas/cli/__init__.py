@@ -8,6 +8,7 @@ import click
 from atlas.cli.circuit import circuit
 from atlas.cli.decompose import decompose
 from atlas.cli.ingest import ingest
+from atlas.cli.replicate import replicate
 from atlas.cli.report import report
 from atlas.cli.runs import runs
 from atlas.cli.server import db, server
@@ -25,5 +26,16 @@ def main() -> None:
     """
 
 
-for command in (decompose, ingest, server, db, runs, train_toy, circuit, validate, report):
+for command in (
+    decompose,
+    ingest,
+    server,
+    db,
+    runs,
+    train_toy,
+    circuit,
+    validate,
+    report,
+    replicate,
+):
     main.add_command(command)
