@@ -64,7 +64,8 @@ def write_report(
 ) -> list[ReportFigure]:
     """Write the figures of ``run_id`` into ``out_dir`` and an ``index.md`` linking them.
 
-    ``roots`` are drawn as circuits (default: :func:`default_root`), without edges seen in
+    ``roots`` (``"9.9"`` for END→IO, or ``"8.6:END:S2"``) are drawn as circuits (default:
+    :func:`default_root`), without edges seen in
     fewer than ``min_prompts`` prompts (default: 10 % of the run's prompts). ``published`` is
     the authors' intervention table for the side-by-side figure (None: left out).
     """
@@ -101,14 +102,17 @@ def write_report(
         "In how many prompts each head fires from a destination role to a source role.",
     )
     threshold = min_prompts if min_prompts is not None else max(1, n_prompts // 10)
-    for root in roots or [default_root(counts)]:
-        circuit = fetch_circuit(store, run_id, root)
+    for spec in roots or [default_root(counts)]:
+        root, dest_role, src_role = [*spec.split(":"), "END", "IO"][:3]
+        circuit = fetch_circuit(store, run_id, root, dest_role, src_role)
+        name = f"{root} {dest_role}→{src_role}"
+        suffix = "" if (dest_role, src_role) == ("END", "IO") else f"_{dest_role}_{src_role}"
         save(
             figures.circuit_figure(
-                circuit, f"Circuit of {root} END→IO (edges in ≥ {threshold} prompts)", threshold
+                circuit, f"Circuit of {name} (edges in ≥ {threshold} prompts)", threshold
             ),
-            f"circuit_{root.replace('.', '_')}.png",
-            f"Circuit of {root}",
+            f"circuit_{root.replace('.', '_')}{suffix}.png",
+            f"Circuit of {name}",
             "Writers below readers, one row per layer; edge width ∝ prompts with the edge, "
             "blue = query side, orange = key side. A node is a head at a role pair; a writer "
             "drawn with @role does not fire where it writes (its branch ends).",

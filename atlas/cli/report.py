@@ -20,8 +20,8 @@ import click
     "--root",
     "roots",
     multiple=True,
-    help="Circuit root(s) to draw, layer.head (repeatable; default: the head firing END→IO in "
-    "the most prompts).",
+    help="Circuit root(s) to draw: layer.head for its END→IO firings, or layer.head:DEST:SRC "
+    "(e.g. 8.6:END:S2); repeatable. Default: the head firing END→IO in the most prompts.",
 )
 @click.option(
     "--min-prompts",
