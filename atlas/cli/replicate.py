@@ -11,10 +11,9 @@ import click
 NEEDS_WEIGHTS = (
     "replicate needs GPT-2 small's weights, which cannot be downloaded here. Provide them in "
     "one of two ways: (1) a Hugging Face cache that holds openai-community/gpt2 (config.json, "
-    "model.safetensors, tokenizer.json or vocab.json + merges.txt), e.g. made on a machine "
-    "with internet by `huggingface-cli download openai-community/gpt2` and copied to "
-    "~/.cache/huggingface (or the folder HF_HOME points to); or (2) a directory with those "
-    "files, passed as --model-dir. About 550 MB; a CPU is enough (256 prompts take minutes). "
+    "model.safetensors, tokenizer files), made on a machine with internet by loading the model "
+    "once with transformers and copied here, HF_HOME pointing at it; or (2) a directory "
+    "written by save_pretrained (model and tokenizer), passed as --model-dir. About 550 MB; a CPU is enough (256 prompts take minutes). "
     "(Loading said: {reason}.)"
 )
 
