@@ -13,7 +13,8 @@ NEEDS_WEIGHTS = (
     "one of two ways: (1) a Hugging Face cache that holds openai-community/gpt2 (config.json, "
     "model.safetensors, tokenizer files), made on a machine with internet by loading the model "
     "once with transformers and copied here, HF_HOME pointing at it; or (2) a directory "
-    "written by save_pretrained (model and tokenizer), passed as --model-dir. About 550 MB; a CPU is enough (256 prompts take minutes). "
+    "written by save_pretrained (model and tokenizer), passed as --model-dir. About 550 MB; "
+    "a CPU is enough (256 prompts take minutes). "
     "(Loading said: {reason}.)"
 )
 
