@@ -20,7 +20,7 @@ from atlas import figures
 from atlas.circuits import fetch_circuit
 from atlas.settings import AtlasError, reference_dir
 from atlas.store import AtlasStore
-from atlas.validation import stored_validations
+from atlas.validation import stored_validations, unknown_run
 
 PUBLISHED_INTERVENTIONS = Path("sad-gpt2-ioi") / "interventions_multi-edge.parquet"
 
@@ -71,9 +71,7 @@ def write_report(
     """
     summary = store.show_run(run_id)
     if summary is None:
-        raise AtlasError(
-            f"Run '{run_id}' is not in the atlas. `circuit-atlas runs list` shows them."
-        )
+        raise unknown_run(run_id)
     n_prompts = int(summary["prompts"])
     counts = pd.DataFrame(store.read_template("firing_counts", run_id=run_id))
     if counts.empty:

@@ -54,6 +54,10 @@ RETURN count(v) AS written
 HAS_VALIDATIONS = "MATCH (v:Validation {run_id: $run_id}) RETURN count(v) > 0 AS found"
 
 
+def unknown_run(run_id: str) -> AtlasError:
+    return AtlasError(f"Run '{run_id}' is not in the atlas. `circuit-atlas runs list` shows them.")
+
+
 @dataclass(frozen=True)
 class ValidationConfig:
     """What ``validate`` does: which edges, which intervention, how many prompts and controls.
@@ -147,9 +151,7 @@ def run_prompts(store: AtlasStore, run_id: str) -> list[IOIPrompt]:
     """The run's prompts, regenerated from its stored dataset parameters (index = prompt idx)."""
     summary = store.show_run(run_id)
     if summary is None:
-        raise AtlasError(
-            f"Run '{run_id}' is not in the atlas. `circuit-atlas runs list` shows them."
-        )
+        raise unknown_run(run_id)
     run = summary["run"]
     if run.get("read_only") or run.get("method") != "sad":
         raise AtlasError(
@@ -229,14 +231,9 @@ def validate_circuit(
     Δattention and ΔIO−S logit difference of the signal and the control, their ratios,
     ``seconds`` spent and ``status`` (``computed`` or ``stored``).
     """
-    run = store.run_model(run_id)
-    if run is None:
-        raise AtlasError(
-            f"Run '{run_id}' is not in the atlas. `circuit-atlas runs list` shows them."
-        )
-    if store.schema_version() != SCHEMA_VERSION:
-        store.init_schema()
     prompts = run_prompts(store, run_id)
+    if store.schema_version() != SCHEMA_VERSION:  # the Validation constraint
+        store.init_schema()
     edges = top_edges(store, run_id, root, config.top, config.dest_role, config.src_role)
     stored = _stored_by_key(store, run_id, config)
     svd = model_qk_svd(model.bridge)
@@ -388,8 +385,6 @@ def run_model_id(store: AtlasStore, run_id: str) -> tuple[str, int]:
     """The run's model id and the seed random models were built with (its dataset seed)."""
     summary = store.show_run(run_id)
     if summary is None:
-        raise AtlasError(
-            f"Run '{run_id}' is not in the atlas. `circuit-atlas runs list` shows them."
-        )
+        raise unknown_run(run_id)
     dataset = json.loads(summary["run"].get("dataset") or "{}")
     return summary["run"]["model_id"], int(dataset.get("seed", 0))
