@@ -12,6 +12,7 @@ from ingest.interventions import (
     EdgeIntervention,
     clean_run,
     control_sets,
+    edge_delta,
     firing_targets,
     intervention_hooks,
     measure_edges,
@@ -69,13 +70,21 @@ def test_control_sets_avoid_the_sparse_set_and_are_seeded() -> None:
     assert len({tuple(draw) for draw in draws}) > 1
 
 
-def _edge(model: LoadedModel, toy_batch: BatchResult, writer: tuple[int, int], basis, n: int):
-    """``writer`` → 3.1 on the query side at END, for the first n 3.1 END→IO firings."""
+def _edge(
+    model: LoadedModel,
+    toy_batch: BatchResult,
+    writer: tuple[int, int],
+    basis,
+    n: int,
+    side: str = "q",
+):
+    """``writer`` → 3.1 on ``side`` (at END for q, at IO for k), first n 3.1 END→IO firings."""
     targets = firing_targets(toy_batch, 3, 1, "END", "IO")
     batch = tokenize_prompts(list(targets.prompts[:n]), model.tokenizer)
     dest = torch.tensor(targets.dest[:n])
     src = torch.tensor(targets.src[:n])
-    edge = EdgeIntervention(*writer, 3, 1, "q", torch.arange(n), dest, basis.expand(n, -1, -1))
+    pos = dest if side == "q" else src
+    edge = EdgeIntervention(*writer, 3, 1, side, torch.arange(n), pos, basis.expand(n, -1, -1))
     return batch, edge, dest, src
 
 
@@ -92,48 +101,64 @@ def test_empty_set_changes_nothing_exactly(toy_model, toy_batch, mode) -> None:
 
 
 @pytest.mark.integration
-def test_removing_all_query_vectors_locally_is_a_direct_path_ablation(
-    toy_model, toy_svd, toy_batch
+@pytest.mark.parametrize(("side", "writer"), [("q", (2, 3)), ("k", (0, 0))])
+def test_removing_all_vectors_of_a_side_locally_is_a_direct_path_ablation(
+    toy_model, toy_svd, toy_batch, side, writer
 ) -> None:
-    """All of 3.1's query-side singular vectors span col(W_Q), so removing 2.3's signal on
-    them locally must equal subtracting 2.3's whole output (÷ the LN scale) from 3.1's query
-    input at END: q ← q − (o/s) W_Q, done here with a plain TransformerLens hook, and the
-    attention pattern recomputed by hand from the cached head input."""
+    """All of 3.1's query-side singular vectors span col(W_Q) (key side: col(W_K)), so
+    removing a writer's signal on all of them locally must equal subtracting the writer's whole
+    output (÷ the LN scale) from 3.1's query input at END (key input at IO): q ← q − (o/s) W_Q,
+    done here with a plain TransformerLens hook, and the pattern recomputed by hand from the
+    cached head input."""
     bridge = toy_model.bridge
-    rank = toy_svd.U.shape[-1]
-    basis = signal_basis(toy_svd.U[3, 1], range(rank))
-    batch, edge, dest, src = _edge(toy_model, toy_batch, (2, 3), basis, 6)
-    clean = clean_run(bridge, batch.tokens, [2], [3])
+    vectors = toy_svd.U[3, 1] if side == "q" else toy_svd.V[3, 1]
+    basis = signal_basis(vectors, range(vectors.shape[-1]))
+    batch, edge, dest, src = _edge(toy_model, toy_batch, writer, basis, 6, side)
+    clean = clean_run(bridge, batch.tokens, [writer[0]], [3])
     hooks = intervention_hooks(bridge, [edge], clean, "local", factor=0.0)
     logits, captured = run_capturing(bridge, batch.tokens, ["blocks.3.attn.hook_pattern"], hooks)
 
-    rows = torch.arange(len(dest))
+    rows, pos = torch.arange(len(dest)), edge.pos
     _, cache = bridge.run_with_cache(batch.tokens)
     path = (
-        cache["blocks.2.attn.hook_result"][rows, dest, 3]
-        / cache["blocks.3.ln1.hook_scale"][rows, dest]
+        cache[f"blocks.{writer[0]}.attn.hook_result"][rows, pos, writer[1]]
+        / cache["blocks.3.ln1.hook_scale"][rows, pos]
     )
+    weights = bridge.W_Q[3, 1] if side == "q" else bridge.W_K[3, 1]
 
-    def ablate(q: torch.Tensor, hook) -> torch.Tensor:
-        q = q.clone()
-        q[rows, dest, 1] -= path @ bridge.W_Q[3, 1]
-        return q
+    def ablate(activation: torch.Tensor, hook) -> torch.Tensor:
+        activation = activation.clone()
+        activation[rows, pos, 1] -= path @ weights
+        return activation
 
     expected_logits = bridge.run_with_hooks(
-        batch.tokens, fwd_hooks=[("blocks.3.attn.hook_q", ablate)]
+        batch.tokens, fwd_hooks=[(f"blocks.3.attn.hook_{side}", ablate)]
     )
     assert torch.allclose(logits, expected_logits, atol=1e-4)
 
-    x = cache["blocks.3.ln1.hook_normalized"].clone()
-    keys = x @ bridge.W_K[3, 1] + bridge.b_K[3, 1]
-    x[rows, dest] -= path
-    queries = x @ bridge.W_Q[3, 1] + bridge.b_Q[3, 1]
+    x = cache["blocks.3.ln1.hook_normalized"]
+    x_changed = x.clone()
+    x_changed[rows, pos] -= path
+    x_query, x_key = (x_changed, x) if side == "q" else (x, x_changed)
+    queries = x_query @ bridge.W_Q[3, 1] + bridge.b_Q[3, 1]
+    keys = x_key @ bridge.W_K[3, 1] + bridge.b_K[3, 1]
     scores = queries @ keys.transpose(-1, -2) / bridge.cfg.d_head**0.5
     n = scores.shape[-1]
     scores = scores.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
     pattern = captured["blocks.3.attn.hook_pattern"][:, 1]
     assert torch.allclose(pattern, scores.softmax(-1), atol=1e-5)
     assert (pattern[rows, dest, src] - clean.patterns[3][rows, 1, dest, src]).abs().max() > 1e-3
+
+
+@pytest.mark.integration
+def test_boost_adds_what_removal_subtracts(toy_model, toy_svd, toy_batch) -> None:
+    basis = signal_basis(toy_svd.U[3, 1], [0, 1, 2])
+    batch, edge, _, _ = _edge(toy_model, toy_batch, (2, 3), basis, 4)
+    clean = clean_run(toy_model.bridge, batch.tokens, [2], [3])
+    for mode in ("global", "local"):
+        removed = edge_delta(edge, clean, mode, 0.0)
+        assert torch.equal(edge_delta(edge, clean, mode, 2.0), -removed)
+        assert removed.abs().max() > 0
 
 
 @pytest.mark.integration
