@@ -78,8 +78,9 @@ def project(
     output: Float[Tensor, "row d"], basis: Float[Tensor, "row d k"]
 ) -> Float[Tensor, "row d"]:
     """``P_S o = B Bᵀ o`` per row (zero-padded basis columns contribute nothing)."""
-    coefficients = torch.einsum("rd,rdk->rk", output, basis.to(output.dtype))
-    return torch.einsum("rk,rdk->rd", coefficients, basis.to(output.dtype))
+    basis = basis.to(output)  # the output's dtype and device
+    coefficients = torch.einsum("rd,rdk->rk", output, basis)
+    return torch.einsum("rk,rdk->rd", coefficients, basis)
 
 
 def stack_bases(bases: Sequence[Tensor], d: int) -> Float[Tensor, "row d k"]:
