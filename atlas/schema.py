@@ -34,6 +34,10 @@ CONSTRAINTS = {
     "communicates_key": (
         "FOR ()-[r:COMMUNICATES]-() REQUIRE (r.run_id, r.writer, r.head, r.side, r.role) IS UNIQUE"
     ),
+    "validation_key": (
+        "FOR (n:Validation) REQUIRE (n.run_id, n.writer, n.head, n.side, n.role, n.dest_role, "
+        "n.src_role, n.mode, n.factor) IS UNIQUE"
+    ),
 }
 
 INDEXES = {

@@ -223,6 +223,7 @@ DELETE_RUN = (
     "CALL (c) { DELETE c } IN TRANSACTIONS OF 10000 ROWS",
     "MATCH (f:Firing {run_id: $run_id}) CALL (f) { DETACH DELETE f } IN TRANSACTIONS OF 1000 ROWS",
     "MATCH (p:Prompt {run_id: $run_id}) CALL (p) { DETACH DELETE p } IN TRANSACTIONS OF 5000 ROWS",
+    "MATCH (v:Validation {run_id: $run_id}) DETACH DELETE v",
     "MATCH (r:Run {id: $run_id}) DETACH DELETE r",
 )
 

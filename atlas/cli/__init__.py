@@ -11,9 +11,12 @@ from atlas.cli.decompose import decompose
 from atlas.cli.ingest import ingest
 from atlas.cli.interchange import export_command, import_group
 from atlas.cli.query import features, inputs, outputs, paths, query, signals, templates
+from atlas.cli.replicate import replicate
+from atlas.cli.report import report
 from atlas.cli.runs import runs
 from atlas.cli.server import db, server
 from atlas.cli.toy import train_toy
+from atlas.cli.validate import validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -46,5 +49,8 @@ for command in (
     import_group,
     export_command,
     browse,
+    validate,
+    report,
+    replicate,
 ):
     main.add_command(command)
