@@ -5,7 +5,8 @@ Logs in through a deep link, checks that the style and the guide arrive on conne
 reads the drawn graph from the DOM: one node per head of the circuit (from the ``circuit``
 template's rows), captioned ``l.h`` and filled with its layer's colour from the style, and
 ``COMMUNICATES`` edges captioned ``side@role``. Saves a screenshot to
-``var/browser-test/circuit-graph.png``.
+``var/browser-test/circuit-graph.png``. Then runs every question slide of the guide with its
+toy-ioi parameters.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``make browser-deps``); skipped without
 them, except under CI (``CI=true``), where ``.ci/run`` installs them and their absence fails.
@@ -30,7 +31,7 @@ from atlas.browser import (
 )
 from atlas.settings import Neo4jSettings, var_dir
 from atlas.store import AtlasStore
-from atlas.templates import load_template
+from atlas.templates import load_template, template_names
 from tests.conftest import local_test_server
 
 pytestmark = pytest.mark.integration
@@ -104,24 +105,34 @@ def _css(driver: Any, selector: str) -> list[Any]:
     return list(driver.find_elements(By.CSS_SELECTOR, selector))
 
 
+def _run_editor(driver: Any, done: Any, what: str) -> Any:
+    """Run the editor's content; wait for a new frame on top for which ``done(frame)`` holds.
+
+    (New frames go on top; the Browser keeps at most 15, so frames are not counted.)
+    """
+    previous = _css(driver, "[data-testid=frame]")[0].id
+    _css(driver, "[data-testid=editor-Run]")[0].click()
+
+    def finished(d: Any) -> Any:
+        newest = _css(d, "[data-testid=frame]")[0]
+        return newest.id != previous and done(newest) and newest
+
+    return _wait(driver, finished, what)
+
+
 def _run_params(driver: Any, statements: int) -> None:
     """Run the editor's `:param` statements; wait until all are set (each runs a query).
 
     One statement gets a frame saying so; several get one frame listing each with a status.
     """
-    before = len(_css(driver, "[data-testid=frame]"))
-    _css(driver, "[data-testid=editor-Run]")[0].click()
 
-    def done(d: Any) -> bool:
-        frames = _css(d, "[data-testid=frame]")
-        if len(frames) <= before:
-            return False
-        newest = frames[0]
+    def done(frame: Any) -> bool:
         if statements == 1:
-            return "Successfully set your parameters" in newest.text
-        return len(newest.find_elements("css selector", '[title="Status: success"]')) == statements
+            return "Successfully set your parameters" in frame.text
+        icons = frame.find_elements("css selector", '[title="Status: success"]')
+        return len(icons) == statements
 
-    _wait(driver, done, f"{statements} parameter(s) set")
+    _run_editor(driver, done, f"{statements} parameter(s) set")
 
 
 def _show_guide_block(driver: Any, text: str) -> None:
@@ -203,16 +214,11 @@ def test_guide_circuit_frame_draws_the_styled_circuit(
     _show_guide_block(driver, param_commands(toy_params))
     _run_params(driver, len(toy_params))
     _show_guide_block(driver, "CALL () {")
-    _css(driver, "[data-testid=editor-Run]")[0].click()
-
-    def drawn(d: Any) -> Any:
-        frame = _css(d, "[data-testid=frame]")[0]  # the newest frame is on top
-        if not frame.find_elements("css selector", "g.node"):
-            return False
-        nodes = frame.find_elements("css selector", "g.node")
-        return frame if len(nodes) == len(heads) else False
-
-    frame = _wait(driver, drawn, f"the circuit graph with {len(heads)} heads")
+    frame = _run_editor(
+        driver,
+        lambda f: len(f.find_elements("css selector", "g.node")) == len(heads),
+        f"the circuit graph with {len(heads)} heads",
+    )
     nodes = driver.execute_script(
         "return Array.from(arguments[0].querySelectorAll('g.node')).map(n => ["
         "n.querySelector('text.caption').textContent.trim(),"
@@ -232,3 +238,33 @@ def test_guide_circuit_frame_draws_the_styled_circuit(
             assert fill.upper() == _layer_colour(int(caption.split(".")[0])), (caption, fill)
     assert len(captions) == len(edges), shot
     assert all(re.match(r"^[qk]@", caption) for caption in captions), captions
+
+
+def test_every_guide_slide_runs_on_the_toy_run(
+    driver: Any, neo4j_settings: Neo4jSettings, toy_ioi_run: str
+) -> None:
+    """Each question slide: its toy-ioi `:param` block, then its template, without an error."""
+    if os.environ.get("NEO4J_URI"):
+        pytest.skip("The style and guide are served by the local test server, not NEO4J_URI's.")
+    link = browser_url(
+        f":param run_id => {cypher_literal(toy_ioi_run)}",
+        browser=local_test_server().browser_url,
+        connect_url=neo4j_settings.uri,
+    )
+    _log_in(driver, link.url, neo4j_settings)
+    _run_params(driver, 1)
+    present = [name for name in GUIDE_QUESTIONS if name in template_names()]
+    for slide, name in enumerate(present, start=2):
+        _css(driver, f"[data-testid=pagination-{slide}]")[0].click()
+        template = load_template(name)
+        toy = template.bind(template.example_toy or {})
+        toy_params = {k: v for k, v in toy.items() if k != "run_id"}
+        _show_guide_block(driver, param_commands(toy_params))
+        _run_params(driver, len(toy_params))
+        _show_guide_block(driver, template.cypher.strip())
+        frame = _run_editor(
+            driver,
+            lambda f: "completed after" in f.text or "ERROR" in f.text,
+            f"the result of {name}",
+        )
+        assert "ERROR" not in frame.text, (name, frame.text[:500])
