@@ -30,6 +30,24 @@ def browser_link(query: str, params: Mapping[str, Any], browser: str | None = No
     return browser_url(query, params, browser=browser_base(browser), connect_url=connect_url)
 
 
+def link_option(command: Any) -> Any:
+    """``--link``: the commands that print a result also print its Browser link."""
+    return click.option(
+        "--link",
+        is_flag=True,
+        help="Also print a Neo4j Browser link that pre-fills this query and its parameters "
+        "(on stderr, so json/csv output stays clean).",
+    )(command)
+
+
+def echo_link(template: str, params: Mapping[str, Any]) -> None:
+    """Print the Browser link of ``template`` with ``params`` (defaults filled in) on stderr."""
+    from atlas.templates import load_template
+
+    bound = load_template(template).bind(params)
+    click.echo(f"Neo4j Browser: {browser_link(template, bound).url}", err=True)
+
+
 def browser_base(browser: str | None = None) -> str:
     """``browser``, else ``NEO4J_BROWSER_URL``, else the local server's Browser address."""
     from atlas.server import LocalServer

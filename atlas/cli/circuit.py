@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from atlas.cli.browse import echo_link, link_option
+
 
 @click.command()
 @click.option("--run", "run_id", required=True, help="Run id (see `circuit-atlas runs list`).")
@@ -30,9 +32,7 @@ import click
     show_default=True,
     help="tree: indented text; json/csv: one record per edge (with depth).",
 )
-@click.option(
-    "--link", is_flag=True, help="Also print a Neo4j Browser link to this query (on stderr)."
-)
+@link_option
 def circuit(
     run_id: str,
     root: str,
@@ -67,12 +67,19 @@ def circuit(
     found = fetch_circuit(store, run_id, root, dest_role, src_role, prompt)
     if link:
         from atlas.circuits import parse_head
-        from atlas.cli.browse import browser_link
 
         layer, head = parse_head(root)
-        params = dict(run_id=run_id, layer=layer, head=head, dest_role=dest_role)
-        params.update(src_role=src_role, prompt=prompt)
-        click.echo(f"Neo4j Browser: {browser_link('circuit', params).url}", err=True)
+        echo_link(
+            "circuit",
+            dict(
+                run_id=run_id,
+                layer=layer,
+                head=head,
+                dest_role=dest_role,
+                src_role=src_role,
+                prompt=prompt,
+            ),
+        )
     if output_format == "tree":
         click.echo(render_tree(found, max_depth, min_prompts))
         return

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from atlas.cli.browse import echo_link, link_option
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -82,7 +84,10 @@ def templates(markdown: bool) -> None:
 )
 @click.option("--run", "run_id", help="Shorthand for --param run_id=RUN.")
 @format_option
-def query(name: str, params: tuple[str, ...], run_id: str | None, output_format: str) -> None:
+@link_option
+def query(
+    name: str, params: tuple[str, ...], run_id: str | None, output_format: str, link: bool
+) -> None:
     """Run the template NAME (see `circuit-atlas templates`) with its parameters.
 
     Parameters are checked against the template's header and sent as Cypher parameters (never
@@ -107,6 +112,8 @@ def query(name: str, params: tuple[str, ...], run_id: str | None, output_format:
     if run_id is not None:
         given["run_id"] = run_id
     frame = run_query(connect(), name, **given)
+    if link:
+        echo_link(name, given)
     echo_frame(frame, output_format)
     if name == "alternative_routes" and output_format == "table" and not frame.empty:
         graph = routes_graph(frame)
@@ -141,6 +148,7 @@ def query(name: str, params: tuple[str, ...], run_id: str | None, output_format:
     help="Also write every route's hops as a GraphML graph to this file.",
 )
 @format_option
+@link_option
 def paths(
     source: str,
     target: str,
@@ -151,6 +159,7 @@ def paths(
     limit: int,
     graphml: Path | None,
     output_format: str,
+    link: bool,
 ) -> None:
     """Ranked routes between two heads, and how many are edge-disjoint (redundancy).
 
@@ -181,6 +190,19 @@ def paths(
         **options,
     )
     routes = alternative_routes(store, run_id, source, target, **options)
+    if link:
+        echo_link(
+            "paths",
+            dict(
+                run_id=run_id,
+                from_layer=a_layer,
+                from_head=a_head,
+                to_layer=b_layer,
+                to_head=b_head,
+                limit=limit,
+                **options,
+            ),
+        )
     if output_format == "table":
         echo_frame(frame[["route", "hops", "min_prompts", "prompts"]], output_format)
         click.echo(
@@ -195,7 +217,7 @@ def paths(
 
 
 def echo_head_query(
-    template: str, head_name: str, run_id: str, output_format: str, **options: Any
+    template: str, head_name: str, run_id: str, output_format: str, link: bool, **options: Any
 ) -> None:
     """Run a one-head template; options left unset (None) take the template's defaults."""
     from atlas.query import head, run_query
@@ -203,14 +225,16 @@ def echo_head_query(
     layer, index = head(head_name)
     given = {key: value for key, value in options.items() if value is not None}
     frame = run_query(connect(), template, run_id=run_id, layer=layer, head=index, **given)
+    if link:
+        echo_link(template, dict(run_id=run_id, layer=layer, head=index, **given))
     echo_frame(frame, output_format)
 
 
 def head_options(*extra: Any) -> Any:
-    """HEAD, --run, --format and the command's own options."""
+    """HEAD, --run, --format, --link and the command's own options."""
 
     def decorate(command: Any) -> Any:
-        for option in reversed([*extra, run_option, format_option]):
+        for option in reversed([*extra, run_option, format_option, link_option]):
             command = option(command)
         return click.argument("head_name", metavar="HEAD")(command)
 
@@ -231,22 +255,22 @@ SRC_ROLE = click.option("--src-role", help="The firings' key role (default IO)."
 
 @click.command()
 @head_options(SIDE, ROLE, MIN_PROMPTS, LIMIT)
-def inputs(head_name: str, run_id: str, output_format: str, **options: Any) -> None:
+def inputs(head_name: str, run_id: str, output_format: str, link: bool, **options: Any) -> None:
     """The writers into HEAD over a run (aggregated COMMUNICATES), most prompts first.
 
     Example: circuit-atlas inputs 9.9 --run gpt2-sad-256 --side q --role END
     """
-    echo_head_query("head_inputs", head_name, run_id, output_format, **options)
+    echo_head_query("head_inputs", head_name, run_id, output_format, link, **options)
 
 
 @click.command()
 @head_options(SIDE, ROLE, MIN_PROMPTS, LIMIT)
-def outputs(head_name: str, run_id: str, output_format: str, **options: Any) -> None:
+def outputs(head_name: str, run_id: str, output_format: str, link: bool, **options: Any) -> None:
     """The heads HEAD writes into over a run, on which side and at which role.
 
     Example: circuit-atlas outputs 8.6 --run gpt2-sad-256
     """
-    echo_head_query("head_outputs", head_name, run_id, output_format, **options)
+    echo_head_query("head_outputs", head_name, run_id, output_format, link, **options)
 
 
 @click.command()
@@ -258,13 +282,13 @@ def outputs(head_name: str, run_id: str, output_format: str, **options: Any) -> 
     ),
     click.option("--writers", type=click.IntRange(min=1), help="Writers listed per vector (5)."),
 )
-def signals(head_name: str, run_id: str, output_format: str, **options: Any) -> None:
+def signals(head_name: str, run_id: str, output_format: str, link: bool, **options: Any) -> None:
     """The singular vectors HEAD uses in most of its DEST-ROLE→SRC-ROLE firings (its recurring
     signal), per side, with the writers credited through each vector (WRITES.parts).
 
     Example: circuit-atlas signals 9.9 --run gpt2-sad-256 --min-share 0.5
     """
-    echo_head_query("shared_signals", head_name, run_id, output_format, **options)
+    echo_head_query("shared_signals", head_name, run_id, output_format, link, **options)
 
 
 @click.command()
@@ -277,10 +301,10 @@ def signals(head_name: str, run_id: str, output_format: str, **options: Any) -> 
     click.option("--min-cos", type=float, help="Least |cos| of an aligned pair (0.5)."),
     LIMIT,
 )
-def features(head_name: str, run_id: str, output_format: str, **options: Any) -> None:
+def features(head_name: str, run_id: str, output_format: str, link: bool, **options: Any) -> None:
     """Features HEAD reads that other heads read too (ALIGNED singular vectors), with the
     writers that broadcast each feature into both.
 
     Example: circuit-atlas features 9.9 --run gpt2-sad-256
     """
-    echo_head_query("shared_features", head_name, run_id, output_format, **options)
+    echo_head_query("shared_features", head_name, run_id, output_format, link, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from html.parser import HTMLParser
@@ -232,6 +233,32 @@ def test_circuit_link_prefills_the_same_query_and_parameters(
         '"src_role": "IO", "prompt": null};'
     )
     assert query == load_template("circuit").cypher.strip()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("args", "template", "expected"),
+    [
+        (["inputs", "3.1", "--side", "q"], "head_inputs", {"layer": 3, "head": 1, "side": "q"}),
+        (["signals", "3.1"], "shared_signals", {"layer": 3, "head": 1}),
+        (["query", "head_roles", "-p", "layer=2", "-p", "head=3"], "head_roles",
+         {"layer": 2, "head": 3}),
+        (["paths", "3.1", "0.2", "--min-prompts", "5"], "paths",
+         {"from_layer": 0, "from_head": 2, "to_layer": 3, "to_head": 1, "min_prompts": 5}),
+    ],
+)  # fmt: skip
+def test_query_commands_link_to_their_template_with_the_parameters_they_ran(
+    runner: CliRunner, toy_ioi_run: str, args: list[str], template: str, expected: dict
+) -> None:
+    result = runner.invoke(main, [*args, "--run", toy_ioi_run, "--format", "csv", "--link"])
+    assert result.exit_code == 0, result.output
+    assert "Neo4j Browser:" not in result.stdout
+    url = result.stderr.strip().removeprefix("Neo4j Browser: ")
+    params_line, query = editor_text_of(url).split("\n", 1)
+    sent = json.loads(params_line.removeprefix(":params ").removesuffix(";"))
+    bound = load_template(template).bind({"run_id": toy_ioi_run, **expected})
+    assert sent == bound  # every parameter, defaults filled in, as the command ran it
+    assert query == load_template(template).cypher.strip()
 
 
 @pytest.mark.integration
