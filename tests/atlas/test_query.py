@@ -295,7 +295,11 @@ def test_cli_formats_and_templates_listing(runner: CliRunner, query_run: str) ->
 def test_every_template_runs_on_toy_ioi_with_its_example(
     atlas_store: AtlasStore, toy_ioi_run: str
 ) -> None:
-    """Every read template answers its example-toy on a real run, with the declared columns."""
+    """Every read template answers its example-toy on a real run, with the declared columns.
+
+    ``validations`` reads what `circuit-atlas validate` stores, which this run has not had
+    (tests/atlas/test_validation.py checks it on a validated run): its columns only.
+    """
     for template in all_templates():
         if template.mode != "read" or template.example_toy is None:
             continue
@@ -303,7 +307,7 @@ def test_every_template_runs_on_toy_ioi_with_its_example(
             atlas_store, template.name, **{**template.example_toy, "run_id": toy_ioi_run}
         )
         assert list(frame.columns) == [c.name for c in template.returns]
-        assert not frame.empty, template.name
+        assert template.name == "validations" or not frame.empty, template.name
 
 
 def test_toy_ioi_name_mover_inputs_and_routes(atlas_store: AtlasStore, toy_ioi_run: str) -> None:
