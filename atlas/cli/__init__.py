@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from atlas.cli.bench import bench
 from atlas.cli.circuit import circuit
 from atlas.cli.decompose import decompose
 from atlas.cli.ingest import ingest
@@ -23,5 +24,5 @@ def main() -> None:
     """
 
 
-for command in (decompose, ingest, server, db, runs, train_toy, circuit):
+for command in (decompose, ingest, server, db, runs, train_toy, circuit, bench):
     main.add_command(command)
