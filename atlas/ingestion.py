@@ -47,6 +47,8 @@ from ingest.records import BatchDone, RecordBatch, RunRecord
 from ingest.torch_threads import torch_threads
 
 METHOD = "sad"
+# A batch handed to the writer thread: its index, its records, the write's counts and seconds.
+_PendingWrite = tuple[int, RecordBatch, Future[tuple[WriteCounts, float]]]
 STAGES = ("svd", "forward", "decompose", "trace", "records", "write", "aggregate")
 
 
@@ -227,7 +229,7 @@ def ingest_run(
         started = time.perf_counter()
         return write(records), time.perf_counter() - started
 
-    def committed(pending: tuple[int, RecordBatch, Future[tuple[WriteCounts, float]]]) -> None:
+    def committed(pending: _PendingWrite) -> None:
         index, records, future = pending
         counts, elapsed = future.result()  # the writer's error, if any, is raised here
         seconds["write"] += elapsed
@@ -243,7 +245,7 @@ def ingest_run(
         if after_batch is not None:
             after_batch(index)
 
-    pending: tuple[int, RecordBatch, Future[tuple[WriteCounts, float]]] | None = None
+    pending: _PendingWrite | None = None
     threads = compute_threads or default_compute_threads()
     try:
         # Leaving the block waits for a write still in flight (after an error or Ctrl-C), so
