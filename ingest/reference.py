@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 
@@ -41,12 +42,12 @@ def reference_sparse_set(terms: list[float], fraction: float) -> tuple[int, ...]
 
 
 def reference_firings(
-    x: Tensor,  # batch pos d
-    pattern: Tensor,  # batch head dest src
-    valid: Tensor,  # batch pos
-    U: Tensor,  # head d+1 r
-    sigma: Tensor,  # head r
-    V: Tensor,  # head d+1 r
+    x: Float[Tensor, "batch pos d"],
+    pattern: Float[Tensor, "batch head dest src"],
+    valid: Bool[Tensor, "batch pos"],
+    U: Float[Tensor, "head d_aug r"],
+    sigma: Float[Tensor, "head r"],
+    V: Float[Tensor, "head d_aug r"],
     layer: int,
     *,
     min_attention: float = 0.5,
