@@ -44,15 +44,12 @@ browser-deps:
 test: lint typecheck server-install
 	$(PY) -m pytest tests
 
-# Benchmarks print figures (never timed assertions): decomposition time on random GPT-2 small,
-# Neo4j write throughput, and a toy-model ingestion with its per-stage summary. Needs a running
-# server (`circuit-atlas server start` or NEO4J_URI).
+# Benchmarks print figures (never timed assertions): `circuit-atlas bench` ingests toy-ioi and
+# random-gpt2 at 256 and 1,024 prompts (fresh run and process each, 3 repeats, medians),
+# checks the decomposition against the per-pair reference and times every template.
+# Needs a running server (`circuit-atlas server start` or NEO4J_URI). BENCH_ARGS narrows it.
 bench: install
-	/usr/bin/env time -f "decompose random-gpt2, 256 prompts: %e s wall, %M KiB peak RSS" \
-		$(VENV)/bin/circuit-atlas decompose --model random-gpt2 --n-prompts 256 --format csv > /dev/null
-	$(VENV)/bin/circuit-atlas db bench
-	$(VENV)/bin/circuit-atlas ingest --model toy-ioi --n-prompts 256 --run-id bench-toy-ioi --rewrite --quiet
-	$(VENV)/bin/circuit-atlas runs delete bench-toy-ioi --yes
+	$(VENV)/bin/circuit-atlas bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -1,17 +1,40 @@
-"""Write-throughput benchmark: synthetic firings with sparse sets and edges, in batches.
+"""Benchmarks: the ingestion per stage, the per-pair reference, query latency, raw writes.
 
-Each firing brings 12 relationships (OF_HEAD, IN_PROMPT, 8 USES, 2 WRITES), so the default
-100k relationships are ~8.3k firings. The benchmark run is deleted afterwards unless kept.
+:func:`run_bench` is what ``circuit-atlas bench`` prints. Each measurement is a fresh run in
+a fresh process (``python -m atlas.bench WORKLOAD N``), so peak RSS and model-load time are
+those of one job; the run is deleted afterwards. Figures are medians over ``repeats``
+measurements, each recorded with the machine's 1-minute load average at its start (on a
+shared machine the load explains most of the spread).
+
+:func:`bench_reference` times the vectorized decomposition against the slow per-pair
+reference (:mod:`ingest.reference`) on the same activations and checks that both find the
+same firings with the same sparse sets. :func:`time_templates` runs every read template that
+has an ``example-toy`` header on a toy-ioi run (its ``run_id`` replaced) and reports p50/p95.
+
+:func:`run_benchmark` (``circuit-atlas db bench``) writes synthetic firings through the same
+fresh-batch path as an ingestion, without a model: the database's share on its own.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import statistics
+import subprocess
+import sys
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
+import numpy as np
+
+from atlas.settings import AtlasError
 from atlas.store import AtlasStore, WriteCounts
+from atlas.templates import all_templates
 from ingest.records import (
+    BatchDone,
     FiringRecord,
     ModelRecord,
     PromptRecord,
@@ -20,6 +43,402 @@ from ingest.records import (
     SparseTerm,
     WriteEdgeRecord,
 )
+
+WORKLOADS = ("toy-ioi", "random-gpt2")
+ROW_STAGES = (
+    "model load",
+    "svd",
+    "align",
+    "forward",
+    "decompose",
+    "trace",
+    "records",
+    "write",
+    "aggregate",
+)
+
+
+@dataclass(frozen=True)
+class IngestFigures:
+    """One ingestion measured: seconds per stage, counts, write throughput, peak RSS.
+
+    Stage seconds are work done; ``forward`` … ``records`` overlap ``write`` (pipelining), so
+    they add up to more than ``wall_seconds`` (model load plus the whole job).
+    """
+
+    workload: str
+    n_prompts: int
+    stage_seconds: dict[str, float]
+    wall_seconds: float
+    firings: int
+    edges: int
+    relationships: int
+    peak_rss_mb: float
+    load_average: float
+    query_latency: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def relationships_per_second(self) -> float:
+        seconds = self.stage_seconds["write"]
+        return self.relationships / seconds if seconds else 0.0
+
+    @property
+    def prompts_per_second(self) -> float:
+        return self.n_prompts / self.wall_seconds
+
+
+@dataclass(frozen=True)
+class ReferenceFigures:
+    """The vectorized decomposition against the per-pair reference on the same input."""
+
+    workload: str
+    n_prompts: int
+    firings: int
+    identical: bool
+    vectorized_seconds: float
+    reference_seconds: float
+
+    @property
+    def speedup(self) -> float:
+        return self.reference_seconds / self.vectorized_seconds
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """Every measurement of a ``circuit-atlas bench`` and its medians."""
+
+    measurements: list[IngestFigures]
+    reference: ReferenceFigures | None
+    machine: str
+
+    def medians(self) -> dict[tuple[str, int], dict[str, float]]:
+        """Per (workload, n_prompts): the median of every figure over the repeats."""
+        grouped: dict[tuple[str, int], list[IngestFigures]] = {}
+        for figures in self.measurements:
+            grouped.setdefault((figures.workload, figures.n_prompts), []).append(figures)
+        return {key: _median_figures(group) for key, group in grouped.items()}
+
+    def query_latency(self) -> dict[str, dict[str, float]]:
+        for figures in self.measurements:
+            if figures.query_latency:
+                return figures.query_latency
+        return {}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "measurements": [
+                {
+                    **asdict(f),
+                    "relationships_per_second": f.relationships_per_second,
+                    "prompts_per_second": f.prompts_per_second,
+                }
+                for f in self.measurements
+            ],
+            "medians": [
+                {"workload": workload, "n_prompts": n, **figures}
+                for (workload, n), figures in self.medians().items()
+            ],
+            "reference": None
+            if self.reference is None
+            else {**asdict(self.reference), "speedup": self.reference.speedup},
+            "query_latency_ms": self.query_latency(),
+        }
+
+    def table(self) -> str:
+        """Markdown tables: stages × workloads, the reference check, query latency."""
+        medians = self.medians()
+        columns = [f"{workload} {n}" for workload, n in medians]
+        lines = [
+            f"Machine: {self.machine}. Medians of {self._repeats()} fresh runs per column.",
+            "",
+            "| stage | " + " | ".join(columns) + " |",
+            "|---|" + "---:|" * len(columns),
+        ]
+        rows: list[tuple[str, str, str]] = [
+            *((f"{stage} (s)", stage, ".1f") for stage in ROW_STAGES),
+            ("total wall (s)", "wall_seconds", ".1f"),
+            ("prompts/s (wall)", "prompts_per_second", ".1f"),
+            ("firings", "firings", ",.0f"),
+            ("edges (WRITES)", "edges", ",.0f"),
+            ("relationships", "relationships", ",.0f"),
+            ("written rel/s", "relationships_per_second", ",.0f"),
+            ("peak RSS (MiB)", "peak_rss_mb", ",.0f"),
+            ("load average", "load_average", ".1f"),
+        ]
+        for label, key, spec in rows:
+            cells = [format(figures[key], spec) for figures in medians.values()]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if self.reference is not None:
+            r = self.reference
+            verdict = "identical" if r.identical else "DIFFERENT"
+            lines += [
+                "",
+                f"Reference check ({r.workload}, {r.n_prompts} prompts, {r.firings} firings): "
+                f"{verdict} firings and sparse sets; vectorized {r.vectorized_seconds:.3f} s, "
+                f"per-pair reference {r.reference_seconds:.2f} s ({r.speedup:,.0f}× faster).",
+            ]
+        latency = self.query_latency()
+        if latency:
+            lines += ["", "| template | p50 (ms) | p95 (ms) |", "|---|---:|---:|"]
+            lines += [
+                f"| {name} | {times['p50']:.1f} | {times['p95']:.1f} |"
+                for name, times in latency.items()
+            ]
+        return "\n".join(lines)
+
+    def _repeats(self) -> int:
+        counts: dict[tuple[str, int], int] = {}
+        for figures in self.measurements:
+            key = (figures.workload, figures.n_prompts)
+            counts[key] = counts.get(key, 0) + 1
+        return min(counts.values(), default=0)
+
+
+def _median_figures(group: list[IngestFigures]) -> dict[str, float]:
+    def median(values: Iterable[float]) -> float:
+        return float(statistics.median(values))
+
+    figures = {
+        stage: median(f.stage_seconds.get(stage, 0.0) for f in group) for stage in ROW_STAGES
+    }
+    for name in ("wall_seconds", "firings", "edges", "relationships", "peak_rss_mb"):
+        figures[name] = median(getattr(f, name) for f in group)
+    figures["load_average"] = median(f.load_average for f in group)
+    figures["prompts_per_second"] = median(f.prompts_per_second for f in group)
+    figures["relationships_per_second"] = median(f.relationships_per_second for f in group)
+    return figures
+
+
+def machine_description() -> str:
+    """CPU model, cores and memory of this machine (Linux /proc when available)."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB"
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+# ----- one ingestion (run in its own process by run_bench) ----------------------------------
+
+
+def bench_ingest(
+    store: AtlasStore,
+    workload: str,
+    n_prompts: int,
+    *,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: str = "cpu",
+    query_repeats: int = 0,
+) -> IngestFigures:
+    """Load the model, ingest a fresh run, optionally time the templates on it, delete it."""
+    from atlas.ingestion import IngestConfig, ingest_run, peak_memory_mb
+    from ingest.models import load_model
+
+    load_at_start = load_average()
+    started = time.perf_counter()
+    model = load_model(workload, device=device, seed=seed)
+    load_seconds = time.perf_counter() - started
+    config = IngestConfig(n_prompts=n_prompts, batch_size=batch_size, seed=seed)
+    run_id = f"bench-{workload}-n{n_prompts}-{uuid.uuid4().hex[:8]}"
+    try:
+        summary = ingest_run(store, model, config, run_id=run_id, show_progress=False)
+        latency = time_templates(store, run_id, query_repeats) if query_repeats else {}
+    finally:
+        store.delete_run(run_id)
+    return IngestFigures(
+        workload=workload,
+        n_prompts=n_prompts,
+        stage_seconds={"model load": load_seconds, **summary.stage_seconds},
+        wall_seconds=load_seconds + summary.wall_seconds,
+        firings=summary.firings,
+        edges=summary.edges,
+        relationships=summary.relationships_created,
+        peak_rss_mb=peak_memory_mb(),
+        load_average=load_at_start,
+        query_latency=latency,
+    )
+
+
+def time_templates(
+    store: AtlasStore, run_id: str, repeats: int = 20
+) -> dict[str, dict[str, float]]:
+    """p50 and p95 (ms) of every read template with an ``example-toy`` header, on ``run_id``.
+
+    Each template runs once unmeasured (query planning, page cache), then ``repeats`` times.
+    """
+    latency = {}
+    for template in all_templates():
+        if template.mode != "read" or template.example_toy is None:
+            continue
+        parameters = {**template.example_toy, "run_id": run_id}
+        store.read_template(template.name, **parameters)
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            store.read_template(template.name, **parameters)
+            seconds.append(time.perf_counter() - started)
+        p50, p95 = np.percentile(np.array(seconds) * 1000, [50, 95])
+        latency[template.name] = {"p50": float(p50), "p95": float(p95)}
+    return latency
+
+
+# ----- the reference -------------------------------------------------------------------------
+
+
+def bench_reference(
+    workload: str = "toy-ioi", n_prompts: int = 4, seed: int = 0
+) -> ReferenceFigures:
+    """Decompose ``n_prompts`` prompts both ways (float64) and compare firings and sparse sets."""
+    from ingest.activations import model_qk_svd, run_activations
+    from ingest.decomposition import FiringRule, decompose_layer
+    from ingest.ioi import generate_prompts, tokenize_prompts
+    from ingest.models import load_model
+    from ingest.reference import reference_firings
+
+    model = load_model(workload, seed=seed)
+    svd = model_qk_svd(model.bridge)
+    batch = tokenize_prompts(generate_prompts(n_prompts, "mixed", seed=seed), model.tokenizer)
+    activations = run_activations(model.bridge, batch.tokens, batch.mask)
+    rule = FiringRule()
+    vectorized = reference = 0.0
+    engine_rows: list[tuple[Any, ...]] = []
+    reference_rows: list[tuple[Any, ...]] = []
+    for layer, (x, pattern) in enumerate(
+        zip(activations.normalized, activations.patterns, strict=True)
+    ):
+        x, pattern = x.double(), pattern.double()
+        decompose_layer(x, pattern, batch.mask, svd, layer, rule)  # warm-up, not timed
+        started = time.perf_counter()
+        engine = decompose_layer(x, pattern, batch.mask, svd, layer, rule)
+        vectorized += time.perf_counter() - started
+        started = time.perf_counter()
+        found = reference_firings(
+            x, pattern, batch.mask, svd.U[layer], svd.sigma[layer], svd.V[layer], layer
+        )
+        reference += time.perf_counter() - started
+        for f in range(len(engine)):
+            size = int(engine.n_svs[f])
+            engine_rows.append(
+                (
+                    layer,
+                    int(engine.prompt[f]),
+                    int(engine.head[f]),
+                    int(engine.dest[f]),
+                    int(engine.src[f]),
+                    tuple(engine.sv_order[f, :size].tolist()),
+                    tuple(float(s) for s in engine.signs[f, :size].tolist()),
+                )
+            )
+        reference_rows += [
+            (layer, r.prompt, r.head, r.dest, r.src, r.sparse_set, r.signs) for r in found
+        ]
+    return ReferenceFigures(
+        workload=workload,
+        n_prompts=n_prompts,
+        firings=len(reference_rows),
+        identical=sorted(engine_rows) == sorted(reference_rows),
+        vectorized_seconds=vectorized,
+        reference_seconds=reference,
+    )
+
+
+# ----- the whole bench -----------------------------------------------------------------------
+
+
+def run_bench(
+    workloads: Iterable[str] = WORKLOADS,
+    prompt_counts: Iterable[int] = (256, 1024),
+    *,
+    repeats: int = 3,
+    batch_size: int = 32,
+    device: str = "cpu",
+    reference_prompts: int = 4,
+    query_repeats: int = 20,
+    env: dict[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
+    """Every (workload, N) ``repeats`` times, each in a fresh process; then the reference.
+
+    The first toy-ioi run of the largest N also times the templates (``query_repeats`` > 0).
+    ``env`` adds to the child processes' environment (e.g. ``NEO4J_*`` settings).
+    """
+    workloads, counts = tuple(workloads), sorted(set(prompt_counts))
+    measurements = []
+    query_run = ("toy-ioi", counts[-1]) if query_repeats and "toy-ioi" in workloads else None
+    for repeat in range(repeats):
+        for workload in workloads:
+            for n_prompts in counts:
+                if progress is not None:
+                    progress(f"{workload}, {n_prompts} prompts, run {repeat + 1} of {repeats}")
+                with_queries = repeat == 0 and (workload, n_prompts) == query_run
+                measurements.append(
+                    _bench_in_child(
+                        workload,
+                        n_prompts,
+                        batch_size=batch_size,
+                        device=device,
+                        query_repeats=query_repeats if with_queries else 0,
+                        env=env,
+                    )
+                )
+    reference = None
+    if reference_prompts:
+        if progress is not None:
+            progress(f"per-pair reference, {reference_prompts} prompts")
+        reference = bench_reference(n_prompts=reference_prompts)
+    return BenchReport(measurements, reference, machine_description())
+
+
+def _bench_in_child(
+    workload: str,
+    n_prompts: int,
+    *,
+    batch_size: int,
+    device: str,
+    query_repeats: int,
+    env: dict[str, str] | None,
+) -> IngestFigures:
+    arguments = [workload, str(n_prompts), str(batch_size), device, str(query_repeats)]
+    result = subprocess.run(
+        [sys.executable, "-m", "atlas.bench", *arguments],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise AtlasError(f"The benchmark run {workload} × {n_prompts} failed: {last}")
+    return IngestFigures(**json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def _child(arguments: list[str]) -> None:
+    """``python -m atlas.bench WORKLOAD N BATCH_SIZE DEVICE QUERY_REPEATS``: one JSON line."""
+    from atlas.quiet import quiet_libraries
+
+    workload, n_prompts, batch_size, device, query_repeats = arguments
+    quiet_libraries()
+    figures = bench_ingest(
+        AtlasStore.connect(),
+        workload,
+        int(n_prompts),
+        batch_size=int(batch_size),
+        device=device,
+        query_repeats=int(query_repeats),
+    )
+    print(json.dumps(asdict(figures)))
+
+
+# ----- synthetic writes (`circuit-atlas db bench`) -------------------------------------------
 
 BENCH_MODEL = ModelRecord(id="bench-gpt2-shaped", n_layers=12, n_heads=12, d_model=768, d_head=64)
 TERMS_PER_FIRING = 8
@@ -41,47 +460,65 @@ class BenchResult:
         return self.relationships / self.write_seconds
 
 
-def synthetic_batch(run_id: str, first_firing: int, n_firings: int) -> RecordBatch:
-    """Firings ``first_firing ..`` of a synthetic run, with their prompts and two edges each."""
-    firings, edges, prompts = [], [], {}
-    for n in range(first_firing, first_firing + n_firings):
-        prompt, slot = divmod(n, FIRINGS_PER_PROMPT)
-        layer, head = 1 + slot % 11, slot % 12
-        terms = tuple(SparseTerm(k, k, 1.0 / (k + 1), 1) for k in range(TERMS_PER_FIRING))
-        firing = FiringRecord(run_id, prompt, layer, head, 14, 2, "END", "IO", 0.7, 3.0, 8, terms)
-        firings.append(firing)
-        edges += [
-            WriteEdgeRecord(firing.key, layer - 1, head, "q", 0.6, 14, "END"),
-            WriteEdgeRecord(firing.key, 0, (head + 1) % 12, "k", 0.3, 2, "IO"),
-        ]
-        prompts[prompt] = PromptRecord(
-            run_id, prompt, f"prompt {prompt}", "T", "ABBA", "Mary", "John", {"IO": 2}, ["x"]
+def synthetic_batch(run_id: str, first_prompt: int, n_prompts: int) -> RecordBatch:
+    """Prompts ``first_prompt ..`` of a synthetic run, 100 firings each with two edges each."""
+    firings, edges, prompts = [], [], []
+    for prompt in range(first_prompt, first_prompt + n_prompts):
+        prompts.append(
+            PromptRecord(
+                run_id, prompt, f"prompt {prompt}", "T", "ABBA", "Mary", "John", {"IO": 2}, ["x"]
+            )
         )
-    return RecordBatch(prompts=list(prompts.values()), firings=firings, edges=edges)
+        for slot in range(FIRINGS_PER_PROMPT):
+            layer, head = 1 + slot % 11, slot % 12
+            terms = tuple(SparseTerm(k, k, 1.0 / (k + 1), 1) for k in range(TERMS_PER_FIRING))
+            firing = FiringRecord(
+                run_id, prompt, layer, head, 14, 2 + slot // 12, "END", "IO", 0.7, 3.0, 8, terms
+            )
+            firings.append(firing)
+            edges += [
+                WriteEdgeRecord(firing.key, layer - 1, head, "q", 0.6, 14, "END"),
+                WriteEdgeRecord(firing.key, 0, (head + 1) % 12, "k", 0.3, 2, "IO"),
+            ]
+    return RecordBatch(prompts=prompts, firings=firings, edges=edges)
 
 
 def run_benchmark(
-    store: AtlasStore, relationships: int = 100_000, batch_firings: int = 2500, keep: bool = False
+    store: AtlasStore, relationships: int = 100_000, batch_prompts: int = 32, keep: bool = False
 ) -> BenchResult:
     """Write at least ``relationships`` relationships; time only the batch transactions."""
+    from ingest.records import ComponentRecord, SingularVectorRecord
+
     store.write_model(BENCH_MODEL)
     run = RunRecord(
         id=f"bench-{uuid.uuid4().hex[:8]}",
         model_id=BENCH_MODEL.id,
         model_revision=None,
         method="bench",
-        params={"relationships": relationships, "batch_firings": batch_firings},
+        params={"relationships": relationships, "batch_prompts": batch_prompts},
         dataset={},
         versions={},
         git_commit=None,
     )
     store.create_run(run)
-    n_firings = -(-relationships // RELATIONSHIPS_PER_FIRING)
+    shape = [(layer, head) for layer in range(12) for head in range(12)]
+    store.write_batch(
+        RecordBatch(
+            components=[ComponentRecord(BENCH_MODEL.id, "head", *key) for key in shape],
+            singular_vectors=[
+                SingularVectorRecord(BENCH_MODEL.id, *key, index, 1.0)
+                for key in shape
+                for index in range(TERMS_PER_FIRING)
+            ],
+        )
+    )
+    per_prompt = FIRINGS_PER_PROMPT * RELATIONSHIPS_PER_FIRING + 1
+    n_prompts = -(-relationships // per_prompt)
     total, batches, elapsed = WriteCounts(), 0, 0.0
-    for first in range(0, n_firings, batch_firings):
-        batch = synthetic_batch(run.id, first, min(batch_firings, n_firings - first))
+    for first in range(0, n_prompts, batch_prompts):
+        batch = synthetic_batch(run.id, first, min(batch_prompts, n_prompts - first))
         started = time.perf_counter()
-        total += store.write_batch(batch)
+        total += store.write_fresh_batch(replace(batch, done=BatchDone(run.id, batches)))
         elapsed += time.perf_counter() - started
         batches += 1
     delete_seconds = None
@@ -92,3 +529,7 @@ def run_benchmark(
     return BenchResult(
         run.id, total.relationships_created, total.nodes_created, batches, elapsed, delete_seconds
     )
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1:])

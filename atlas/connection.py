@@ -19,7 +19,12 @@ def get_driver(settings: Neo4jSettings) -> Driver:
     key = (settings.uri, settings.user, settings.password)
     if key not in _drivers:
         _drivers[key] = GraphDatabase.driver(
-            settings.uri, auth=(settings.user, settings.password), connection_timeout=5.0
+            settings.uri,
+            auth=(settings.user, settings.password),
+            connection_timeout=5.0,
+            # The server's query notifications (e.g. "label does not exist" before the first
+            # run) are advice for query authors; errors still raise as exceptions.
+            notifications_min_severity="OFF",
         )
     return _drivers[key]
 

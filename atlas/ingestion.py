@@ -6,6 +6,14 @@ transaction that also marks the batch done. A run interrupted anywhere (exceptio
 killed process) is continued with ``resume=True``: written batches are skipped, the rest are
 computed again from the same seeded prompts, so the final graph equals an uninterrupted run's.
 At the end the per-prompt edges are aggregated into ``COMMUNICATES`` and the run is complete.
+
+Pipelining: batch n is written by one writer thread while the main thread computes batch
+n + 1, so at most two batches are held at once. A batch counts as written (``after_batch``,
+progress, summary) only once its transaction has committed, and an error in the writer stops
+the run before anything later is written. Since a batch that is not marked done has nothing
+in the graph, a new or resumed run CREATEs its batches
+(:meth:`~atlas.store.AtlasStore.write_fresh_batch`); ``rewrite=True`` MERGEs them, which
+changes nothing where the graph already holds the same records.
 """
 
 from __future__ import annotations
@@ -13,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from atlas.settings import AtlasError
-from atlas.store import AtlasStore, read_only_message
+from atlas.store import AtlasStore, WriteCounts, read_only_message
 from ingest.activations import model_qk_svd
 from ingest.alignment import (
     DEFAULT_ALIGN_THRESHOLD,
@@ -44,9 +54,13 @@ from ingest.decomposition import QKSVD, FiringRule
 from ingest.ioi import generate_prompts
 from ingest.models import LoadedModel
 from ingest.pipeline import chunks, process_batch
-from ingest.records import BatchDone, RunRecord
+from ingest.records import BatchDone, RecordBatch, RunRecord
+from ingest.torch_threads import torch_threads
 
 METHOD = "sad"
+# A batch handed to the writer thread: its index, its records, the write's counts and seconds.
+_PendingWrite = tuple[int, RecordBatch, Future[tuple[WriteCounts, float]]]
+STAGES = ("svd", "align", "forward", "decompose", "trace", "records", "write", "aggregate")
 
 
 @dataclass(frozen=True)
@@ -95,9 +109,13 @@ class IngestConfig:
 class IngestSummary:
     """What a run wrote and how long each stage took.
 
-    Stages: ``setup`` (SVD of every head, model/run/head/singular-vector records),
-    ``decompose+trace`` (forward passes, firings, edges, records), ``write`` (Neo4j
-    transactions), ``aggregate`` (COMMUNICATES). Loading the model happens before the job.
+    Stages (seconds of work; ``forward`` … ``records`` run while the previous batch is
+    written, so they overlap ``write``): ``svd`` (every head's Ω), ``align`` (the model's
+    ALIGNED singular vectors, computed and written once per model), ``forward`` (model and
+    cache), ``decompose`` (firings and sparse sets), ``trace`` (upstream edges), ``records``
+    (tensors to records), ``write`` (Neo4j transactions, model and heads included),
+    ``aggregate`` (COMMUNICATES). ``wall_seconds``: the whole job, end to end. Loading the
+    model happens before the job.
     """
 
     run_id: str
@@ -109,14 +127,8 @@ class IngestSummary:
     batches_skipped: int = 0
     nodes_created: int = 0
     relationships_created: int = 0
-    stage_seconds: dict[str, float] = field(
-        default_factory=lambda: {
-            "setup": 0.0,
-            "decompose+trace": 0.0,
-            "write": 0.0,
-            "aggregate": 0.0,
-        }
-    )
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    wall_seconds: float = 0.0
     peak_memory_mb: float = 0.0
 
     def relationships_per_second(self) -> float:
@@ -202,64 +214,99 @@ def ingest_run(
     rewrite: bool = False,
     show_progress: bool = True,
     after_batch: Callable[[int], None] | None = None,
+    compute_threads: int | None = None,
 ) -> IngestSummary:
     """Write one run into the atlas; see the module docstring for the resume guarantees.
 
     ``after_batch(index)`` is called after each batch is committed (progress hooks, tests).
+    ``compute_threads``: torch's CPU threads for the model and the decomposition, by default
+    one core fewer than the machine has (at least 1). The writer and a local Neo4j need that
+    core while batches are computed: on 2 cores, two torch threads competing with them made
+    the toy model's forward passes ~7× slower than one thread (OpenMP barriers stall on a
+    busy CPU).
     """
     run_id = run_id or config.default_run_id(model.provenance.model_id)
     summary = IngestSummary(run_id=run_id)
+    job_started = time.perf_counter()
     prompts = generate_prompts(config.n_prompts, config.prompt_type, seed=config.seed)
     run = run_record(run_id, model, config)
     check_resumable(store, run, resume, rewrite)
     done = set() if rewrite else store.done_batches(run_id)
+    seconds = summary.stage_seconds
 
     started = time.perf_counter()
     svd = model_qk_svd(model.bridge, dtype=model.bridge.cfg.dtype)
+    seconds["svd"] += time.perf_counter() - started
+    started = time.perf_counter()
     store.write_model(model_record(model.provenance))
     store.create_run(run)
-    store.write_batch(model_component_records(model.provenance, svd))
+    counts = store.write_batch(model_component_records(model.provenance, svd))
+    summary.nodes_created += counts.nodes_created
+    summary.relationships_created += counts.relationships_created
+    seconds["write"] += time.perf_counter() - started
+    started = time.perf_counter()
     write_aligned(store, model.provenance.model_id, svd, config)
-    summary.stage_seconds["setup"] += time.perf_counter() - started
+    seconds["align"] += time.perf_counter() - started
 
-    batches = list(chunks(prompts, config.batch_size))
+    write = store.write_batch if rewrite else store.write_fresh_batch
     bars = _progress_bars(len(prompts), show_progress)
+
+    def timed_write(records: RecordBatch) -> tuple[WriteCounts, float]:
+        started = time.perf_counter()
+        return write(records), time.perf_counter() - started
+
+    def committed(pending: _PendingWrite) -> None:
+        index, records, future = pending
+        counts, elapsed = future.result()  # the writer's error, if any, is raised here
+        seconds["write"] += elapsed
+        bars[1].update(len(records.prompts))
+        summary.batches_written += 1
+        summary.prompts += len(records.prompts)
+        summary.firings += len(records.firings)
+        summary.edges += len(records.edges)
+        summary.nodes_created += counts.nodes_created
+        summary.relationships_created += counts.relationships_created
+        for bar in bars:
+            bar.set_postfix(firings=summary.firings, edges=summary.edges, refresh=False)
+        if after_batch is not None:
+            after_batch(index)
+
+    pending: _PendingWrite | None = None
+    threads = compute_threads or default_compute_threads()
     try:
-        for index, batch_prompts in enumerate(batches):
-            offset = index * config.batch_size
-            if index in done:
-                summary.batches_skipped += 1
-                for bar in bars:
-                    bar.update(len(batch_prompts))
-                continue
-            started = time.perf_counter()
-            result = process_batch(
-                model,
-                svd,
-                batch_prompts,
-                config.rule,
-                trace=True,
-                edge_fraction=config.edge_fraction,
-            )
-            records = batch_records(run_id, result, offset, model.tokenizer)
-            summary.stage_seconds["decompose+trace"] += time.perf_counter() - started
-            bars[0].update(len(batch_prompts))
-
-            started = time.perf_counter()
-            counts = store.write_batch(replace(records, done=BatchDone(run_id, index)))
-            summary.stage_seconds["write"] += time.perf_counter() - started
-            bars[1].update(len(batch_prompts))
-
-            summary.batches_written += 1
-            summary.prompts += len(records.prompts)
-            summary.firings += len(records.firings)
-            summary.edges += len(records.edges)
-            summary.nodes_created += counts.nodes_created
-            summary.relationships_created += counts.relationships_created
-            for bar in bars:
-                bar.set_postfix(firings=summary.firings, edges=summary.edges, refresh=False)
-            if after_batch is not None:
-                after_batch(index)
+        # Leaving the block waits for a write still in flight (after an error or Ctrl-C), so
+        # the run is marked failed only once nothing more can commit.
+        with (
+            torch_threads(threads),
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="atlas-writer") as writer,
+        ):
+            for index, batch_prompts in enumerate(chunks(prompts, config.batch_size)):
+                if index in done:
+                    summary.batches_skipped += 1
+                    for bar in bars:
+                        bar.update(len(batch_prompts))
+                    continue
+                result = process_batch(
+                    model,
+                    svd,
+                    batch_prompts,
+                    config.rule,
+                    trace=True,
+                    edge_fraction=config.edge_fraction,
+                )
+                started = time.perf_counter()
+                offset = index * config.batch_size
+                records = batch_records(run_id, result, offset, model.tokenizer)
+                records = replace(records, done=BatchDone(run_id, index))
+                seconds["records"] += time.perf_counter() - started
+                for stage, elapsed in result.seconds.items():
+                    seconds[stage] += elapsed
+                bars[0].update(len(batch_prompts))
+                if pending is not None:
+                    committed(pending)
+                pending = (index, records, writer.submit(timed_write, records))
+            if pending is not None:
+                committed(pending)
     except BaseException as error:
         _close(bars)
         _record_failure(store, run_id, error)
@@ -268,7 +315,8 @@ def ingest_run(
 
     started = time.perf_counter()
     summary.communicates = store.complete_run(run_id)
-    summary.stage_seconds["aggregate"] += time.perf_counter() - started
+    seconds["aggregate"] += time.perf_counter() - started
+    summary.wall_seconds = time.perf_counter() - job_started
     summary.peak_memory_mb = peak_memory_mb()
     return summary
 
@@ -283,10 +331,15 @@ def write_aligned(store: AtlasStore, model_id: str, svd: QKSVD, config: IngestCo
     store.replace_aligned(model_id, aligned_records(model_id, directions, pairs), params)
 
 
+def default_compute_threads() -> int:
+    """One core fewer than the machine has (at least one), and no more than torch uses now."""
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
+
+
 def _progress_bars(total: int, show: bool) -> list[Any]:
     common = {"total": total, "unit": "prompt", "file": sys.stderr, "disable": not show}
     return [
-        tqdm(desc="decompose+trace", position=0, **common),
+        tqdm(desc="compute        ", position=0, **common),
         tqdm(desc="write to Neo4j ", position=1, **common),
     ]
 

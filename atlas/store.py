@@ -4,6 +4,14 @@ Every writer is one parameterized ``UNWIND $rows`` statement that MERGEs on cons
 so writing the same records twice creates nothing new. :meth:`AtlasStore.write_batch` writes a
 whole :class:`~ingest.records.RecordBatch` in one transaction. The schema is created on the
 first write if the database does not have the current version yet.
+
+:meth:`AtlasStore.write_fresh_batch` is the fast path of an ingestion: a batch whose marker is
+not set yet has nothing in the graph (its data and its marker commit in one transaction), so
+its prompts, firings and their relationships are CREATEd rather than MERGEd, in two
+statements: prompts, then firings with their sparse sets and edges nested in each firing's
+row. The nodes they point at (heads, writers, singular vectors, the batch's prompts) are
+looked up once per statement instead of once per row. The uniqueness constraints still stand
+behind every CREATE: writing a batch twice fails instead of duplicating anything.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from ingest.records import (
     AlignedRecord,
     CommunicatesRecord,
     ComponentRecord,
+    FiringKey,
     FiringRecord,
     ModelRecord,
     PromptRecord,
@@ -171,6 +180,59 @@ MERGE (w)-[c:COMMUNICATES {run_id: row.run_id, writer: w.id, head: h.id, side: r
 SET c.n_prompts = row.n_prompts, c.mean_weight = row.mean_weight
 SET c += coalesce(row.source, {}) // an imported run's own fields (atlas.graphml)
 RETURN count(c) AS written
+"""
+
+CREATE_PROMPTS = """
+UNWIND $rows AS row
+MATCH (r:Run {id: row.run_id})
+CREATE (p:Prompt {run_id: row.run_id, idx: row.idx, text: row.text, template: row.template,
+                  order: row.order, io: row.io, s: row.s, roles: row.roles, tokens: row.tokens})
+CREATE (r)-[:HAS_PROMPT]->(p)
+RETURN count(p) AS written
+"""
+
+# Rows refer to the nodes they link by position in the lists $components, $singular_vectors
+# and $prompts; a missing node shortens its list, and then nothing is written (count check).
+CREATE_FIRINGS = """
+CALL () {
+  UNWIND $components AS id
+  MATCH (c:Component {model_id: $model_id, id: id})
+  RETURN collect(c) AS components
+}
+CALL () {
+  UNWIND $singular_vectors AS key
+  MATCH (sv:SingularVector {model_id: $model_id, layer: key[0], head: key[1], index: key[2]})
+  RETURN collect(sv) AS vectors
+}
+CALL () {
+  UNWIND $prompts AS idx
+  MATCH (p:Prompt {run_id: $run_id, idx: idx})
+  RETURN collect(p) AS prompts
+}
+WITH components, vectors, prompts
+WHERE size(components) = size($components) AND size(vectors) = size($singular_vectors)
+  AND size(prompts) = size($prompts)
+UNWIND $rows AS row
+WITH components, vectors, row, components[row.head_ref] AS h, prompts[row.prompt_ref] AS p
+CREATE (f:Firing {run_id: $run_id, prompt: row.prompt, layer: row.layer, head: row.head,
+                  dest: row.dest, src: row.src, dest_role: row.dest_role,
+                  src_role: row.src_role, attn: row.attn, score: row.score, n_svs: row.n_svs})
+CREATE (f)-[:OF_HEAD]->(h)
+CREATE (f)-[:IN_PROMPT]->(p)
+WITH f, row, components, vectors
+CALL (f, row, vectors) {
+  UNWIND row.sparse_set AS term
+  WITH f, term, vectors[term.sv_ref] AS sv
+  CREATE (f)-[:USES {rank: term.rank, term: term.term, sign: term.sign}]->(sv)
+}
+CALL (f, row, components) {
+  UNWIND row.edges AS edge
+  WITH f, row, edge, components[edge.writer_ref] AS w
+  CREATE (w)-[:WRITES {side: edge.side, run_id: $run_id, prompt: row.prompt,
+                       weight: edge.weight, pos: edge.pos, role: edge.role,
+                       parts: edge.parts}]->(f)
+}
+RETURN count(f) AS written
 """
 
 MARK_BATCH_DONE = """
@@ -460,6 +522,32 @@ class AtlasStore:
     def write_communicates(self, rows: Sequence[CommunicatesRecord]) -> WriteCounts:
         return self.write_batch(RecordBatch(communicates=rows))
 
+    def write_fresh_batch(self, batch: RecordBatch) -> WriteCounts:
+        """Write one not-yet-written ingestion batch and its marker in ONE transaction, by CREATE.
+
+        ``batch.done`` names the run and the batch. The batch must be whole: every firing's
+        prompt and every edge's firing belong to it, and it is not in the graph yet (its
+        marker is not set), which is what a run's unmarked batches are. The model's heads and
+        singular vectors must exist (ingestion writes them first). Use :meth:`write_batch` to
+        write records again (``--rewrite``) or in pieces.
+        """
+        if batch.done is None:
+            raise ValueError("a fresh batch needs its marker (batch.done)")
+        if batch.singular_vectors or batch.communicates:
+            raise ValueError("a fresh batch holds prompts, firings and edges only")
+        self._ensure_schema()
+        run_id = batch.done.run_id
+        model_id = self._model_of(run_id)
+        firings = _FreshRows(run_id, batch)
+        marker = {"run_id": run_id, "index": batch.done.index}
+        statements = [
+            (WRITE_COMPONENTS, "components", self._component_rows(batch), {}),
+            (CREATE_PROMPTS, "prompts", _rows(batch.prompts, _prompt_row), {}),
+            (CREATE_FIRINGS, "firings", firings.rows, firings.parameters(model_id)),
+            (MARK_BATCH_DONE, "batch markers", [marker], {}),
+        ]
+        return self._write(statements)
+
     def write_batch(self, batch: RecordBatch) -> WriteCounts:
         """Write all records of a batch in ONE transaction; components they use are merged too.
 
@@ -478,13 +566,17 @@ class AtlasStore:
         if batch.done is not None:
             marker = {"run_id": batch.done.run_id, "index": batch.done.index}
             statements.append((MARK_BATCH_DONE, "batch markers", [marker]))
+        return self._write([(query, what, rows, {}) for query, what, rows in statements])
+
+    def _write(self, statements: list[tuple[str, str, list[Row], dict[str, Any]]]) -> WriteCounts:
+        """Run ``UNWIND $rows`` statements in one write transaction; each must write every row."""
 
         def work(tx: ManagedTransaction) -> WriteCounts:
             total = WriteCounts()
-            for query, what, rows in statements:
+            for query, what, rows, parameters in statements:
                 if not rows:
                     continue
-                result = tx.run(query, rows=rows)
+                result = tx.run(query, rows=rows, **parameters)
                 written = result.single(strict=True)["written"]
                 if written != len(rows):
                     raise AtlasError(
@@ -548,6 +640,77 @@ class AtlasStore:
 
     def _run_rows(self, records: Iterable[Any], to_row: Callable[[Any, str], Row]) -> list[Row]:
         return [to_row(record, self._model_of(_run_id(record))) for record in records]
+
+
+class _FreshRows:
+    """:data:`CREATE_FIRINGS`'s rows: one per firing, its sparse set and edges nested, and the
+    nodes rows link to listed once (``*_ref`` are positions in those lists)."""
+
+    def __init__(self, run_id: str, batch: RecordBatch) -> None:
+        self.run_id = run_id
+        self.components: dict[str, int] = {}
+        self.vectors: dict[tuple[int, int, int], int] = {}
+        self.prompts = {prompt.idx: n for n, prompt in enumerate(batch.prompts)}
+        edges: dict[FiringKey, list[Row]] = {}
+        for edge in batch.edges:
+            edges.setdefault(edge.firing, []).append(
+                {
+                    "writer_ref": self._ref(self.components, edge.writer_id),
+                    "side": edge.side,
+                    "weight": edge.weight,
+                    "pos": edge.pos,
+                    "role": edge.role,
+                    "parts": list(edge.parts) or None,
+                }
+            )
+        self.rows = [self._firing_row(f, edges.pop(f.key, [])) for f in batch.firings]
+        strays = [f for f in batch.firings if f.run_id != run_id or f.prompt not in self.prompts]
+        if edges or strays:
+            raise ValueError(
+                "a fresh batch must be whole: every firing of its run and prompts, every edge "
+                "of its firings"
+            )
+
+    @staticmethod
+    def _ref(index: dict[Any, int], key: Any) -> int:
+        return index.setdefault(key, len(index))
+
+    def _firing_row(self, firing: FiringRecord, edges: list[Row]) -> Row:
+        head = (firing.layer, firing.head)
+        return {
+            "head_ref": self._ref(self.components, component_id("head", *head)),
+            "prompt_ref": self.prompts.get(firing.prompt, -1),
+            "prompt": firing.prompt,
+            "layer": firing.layer,
+            "head": firing.head,
+            "dest": firing.dest,
+            "src": firing.src,
+            "dest_role": firing.dest_role,
+            "src_role": firing.src_role,
+            "attn": firing.attn,
+            "score": firing.score,
+            "n_svs": firing.n_svs,
+            "sparse_set": [
+                {
+                    "sv_ref": self._ref(self.vectors, (*head, term.index)),
+                    "rank": term.rank,
+                    "term": term.term,
+                    "sign": term.sign,
+                }
+                for term in firing.sparse_set
+            ],
+            "edges": edges,
+        }
+
+    def parameters(self, model_id: str) -> dict[str, Any]:
+        """The statement's parameters besides ``$rows``."""
+        return {
+            "run_id": self.run_id,
+            "model_id": model_id,
+            "components": list(self.components),
+            "singular_vectors": [list(key) for key in self.vectors],
+            "prompts": list(self.prompts),
+        }
 
 
 def _rows(records: Iterable[Any], to_row: Callable[[Any], Row]) -> list[Row]:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
+from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
 from ingest.decomposition import QKSVD, FiringRule, Firings, decompose_layer, qk_svd
 
@@ -24,12 +25,14 @@ class Activations:
     ``normalized[l]`` is head input ``x = resid / s`` of layer l, ``patterns[l]`` its attention
     probabilities, ``results[l]`` each head's output written to the residual stream
     (``hook_result``) and ``scales[l]`` the LayerNorm scale ``s`` of layer l's input.
+    ``end_logits[b]`` are the logits at one position per prompt (the ``at`` of
+    :func:`run_activations`), when asked for.
     """
 
     normalized: list[Float[Tensor, "batch pos d"]]
     patterns: list[Float[Tensor, "batch head dest src"]]
     valid: Bool[Tensor, "batch pos"]
-    logits: Float[Tensor, "batch pos vocab"] | None = None
+    end_logits: Float[Tensor, "batch vocab"] | None = None
     results: list[Float[Tensor, "batch pos head d"]] | None = None
     scales: list[Float[Tensor, "batch pos 1"]] | None = None
 
@@ -61,21 +64,46 @@ def activations_from_cache(
     )
 
 
+UNEMBED_INPUT = "unembed.hook_in"
+
+
 @torch.inference_mode()
 def run_activations(
     bridge: Any,
     tokens: Int[Tensor, "batch pos"],
     valid: Bool[Tensor, "batch pos"],
     with_results: bool = False,
+    logits_at: Int[Tensor, " batch"] | None = None,
 ) -> Activations:
-    """Run ``bridge`` on right-padded ``tokens``; causal attention keeps real tokens unaffected."""
+    """Run ``bridge`` on right-padded ``tokens``; causal attention keeps real tokens unaffected.
+
+    The unembedding ``W_U`` (d_model × vocab, GPT-2 small's largest matmul) is never applied
+    to the whole batch: the run stops at the unembedding's input, the final residual
+    ``r = ln_final(resid)`` of shape (batch, pos, d). With ``logits_at`` (one position per
+    prompt), ``end_logits[b] = unembed(r[b, logits_at[b]])``, the same module the full run
+    uses, so the values are identical to the full logits at those positions.
+    """
     device = bridge.cfg.device
     names = set(hook_names(bridge.cfg.n_layers, with_results))
-    logits, cache = bridge.run_with_cache(
-        tokens.to(device), names_filter=lambda name: name in names, return_type="logits"
-    )
+    with bridge.hooks(fwd_hooks=[(UNEMBED_INPUT, _stop_before_unembedding)]):
+        final_residual, cache = bridge.run_with_cache(
+            tokens.to(device), names_filter=lambda name: name in names
+        )
     activations = activations_from_cache(cache, bridge.cfg.n_layers, valid.to(device), with_results)
-    return replace(activations, logits=logits)
+    if logits_at is None:
+        return activations
+    rows = torch.arange(tokens.shape[0], device=device)
+    chosen = final_residual[rows, logits_at.to(device)]
+    return replace(activations, end_logits=bridge.unembed(chosen[:, None, :])[:, 0])
+
+
+def _stop_before_unembedding(tensor: Tensor, *, hook: Any) -> None:
+    """End the forward pass at the unembedding's input, handing that tensor back.
+
+    ``StopAtLayerException`` is the bridge's own early-stop mechanism (``stop_at_layer``
+    raises it from a hook); ``run_with_cache`` returns the tensor it carries.
+    """
+    raise StopAtLayerException(tensor)
 
 
 def model_qk_svd(bridge: Any, dtype: torch.dtype = torch.float64) -> QKSVD:

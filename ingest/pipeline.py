@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
@@ -20,7 +21,8 @@ from ingest.tracing import Edges, trace_firings
 class BatchResult:
     """Everything one batch yields: its prompts, role labels, firings and (if traced) edges.
 
-    ``logit_diff[b] = logit(IO) − logit(S)`` at END, the IOI behaviour metric.
+    ``logit_diff[b] = logit(IO) − logit(S)`` at END, the IOI behaviour metric. ``seconds``:
+    wall time of each stage (``forward``, ``decompose``, ``trace``), for benchmarks.
     """
 
     prompts: Sequence[IOIPrompt]
@@ -29,6 +31,7 @@ class BatchResult:
     firings: Firings
     edges: Edges | None
     logit_diff: Float[Tensor, " batch"]
+    seconds: Mapping[str, float] = field(default_factory=dict)
 
 
 def chunks(items: Sequence[IOIPrompt], size: int) -> Iterator[Sequence[IOIPrompt]]:
@@ -49,16 +52,22 @@ def process_batch(
     edge_fraction: float = 0.7,
 ) -> BatchResult:
     """Run the model on ``prompts``, decompose every head's firings, trace them if asked."""
+    clock = _StageClock(model.bridge.cfg.device)
     batch = tokenize_prompts(list(prompts), model.tokenizer)
-    activations = run_activations(model.bridge, batch.tokens, batch.mask, with_results=trace)
+    activations = run_activations(
+        model.bridge, batch.tokens, batch.mask, with_results=trace, logits_at=batch.roles["END"]
+    )
+    clock.lap("forward")
     firings = decompose_activations(activations, svd, rule)
+    clock.lap("decompose")
     edges = None
     if trace:
         assert activations.results is not None and activations.scales is not None
         edges = trace_firings(firings, svd, activations.results, activations.scales, edge_fraction)
-    assert activations.logits is not None
-    rows = torch.arange(len(prompts))
-    end_logits = activations.logits[rows, batch.roles["END"].to(activations.logits.device)]
+        clock.lap("trace")
+    end_logits = activations.end_logits
+    assert end_logits is not None
+    rows = torch.arange(len(prompts), device=end_logits.device)
     logit_diff = (
         end_logits[rows, batch.io_token.to(end_logits.device)]
         - end_logits[rows, batch.s_token.to(end_logits.device)]
@@ -70,4 +79,21 @@ def process_batch(
         firings=firings,
         edges=edges,
         logit_diff=logit_diff.cpu(),
+        seconds=clock.seconds,
     )
+
+
+class _StageClock:
+    """Wall time per stage; on a GPU it waits for queued kernels so each stage owns its time."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.cuda = torch.device(device).type == "cuda"
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._last
+        self._last = now

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from atlas.cli.bench import bench
 from atlas.cli.browse import browse
 from atlas.cli.circuit import circuit
 from atlas.cli.decompose import decompose
@@ -52,5 +53,6 @@ for command in (
     validate,
     report,
     replicate,
+    bench,
 ):
     main.add_command(command)

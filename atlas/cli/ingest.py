@@ -134,7 +134,8 @@ def ingest(
         f"Run {summary.run_id} complete: {summary.prompts} prompts, {summary.firings} firings, "
         f"{summary.edges} edges, {summary.communicates} COMMUNICATES "
         f"({summary.batches_written} batches written, {summary.batches_skipped} already done).\n"
-        f"Time: {seconds}. Wrote {summary.relationships_created} relationships "
+        f"Time: {summary.wall_seconds:.1f}s in all ({seconds}; the write overlaps the "
+        f"compute). Wrote {summary.relationships_created} relationships "
         f"({summary.relationships_per_second():,.0f}/s). "
         f"Peak memory {summary.peak_memory_mb:,.0f} MiB."
     )

@@ -94,9 +94,15 @@ def model_options(command: Callable[..., None]) -> Callable[..., None]:
 def load_model_or_exit(
     model_name: str, model_dir: Path | None, revision: str | None, device: str, seed: int
 ) -> LoadedModel:
-    """:func:`ingest.models.load_model`, with loading problems turned into one-paragraph errors."""
+    """:func:`ingest.models.load_model`, with loading problems turned into one-paragraph errors.
+
+    The model libraries' progress bars and advisory warnings are silenced first
+    (:func:`atlas.quiet.quiet_libraries`).
+    """
+    from atlas.quiet import quiet_libraries
     from ingest.models import ModelUnavailableError, UnsupportedModelError, load_model
 
+    quiet_libraries()
     click.echo(f"Loading {model_dir or model_name} on {device} ...", err=True)
     try:
         return load_model(

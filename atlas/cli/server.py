@@ -94,14 +94,20 @@ def db_init() -> None:
 
 @db.command("bench")
 @click.option("--relationships", default=100_000, show_default=True, help="How many to write.")
-@click.option("--batch-firings", default=2500, show_default=True, help="Firings per transaction.")
+@click.option(
+    "--batch-prompts", default=32, show_default=True, help="Prompts (100 firings each) per batch."
+)
 @click.option("--keep", is_flag=True, help="Keep the benchmark run instead of deleting it.")
-def db_bench(relationships: int, batch_firings: int, keep: bool) -> None:
-    """Write synthetic firings in batches and print relationships per second."""
+def db_bench(relationships: int, batch_prompts: int, keep: bool) -> None:
+    """Write synthetic firings in batches and print relationships per second.
+
+    The database's share alone: no model, the same fresh-batch writes as an ingestion. The
+    whole job per stage is `circuit-atlas bench`.
+    """
     from atlas.bench import run_benchmark
     from atlas.store import AtlasStore
 
-    result = run_benchmark(AtlasStore.connect(), relationships, batch_firings, keep)
+    result = run_benchmark(AtlasStore.connect(), relationships, batch_prompts, keep)
     click.echo(
         f"{result.relationships} relationships and {result.nodes} nodes in {result.batches} "
         f"batches: {result.write_seconds:.1f} s, {result.relationships_per_second:,.0f} rel/s"

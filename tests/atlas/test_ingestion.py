@@ -276,3 +276,18 @@ def test_neo4j_down_fails_fast_naming_server_start(neo4j_env: dict[str, str]) ->
     assert "circuit-atlas server start" in result.output
     assert "Loading" not in result.output  # failed before loading the model
     assert time.monotonic() - started < 30
+
+
+def test_ingest_stderr_holds_no_notifications_or_library_warnings(
+    atlas_store: AtlasStore, neo4j_env: dict[str, str], run_ids: list[str]
+) -> None:
+    """A first-time user's run: stderr has only our own lines (progress bars are off)."""
+    run_id = unique_run_id("quiet")
+    run_ids.append(run_id)
+    command = [sys.executable, "-c", "from atlas.cli import main; main()", "ingest"]
+    options = ["--model", "toy-ioi", "--n-prompts", "4", "--run-id", run_id, "--quiet"]
+    result = subprocess.run(
+        [*command, *options], env={**os.environ, **neo4j_env}, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.splitlines() == ["Loading toy-ioi on cpu ...", f"Run {run_id}"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from neo4j.exceptions import ConstraintError
 
 from atlas.schema import CONSTRAINTS, INDEXES, SCHEMA_VERSION
 from atlas.settings import AtlasError
 from atlas.store import AtlasStore
 from ingest.records import (
+    BatchDone,
     ComponentRecord,
     FiringRecord,
     PromptRecord,
@@ -180,3 +182,68 @@ def test_user_input_is_stored_verbatim_and_deletes_nothing(
     assert atlas_store.show_run(INJECTION) is None
     assert atlas_store.show_run(atlas_run.id) is not None
     assert atlas_store.show_run(atlas_run.id)["firings"] == 3  # type: ignore[index]
+
+
+# ----- the fresh-batch (CREATE) path of an ingestion ----------------------------------------
+
+GRAPH_OF_RUN = """
+MATCH (p:Prompt {run_id: $run})<-[:HAS_PROMPT]-(:Run {id: $run})
+OPTIONAL MATCH (p)<-[:IN_PROMPT]-(f:Firing)-[:OF_HEAD]->(h:Head)
+OPTIONAL MATCH (f)-[u:USES]->(sv:SingularVector)
+OPTIONAL MATCH (w)-[e:WRITES]->(f)
+RETURN p.idx, p {.*, run_id: null}, h.id, f {.*, run_id: null}, sv.index, u {.*}, w.id,
+       e {.*, run_id: e.run_id = $run}
+ORDER BY p.idx, f.dest, sv.index, w.id, e.side
+"""
+
+
+def graph_of_run(store: AtlasStore, run_id: str) -> list[list[object]]:
+    records = store.driver.execute_query(GRAPH_OF_RUN, run=run_id, database_=store.database)
+    return [list(record.values()) for record in records.records]
+
+
+def test_fresh_batch_writes_the_same_graph_as_merging(
+    atlas_store: AtlasStore, atlas_run: RunRecord
+) -> None:
+    """CREATE path vs MERGE path: the same nodes, relationships and properties, per run."""
+    merged = sample_batch(atlas_run.id)
+    atlas_store.write_batch(replace(merged, prompts=(), firings=(), edges=()))  # heads, SVs
+    fresh_run = replace(atlas_run, id=atlas_run.id + "-fresh")
+    atlas_store.create_run(fresh_run)
+    try:
+        fresh = sample_batch(fresh_run.id)
+        counts = atlas_store.write_fresh_batch(
+            replace(fresh, components=(), singular_vectors=(), done=BatchDone(fresh_run.id, 0))
+        )
+        atlas_store.write_batch(replace(merged, done=BatchDone(atlas_run.id, 0)))
+        # 2 HAS_PROMPT, 3 × (OF_HEAD, IN_PROMPT), 5 USES, 4 WRITES
+        assert (counts.nodes_created, counts.relationships_created) == (5, 17)
+        assert graph_of_run(atlas_store, fresh_run.id) == graph_of_run(atlas_store, atlas_run.id)
+        assert atlas_store.done_batches(fresh_run.id) == {0}
+    finally:
+        atlas_store.delete_run(fresh_run.id)
+
+
+def test_fresh_batch_written_twice_fails_and_duplicates_nothing(
+    atlas_store: AtlasStore, atlas_run: RunRecord
+) -> None:
+    batch = sample_batch(atlas_run.id)
+    atlas_store.write_batch(replace(batch, prompts=(), firings=(), edges=()))
+    fresh = replace(batch, components=(), singular_vectors=(), done=BatchDone(atlas_run.id, 0))
+    atlas_store.write_fresh_batch(fresh)
+    graph = count_graph(atlas_store)
+    with pytest.raises(ConstraintError):
+        atlas_store.write_fresh_batch(fresh)
+    assert count_graph(atlas_store) == graph
+
+
+def test_fresh_batch_must_be_whole(atlas_store: AtlasStore, atlas_run: RunRecord) -> None:
+    batch = sample_batch(atlas_run.id)
+    atlas_store.write_batch(replace(batch, prompts=(), firings=(), edges=()))
+    fresh = replace(batch, components=(), singular_vectors=(), done=BatchDone(atlas_run.id, 0))
+    before = count_graph(atlas_store)
+    with pytest.raises(ValueError, match="whole"):
+        atlas_store.write_fresh_batch(replace(fresh, firings=fresh.firings[1:]))
+    with pytest.raises(ValueError, match="whole"):
+        atlas_store.write_fresh_batch(replace(fresh, prompts=fresh.prompts[:1]))
+    assert count_graph(atlas_store) == before

@@ -18,7 +18,7 @@ from ingest.decomposition import (
     singular_projections,
     sparse_sets,
 )
-from tests.ingest.reference_sad import reference_firings, reference_sparse_set
+from ingest.reference import reference_firings, reference_sparse_set
 
 pytestmark = pytest.mark.unit
 

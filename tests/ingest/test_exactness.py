@@ -18,7 +18,7 @@ from ingest.decomposition import (
 )
 from ingest.ioi import generate_prompts, tokenize_prompts
 from ingest.models import LoadedModel
-from tests.ingest.reference_sad import reference_firings
+from ingest.reference import reference_firings
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,10 @@
 """A slow, obviously-correct SAD: plain loops, one (prompt, head, dest, src) pair at a time.
 
 It shares no code with :mod:`ingest.decomposition` beyond the SVD factors it is handed, so the
-vectorized engine can be checked against it.
+vectorized engine can be checked against it (the tests do; ``circuit-atlas bench`` also times
+both on the same input). For pair (i, j) of head h it forms ``x̃ = [x; 1]``, the terms
+``t_k = σ_k (x̃_i · u_k)(v_k · x̃_j)`` one dot product at a time, and the sparse set as the
+smallest descending prefix whose running sum exceeds ``fraction · Σ_k t_k``.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 
@@ -38,12 +42,12 @@ def reference_sparse_set(terms: list[float], fraction: float) -> tuple[int, ...]
 
 
 def reference_firings(
-    x: Tensor,  # batch pos d
-    pattern: Tensor,  # batch head dest src
-    valid: Tensor,  # batch pos
-    U: Tensor,  # head d+1 r
-    sigma: Tensor,  # head r
-    V: Tensor,  # head d+1 r
+    x: Float[Tensor, "batch pos d"],
+    pattern: Float[Tensor, "batch head dest src"],
+    valid: Bool[Tensor, "batch pos"],
+    U: Float[Tensor, "head d_aug r"],
+    sigma: Float[Tensor, "head r"],
+    V: Float[Tensor, "head d_aug r"],
     layer: int,
     *,
     min_attention: float = 0.5,
@@ -52,7 +56,7 @@ def reference_firings(
     min_layer: int = 1,
     fraction: float = 1.0,
 ) -> list[ReferenceFiring]:
-    firings = []
+    firings: list[ReferenceFiring] = []
     if layer < min_layer:
         return firings
     batch, n_pos, _ = x.shape

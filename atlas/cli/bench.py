@@ -1,0 +1,95 @@
+"""`circuit-atlas bench`: time the ingestion per stage, the reference check and the templates."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from atlas.bench import WORKLOADS
+
+
+@click.command()
+@click.option(
+    "--workload",
+    "workloads",
+    type=click.Choice(WORKLOADS),
+    multiple=True,
+    default=WORKLOADS,
+    show_default=True,
+    help="Model to ingest (repeat the option for several).",
+)
+@click.option(
+    "--n-prompts",
+    "prompt_counts",
+    type=click.IntRange(min=1),
+    multiple=True,
+    default=(256, 1024),
+    show_default=True,
+    help="Prompts per run (repeat the option for several).",
+)
+@click.option(
+    "--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Runs per cell."
+)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="cpu", show_default=True, help="Torch device: cpu or cuda[:N].")
+@click.option(
+    "--reference-prompts",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Prompts for the per-pair reference check (0 skips it).",
+)
+@click.option(
+    "--query-repeats",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Timed runs of each template on the largest toy-ioi run (0 skips them).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print every measurement as JSON.")
+def bench(
+    workloads: tuple[str, ...],
+    prompt_counts: tuple[int, ...],
+    repeats: int,
+    batch_size: int,
+    device: str,
+    reference_prompts: int,
+    query_repeats: int,
+    as_json: bool,
+) -> None:
+    """Benchmark the ingestion: seconds per stage, write throughput, peak memory, queries.
+
+    Every (workload, prompt count) is ingested --repeats times, each a fresh run in a fresh
+    process that is deleted afterwards; the table shows medians and the machine's load
+    average (figures from a busy machine are slower, not wrong). Stages: model load, svd,
+    forward (model and cache), decompose (firings, sparse sets), trace (edges), records,
+    write (Neo4j; it overlaps the compute of the next batch), aggregate (COMMUNICATES).
+    Then the vectorized decomposition is checked against the slow per-pair reference on a
+    few prompts (identical firings and sparse sets, and the speed ratio), and every read
+    template with an example-toy header is timed (p50/p95) on the largest toy-ioi run.
+    Needs a running Neo4j (`circuit-atlas server start`).
+
+    \b
+    Examples:
+      circuit-atlas bench                                   # the full table (minutes)
+      circuit-atlas bench --workload toy-ioi --n-prompts 256 --repeats 1
+      circuit-atlas bench --json > bench.json
+    """
+    from atlas.bench import run_bench
+    from atlas.quiet import quiet_libraries
+    from atlas.store import AtlasStore
+
+    quiet_libraries()
+    AtlasStore.connect()  # fail fast, with the usual message, when Neo4j is down
+    report = run_bench(
+        workloads,
+        prompt_counts,
+        repeats=repeats,
+        batch_size=batch_size,
+        device=device,
+        reference_prompts=reference_prompts,
+        query_repeats=query_repeats,
+        progress=lambda step: click.echo(f"bench: {step} ...", err=True),
+    )
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.table())
