@@ -34,9 +34,11 @@
 // shortest-path automaton and did not finish in 2.5 minutes on 4.5k firings; the same QPP
 // without `ANY SHORTEST` is correct but took 1.2 s and 5.5M db hits on the 64-prompt run.
 MATCH (root:Firing {run_id: $run_id, layer: $layer, head: $head})
+USING INDEX root:Firing(run_id, layer, head) // not the (dest_role, src_role) index: all runs
 WHERE root.dest_role = $dest_role AND root.src_role = $src_role
   AND ($prompt IS NULL OR root.prompt = $prompt)
-WITH root, reduce(levels = [[root]], step IN range(1, root.layer) |
+WITH collect(root) AS roots
+WITH reduce(levels = [roots], step IN range(1, $layer) |
   levels + [COLLECT {
     UNWIND last(levels) AS down
     MATCH (w:Head)-[e:WRITES]->(down)
