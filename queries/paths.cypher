@@ -42,7 +42,7 @@ MATCH (a:Component {model_id: model, id: from_id})
 MATCH (b:Component {model_id: model, id: to_id})
 MATCH p = (a) (()-[c:COMMUNICATES]->(x:Component)
                WHERE c.run_id = $run_id AND c.n_prompts >= $min_prompts
-                 AND x.layer <= $to_layer){1,6} (b)
+                 AND (x.layer < $to_layer OR x = b)){1,6} (b)
 WHERE size(c) <= $max_hops
   AND (NOT $consistent
        OR all(i IN range(0, size(c) - 2) WHERE c[i].side = 'k' OR c[i + 1].role = c[i].role))
