@@ -27,10 +27,13 @@ MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
 USING INDEX f:Firing(run_id, layer, head) // not the (dest_role, src_role) index: all runs
 WHERE f.dest_role = $dest_role AND f.src_role = $src_role
 OPTIONAL MATCH (w:Component)-[e:WRITES]->(f)
-OPTIONAL MATCH (up:Firing {run_id: $run_id, prompt: f.prompt, layer: w.layer, head: w.head,
-                           dest: e.pos})
-WHERE e.side = 'q' AND up.src IS NOT NULL
-WITH f.prompt AS prompt, e.side AS side, w.id AS writer, count(up) > 0 AS relayed
+WITH f, e, w, CASE e.side WHEN 'q' THEN EXISTS {
+       MATCH (up:Firing {run_id: $run_id, prompt: f.prompt, layer: w.layer, head: w.head,
+                         dest: e.pos})
+       WHERE up.src IS NOT NULL // the unique firing index, by its prefix
+     } ELSE false END AS relays
+WITH f.prompt AS prompt, e.side AS side, w.id AS writer,
+     sum(CASE WHEN relays THEN 1 ELSE 0 END) > 0 AS relayed
 ORDER BY writer
 WITH prompt, collect(CASE side WHEN 'q' THEN writer END) AS q_writers,
      collect(CASE side WHEN 'k' THEN writer END) AS k_writers,
