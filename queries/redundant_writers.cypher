@@ -27,6 +27,9 @@
 // Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 219,839 db
 // hits; p50 81 ms, p95 122 ms over 5 runs on a shared 2-core machine under load.
 MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
+// A write on the query side lands at the firing's destination, on the key side at its source,
+// so only firings with `$role` there can have such edges (no role is written as 'other').
+WHERE coalesce(CASE $side WHEN 'q' THEN f.dest_role WHEN 'k' THEN f.src_role END, 'other') = $role
 MATCH (w:Component)-[e:WRITES]->(f)
 WHERE e.side = $side AND e.role = $role
 WITH f, collect({writer: w.id, weight: e.weight}) AS edges, sum(e.weight) AS total
