@@ -46,10 +46,10 @@ UNWIND groups AS group
 WITH groups, group.g AS g, group.idx AS idx,
      group.g.order IS NULL AND group.g.templates IS NULL AS whole
 CALL (g, idx, whole) {
-  WITH g, whole WHERE whole
+  UNWIND CASE WHEN whole THEN [g.run] ELSE [] END AS run // no rows, no seek, otherwise
   MATCH (w:Component)-[c:COMMUNICATES]->(h:Component)
   USING INDEX c:COMMUNICATES(run_id)
-  WHERE c.run_id = g.run AND ($layer IS NULL OR h.layer = $layer)
+  WHERE c.run_id = run AND ($layer IS NULL OR h.layer = $layer)
     AND ($head IS NULL OR h.head = $head)
   RETURN w.id AS writer, h.id AS reader, c.side AS side, c.role AS role, c.n_prompts AS prompts
   UNION ALL
@@ -59,11 +59,11 @@ CALL (g, idx, whole) {
   USING INDEX f:Firing(run_id, prompt, layer, head, dest, src)
   WHERE f.dest IS NOT NULL AND f.src IS NOT NULL // the unique firing index, by its prefix
   MATCH (w:Component)-[e:WRITES]->(f)
-  RETURN w.id AS writer, toString($layer) + '.' + toString($head) AS reader, e.side AS side,
-         e.role AS role, count(DISTINCT i) AS prompts
+  WITH w, e.side AS side, e.role AS role, count(DISTINCT i) AS prompts // w.id once per group
+  RETURN w.id AS writer, toString($layer) + '.' + toString($head) AS reader, side, role, prompts
   UNION ALL
-  WITH g, idx, whole WHERE NOT whole AND ($layer IS NULL OR $head IS NULL)
-  MATCH (f:Firing {run_id: g.run})
+  UNWIND CASE WHEN NOT whole AND ($layer IS NULL OR $head IS NULL) THEN [g.run] ELSE [] END AS run
+  MATCH (f:Firing {run_id: run})
   WHERE f.prompt IN idx AND ($layer IS NULL OR f.layer = $layer)
     AND ($head IS NULL OR f.head = $head)
   MATCH (w:Component)-[e:WRITES]->(f)
