@@ -38,11 +38,11 @@ UNWIND uses AS use
 WITH n, sv, size(uses) AS using, mean_rank, use.firing AS f, use.rank AS rank
 MATCH (w:Component)-[e:WRITES]->(f)
 WHERE e.parts IS NOT NULL
-WITH n, sv, using, mean_rank, e.side AS side, w.id AS writer, count(*) AS written,
+WITH n, sv, using, mean_rank, e.side AS side, w, count(*) AS written,
      sum(e.parts[rank]) AS total, avg(e.parts[rank]) AS mean_part
 ORDER BY total DESC
-WITH n, sv, using, mean_rank, side,
-     collect({writer: writer, written: written, mean: mean_part})[..$writers] AS top
+WITH n, sv, using, mean_rank, side, // w.id read once per writer, not per write
+     collect({writer: w.id, written: written, mean: mean_part})[..$writers] AS top
 RETURN sv.index AS index, sv.sigma AS sigma, using AS firings, toFloat(using) / n AS share,
        mean_rank, side, [x IN top | x.writer] AS writers, [x IN top | x.written] AS writer_firings,
        [x IN top | x.mean] AS mean_parts
