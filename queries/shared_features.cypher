@@ -26,14 +26,20 @@
 // read such a shared write; 0 means the direction is shared in the weights but the partner
 // does not read the same writes on these prompts.
 //
-// How it runs: seek of `Firing(run_id, layer, head)`, USES to the head's singular vectors,
-// ALIGNED (a handful per vector), the WRITES into the head's firings, and per write a seek of
-// the partner's firing in the same prompt by the unique firing index prefix
-// `(run_id, prompt, layer, head)`; no scan of the partner's firings.
-// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 4,531,551 db
-// hits; p50 2540 ms, p95 2929 ms over 5 runs on a shared 2-core machine under load. Above the 100
-// ms target: the broadcast check seeks the partner's firing for each of the ~120k writes into the
-// head's firings through each aligned vector (32 rows here).
+// How it runs: seek of `Firing(run_id, layer, head)` (roles checked on the firing), USES to the
+// head's singular vectors; once per kept vector, the WRITES with a positive part into its firings,
+// grouped by side and by written *site* (prompt, position) with the site's writers. Then ALIGNED (a
+// handful per vector) and, per aligned pair and site, one seek of the partner's firings in that
+// prompt by the unique firing index prefix `(run_id, prompt, layer, head)`, kept where the partner
+// fires at the site on its side (dest for q, src for k), uses the partner vector (Expand(Into) on
+// USES) and has a WRITES at the site from one of the site's writers with a positive part. No
+// per-write seek and no scan of the partner's firings. Measured with the example-toy parameters on
+// a 1,024-prompt toy-ioi run (PROFILE): 1,694,293 db hits (4,531,551 before, when the partner's
+// firings were sought once per write); p50 1114 ms, p95 1616 ms over 20 warm runs (before: 3533 /
+// 4991 ms) (load ≈ 4, 2 shared cores). Still above the 100 ms target: 32 aligned pairs × ~740 sites
+// give 222k candidate partner firings from the index prefix (a key-side site cannot seek on `src`,
+// which is not a prefix of the index), then 110k USES and 132k WRITES are checked. Only a stored
+// per-run aggregate of the broadcasts would make it fast.
 MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
 WHERE ($dest_role IS NULL OR f.dest_role = $dest_role)
   AND ($src_role IS NULL OR f.src_role = $src_role)
