@@ -21,22 +21,29 @@
 // `writer_src_role`; null where the branch ends). An edge whose writer fires twice at `pos`
 // gives two rows. `circuit-atlas circuit` prints the result as a tree.
 //
-// How it runs: level by level. `reduce` over `range(1, root.layer)` (a writer is always in an
-// earlier layer, so there are at most `root.layer` levels) appends a `COLLECT {}` of the next
-// level's firings, each found by a seek of the unique firing index
-// `(run_id, prompt, layer, head, dest, src)` on its prefix (`src IS NOT NULL` lets the planner
-// use it). Each firing is listed once (smallest depth), so paths that reconverge cost nothing.
-// Measured on a synthetic GPT-2-shaped run (12×12 heads, 64 prompts, 35.6k firings, 137k
-// WRITES): root 9.9 END→IO over all prompts, 1,851 reached firings and 7,020 rows in 0.25 s
-// warm; one prompt in 15 ms. A quantified path pattern was measured and rejected:
-// `ANY SHORTEST (root) ((a)<-[e:WRITES]-(:Head)<-[:OF_HEAD]-(b) WHERE b.dest = e.pos …)*`
-// cannot inline a predicate comparing two elements (`b.dest = e.pos`) into Neo4j 5.26's
-// shortest-path automaton and did not finish in 2.5 minutes on 4.5k firings; the same QPP
-// without `ANY SHORTEST` is correct but took 1.2 s and 5.5M db hits on the 64-prompt run.
+// How it runs: the root firings by `Firing(run_id, layer, head)` (not the `(dest_role, src_role)`
+// index, which spans every run), then level by level for all root firings together: `reduce` over
+// `range(1, $layer)` (a writer is always in an earlier layer, so there are at most `$layer` levels)
+// appends one `COLLECT {}` of the next level's firings, each found by a seek of the unique firing
+// index `(run_id, prompt, layer, head, dest, src)` on its prefix (`src IS NOT NULL` lets the
+// planner use it). Each firing is listed once (smallest depth), so paths that reconverge cost
+// nothing, and a firing reached from several roots is expanded once per level. Measured with the
+// example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 1,004 root firings, 2,644
+// reached, 11,218 rows, 320,243 db hits; p50 534 ms, p95 619 ms over 20 warm runs (before, one
+// COLLECT per root firing and level: 872 / 1245 ms, 307,575 db hits) (load ≈ 4, 2 shared cores).
+// Above the 100 ms target because of the answer's size: the server needs ~240 ms, and moving 11k
+// rows of 17 columns into the Python driver ~210 ms (a constant query of the same shape). One
+// prompt (`prompt` 0): 11 rows, 26,282 db hits, p50 12 ms, p95 15 ms. A quantified path pattern was
+// measured and rejected: `ANY SHORTEST (root) ((a)<-[e:WRITES]-(:Head)<-[:OF_HEAD]-(b) WHERE b.dest
+// = e.pos …)*` cannot inline a predicate comparing two elements (`b.dest = e.pos`) into Neo4j
+// 5.26's shortest-path automaton and did not finish in 2.5 minutes on 4.5k firings; the same QPP
+// without `ANY SHORTEST` is correct but took 1.2 s and 5.5M db hits on a 64-prompt run.
 MATCH (root:Firing {run_id: $run_id, layer: $layer, head: $head})
+USING INDEX root:Firing(run_id, layer, head) // not the (dest_role, src_role) index: all runs
 WHERE root.dest_role = $dest_role AND root.src_role = $src_role
   AND ($prompt IS NULL OR root.prompt = $prompt)
-WITH root, reduce(levels = [[root]], step IN range(1, root.layer) |
+WITH collect(root) AS roots
+WITH reduce(levels = [roots], step IN range(1, $layer) |
   levels + [COLLECT {
     UNWIND last(levels) AS down
     MATCH (w:Head)-[e:WRITES]->(down)

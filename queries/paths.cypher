@@ -26,15 +26,18 @@
 // This drops routes that cannot be realised by any firing chain, while staying an aggregate
 // (per prompt, `circuit` checks it firing by firing).
 //
-// How it runs: unique-constraint seeks for the run and both heads (their ids are computed
-// in a WITH first: otherwise the planner scans the Component label), then a quantified path pattern, planned as a
-// VarLengthExpand(Into) between the two heads whose inner predicate (run, support, reader
-// layer ≤ the target's) prunes during expansion; the length bound `{1,6}` is a literal
-// (Cypher does not take a parameter there) and `$max_hops` filters below it.
-// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 660,433 db
-// hits; p50 186 ms, p95 258 ms over 5 runs on a shared 2-core machine under load. Cost grows with
-// the number of candidate routes: with `min_prompts` 1 the same query makes 1.29M db hits and
-// takes ~0.5 s (46k candidate paths of ≤ 3 hops), so ask with a support floor.
+// How it runs: unique-constraint seeks for the run and both heads (their ids are computed in a WITH
+// first: otherwise the planner scans the Component label), then a quantified path pattern, planned
+// as a VarLengthExpand(Into) between the two heads whose inner predicate (run, support, and a
+// reader below the target's layer or the target itself: a head of the target's layer cannot write
+// into it) prunes during expansion; the length bound `{1,6}` is a literal (Cypher does not take a
+// parameter there) and `$max_hops` filters below it. Measured with the example-toy parameters on a
+// 1,024-prompt toy-ioi run (PROFILE): 464,749 db hits (660,433 before the target-layer pruning);
+// p50 162 ms, p95 171 ms over 20 warm runs (before: 232 / 391 ms) (load ≈ 4, 2 shared cores). Above
+// the 100 ms target: parallel relationships (other side or role) multiply the candidate routes (19k
+// of ≤ 3 hops here), and role consistency compares consecutive hops, which a QPP cannot test inside
+// the pattern, so 82% of them are dropped after expansion. Cost grows with the number of candidate
+// routes: ask with a support floor.
 MATCH (r:Run {id: $run_id})
 WITH r.model_id AS model, toString($from_layer) + '.' + toString($from_head) AS from_id,
      toString($to_layer) + '.' + toString($to_head) AS to_id
@@ -42,7 +45,7 @@ MATCH (a:Component {model_id: model, id: from_id})
 MATCH (b:Component {model_id: model, id: to_id})
 MATCH p = (a) (()-[c:COMMUNICATES]->(x:Component)
                WHERE c.run_id = $run_id AND c.n_prompts >= $min_prompts
-                 AND x.layer <= $to_layer){1,6} (b)
+                 AND (x.layer < $to_layer OR x = b)){1,6} (b)
 WHERE size(c) <= $max_hops
   AND (NOT $consistent
        OR all(i IN range(0, size(c) - 2) WHERE c[i].side = 'k' OR c[i + 1].role = c[i].role))

@@ -26,14 +26,20 @@
 // read such a shared write; 0 means the direction is shared in the weights but the partner
 // does not read the same writes on these prompts.
 //
-// How it runs: seek of `Firing(run_id, layer, head)`, USES to the head's singular vectors,
-// ALIGNED (a handful per vector), the WRITES into the head's firings, and per write a seek of
-// the partner's firing in the same prompt by the unique firing index prefix
-// `(run_id, prompt, layer, head)`; no scan of the partner's firings.
-// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 4,531,551 db
-// hits; p50 2540 ms, p95 2929 ms over 5 runs on a shared 2-core machine under load. Above the 100
-// ms target: the broadcast check seeks the partner's firing for each of the ~120k writes into the
-// head's firings through each aligned vector (32 rows here).
+// How it runs: seek of `Firing(run_id, layer, head)` (roles checked on the firing), USES to the
+// head's singular vectors; once per kept vector, the WRITES with a positive part into its firings,
+// grouped by side and by written *site* (prompt, position) with the site's writers. Then ALIGNED (a
+// handful per vector) and, per aligned pair and site, one seek of the partner's firings in that
+// prompt by the unique firing index prefix `(run_id, prompt, layer, head)`, kept where the partner
+// fires at the site on its side (dest for q, src for k), uses the partner vector (Expand(Into) on
+// USES) and has a WRITES at the site from one of the site's writers with a positive part. No
+// per-write seek and no scan of the partner's firings. Measured with the example-toy parameters on
+// a 1,024-prompt toy-ioi run (PROFILE): 1,694,293 db hits (4,531,551 before, when the partner's
+// firings were sought once per write); p50 1114 ms, p95 1616 ms over 20 warm runs (before: 3533 /
+// 4991 ms) (load ≈ 4, 2 shared cores). Still above the 100 ms target: 32 aligned pairs × ~740 sites
+// give 222k candidate partner firings from the index prefix (a key-side site cannot seek on `src`,
+// which is not a prefix of the index), then 110k USES and 132k WRITES are checked. Only a stored
+// per-run aggregate of the broadcasts would make it fast.
 MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
 WHERE ($dest_role IS NULL OR f.dest_role = $dest_role)
   AND ($src_role IS NULL OR f.src_role = $src_role)
@@ -42,29 +48,44 @@ UNWIND firings AS f
 MATCH (f)-[u:USES]->(sv:SingularVector)
 WITH size(firings) AS n, sv, collect({firing: f, rank: u.rank}) AS uses
 WHERE size(uses) >= $min_share * n
-MATCH (sv)-[al:ALIGNED]-(other:SingularVector)
-WHERE al.cos >= $min_cos
-WITH n, sv, uses, al, other, startNode(al) = sv AS forward
-WITH n, sv, uses, al, other, CASE WHEN forward THEN al.side_a ELSE al.side_b END AS side,
-     CASE WHEN forward THEN al.side_b ELSE al.side_a END AS other_side
-CALL (uses, side, other, other_side) {
+// Once per vector: the writes with a positive part through it, grouped by side and by the
+// written site (prompt, position), each site with its writers.
+CALL (uses) {
   UNWIND uses AS use
   WITH use.firing AS f, use.rank AS rank
   MATCH (w:Component)-[e:WRITES]->(f)
-  WHERE e.side = side AND e.parts[rank] > 0
-  OPTIONAL MATCH (g:Firing {run_id: $run_id, prompt: f.prompt, layer: other.layer,
-                            head: other.head})<-[e2:WRITES]-(w)
+  WHERE e.parts[rank] > 0
+  WITH e.side AS side, f.prompt AS prompt, e.pos AS pos, collect(DISTINCT w) AS ws
+  WITH side, collect({prompt: prompt, pos: pos, ws: ws}) AS sites
+  RETURN collect({side: side, sites: sites}) AS written
+}
+MATCH (sv)-[al:ALIGNED]-(other:SingularVector)
+WHERE al.cos >= $min_cos
+WITH n, sv, uses, written, al, other, startNode(al) = sv AS forward
+WITH n, sv, uses, al, other, CASE WHEN forward THEN al.side_a ELSE al.side_b END AS side,
+     CASE WHEN forward THEN al.side_b ELSE al.side_a END AS other_side, written
+WITH n, sv, uses, al, other, side, other_side,
+     coalesce([x IN written WHERE x.side = side][0].sites, []) AS sites
+// Per aligned pair: one seek of the partner's firings per written site (not per write), kept
+// when the partner fires at the site on its side and reads the same writer's write there
+// through the partner vector.
+CALL (sites, other, other_side) {
+  UNWIND sites AS site
+  MATCH (g:Firing {run_id: $run_id, prompt: site.prompt, layer: other.layer, head: other.head})
   USING INDEX g:Firing(run_id, prompt, layer, head, dest, src)
   WHERE g.dest IS NOT NULL AND g.src IS NOT NULL // the unique firing index, by its prefix
-    AND CASE other_side WHEN 'q' THEN g.dest ELSE g.src END = e.pos
-    AND e2.pos = e.pos AND e2.side = other_side
-    AND EXISTS { MATCH (g)-[u2:USES]->(other) WHERE e2.parts[u2.rank] > 0 }
-  RETURN count(DISTINCT w) AS writers, count(DISTINCT g) AS shared,
-         collect(DISTINCT CASE WHEN g IS NOT NULL THEN w.id END) AS broadcast
+    AND CASE other_side WHEN 'q' THEN g.dest ELSE g.src END = site.pos
+  MATCH (g)-[u2:USES]->(other)
+  MATCH (w:Component)-[e2:WRITES]->(g)
+  WHERE e2.side = other_side AND e2.pos = site.pos AND e2.parts[u2.rank] > 0 AND w IN site.ws
+  WITH DISTINCT g, w.id AS writer
+  ORDER BY writer
+  RETURN count(DISTINCT g) AS shared, collect(DISTINCT writer) AS broadcast
 }
 RETURN sv.index AS index, side, size(uses) AS firings, toFloat(size(uses)) / n AS share,
        toString(other.layer) + '.' + toString(other.head) AS partner,
        other.index AS partner_index, other_side AS partner_side, al.cos AS cos,
-       shared AS partner_firings, broadcast AS broadcast_writers, writers
+       shared AS partner_firings, broadcast AS broadcast_writers,
+       COUNT { UNWIND sites AS site UNWIND site.ws AS w RETURN DISTINCT w } AS writers
 ORDER BY partner_firings DESC, cos DESC, index, side, partner, partner_index
 LIMIT $limit
