@@ -19,8 +19,33 @@ from atlas.cli.server import db, server
 from atlas.cli.toy import train_toy
 from atlas.cli.validate import validate
 
+# `circuit-atlas --help` lists the commands in these groups, in this order.
+SECTIONS: tuple[tuple[str, tuple[click.Command, ...]], ...] = (
+    ("Build the atlas", (decompose, ingest, import_group, train_toy)),
+    (
+        "Ask the atlas",
+        (circuit, paths, inputs, outputs, signals, features, query, templates, browse),
+    ),
+    ("Check and report", (validate, report, replicate)),
+    ("Runs, exports and the database", (runs, export_command, server, db, bench)),
+)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class SectionedGroup(click.Group):
+    """A click group whose help lists its commands by :data:`SECTIONS` instead of A to Z."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        width = formatter.width - 6 - max(len(name) for name in self.commands)
+        for title, commands in SECTIONS:
+            rows = [(c.name or "", c.get_short_help_str(limit=width)) for c in commands]
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
+@click.group(
+    cls=SectionedGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="circuit-atlas")
 def main() -> None:
     """Circuit Atlas: sparse attention decomposition of IOI circuits, stored in Neo4j.
@@ -32,27 +57,6 @@ def main() -> None:
     """
 
 
-for command in (
-    decompose,
-    ingest,
-    server,
-    db,
-    runs,
-    train_toy,
-    circuit,
-    templates,
-    query,
-    paths,
-    inputs,
-    outputs,
-    signals,
-    features,
-    import_group,
-    export_command,
-    browse,
-    validate,
-    report,
-    replicate,
-    bench,
-):
-    main.add_command(command)
+for _, section in SECTIONS:
+    for command in section:
+        main.add_command(command)
