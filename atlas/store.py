@@ -680,16 +680,7 @@ class _FreshRows:
         return {
             "head_ref": self._ref(self.components, component_id("head", *head)),
             "prompt_ref": self.prompts.get(firing.prompt, -1),
-            "prompt": firing.prompt,
-            "layer": firing.layer,
-            "head": firing.head,
-            "dest": firing.dest,
-            "src": firing.src,
-            "dest_role": firing.dest_role,
-            "src_role": firing.src_role,
-            "attn": firing.attn,
-            "score": firing.score,
-            "n_svs": firing.n_svs,
+            **_firing_properties(firing),
             "sparse_set": [
                 {
                     "sv_ref": self._ref(self.vectors, (*head, term.index)),
@@ -798,11 +789,9 @@ def _prompt_row(prompt: PromptRecord) -> Row:
     }
 
 
-def _firing_row(firing: FiringRecord, model_id: str) -> Row:
+def _firing_properties(firing: FiringRecord) -> Row:
+    """The properties a Firing node stores, except ``run_id`` (both write paths use them)."""
     return {
-        "model_id": model_id,
-        "head_id": component_id("head", firing.layer, firing.head),
-        "run_id": firing.run_id,
         "prompt": firing.prompt,
         "layer": firing.layer,
         "head": firing.head,
@@ -813,6 +802,15 @@ def _firing_row(firing: FiringRecord, model_id: str) -> Row:
         "attn": firing.attn,
         "score": firing.score,
         "n_svs": firing.n_svs,
+    }
+
+
+def _firing_row(firing: FiringRecord, model_id: str) -> Row:
+    return {
+        "model_id": model_id,
+        "head_id": component_id("head", firing.layer, firing.head),
+        "run_id": firing.run_id,
+        **_firing_properties(firing),
         "sparse_set": [
             {"index": t.index, "rank": t.rank, "term": t.term, "sign": t.sign}
             for t in firing.sparse_set

@@ -178,9 +178,7 @@ def paths(
         (a_layer, a_head), (b_layer, b_head) = (b_layer, b_head), (a_layer, a_head)
     store = connect()
     options = {"max_hops": max_hops, "min_prompts": min_prompts, "consistent": not any_role}
-    frame = run_query(
-        store,
-        "paths",
+    params = dict(
         run_id=run_id,
         from_layer=a_layer,
         from_head=a_head,
@@ -189,20 +187,10 @@ def paths(
         limit=limit,
         **options,
     )
+    frame = run_query(store, "paths", **params)
     routes = alternative_routes(store, run_id, source, target, **options)
     if link:
-        echo_link(
-            "paths",
-            dict(
-                run_id=run_id,
-                from_layer=a_layer,
-                from_head=a_head,
-                to_layer=b_layer,
-                to_head=b_head,
-                limit=limit,
-                **options,
-            ),
-        )
+        echo_link("paths", params)
     if output_format == "table":
         echo_frame(frame[["route", "hops", "min_prompts", "prompts"]], output_format)
         click.echo(
