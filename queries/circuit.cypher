@@ -38,10 +38,10 @@
 // = e.pos …)*` cannot inline a predicate comparing two elements (`b.dest = e.pos`) into Neo4j
 // 5.26's shortest-path automaton and did not finish in 2.5 minutes on 4.5k firings; the same QPP
 // without `ANY SHORTEST` is correct but took 1.2 s and 5.5M db hits on a 64-prompt run.
-MATCH (root:Firing {run_id: $run_id, layer: $layer, head: $head})
-USING INDEX root:Firing(run_id, layer, head) // not the (dest_role, src_role) index: all runs
-WHERE root.dest_role = $dest_role AND root.src_role = $src_role
-  AND ($prompt IS NULL OR root.prompt = $prompt)
+MATCH (root:Firing {run_id: $run_id, layer: $layer, head: $head, dest_role: $dest_role,
+                    src_role: $src_role})
+USING INDEX root:Firing(run_id, layer, head, dest_role, src_role)
+WHERE ($prompt IS NULL OR root.prompt = $prompt)
 WITH collect(root) AS roots
 WITH reduce(levels = [roots], step IN range(1, $layer) |
   levels + [COLLECT {

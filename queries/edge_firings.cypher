@@ -17,8 +17,9 @@
 // position written, the edge's weight, and the firing's sparse set (singular-vector indices
 // in rank order). `circuit-atlas validate` re-runs the model on these prompts and removes the
 // signal that the writer sends into these firings.
-MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
-WHERE f.dest_role = $dest_role AND f.src_role = $src_role
+MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head, dest_role: $dest_role,
+                 src_role: $src_role})
+USING INDEX f:Firing(run_id, layer, head, dest_role, src_role)
 MATCH (w:Component)-[e:WRITES {side: $side}]->(f)
 WHERE w.id = $writer AND coalesce(e.role, 'other') = $role
 MATCH (f)-[:IN_PROMPT]->(p:Prompt)

@@ -26,9 +26,9 @@
 // before, when key-side writes were sought too); p50 86 ms, p95 126 ms over 20 warm runs (before:
 // 125 / 218 ms) (load ≈ 4, 2 shared cores). Near the target: 12k index entries of the head are read
 // to keep its 1k firings at the role pair, and 1k prompts are aggregated and sorted.
-MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
-USING INDEX f:Firing(run_id, layer, head) // not the (dest_role, src_role) index: all runs
-WHERE f.dest_role = $dest_role AND f.src_role = $src_role
+MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head, dest_role: $dest_role,
+                 src_role: $src_role})
+USING INDEX f:Firing(run_id, layer, head, dest_role, src_role)
 OPTIONAL MATCH (w:Component)-[e:WRITES]->(f)
 WITH f, e, w, CASE e.side WHEN 'q' THEN EXISTS {
        MATCH (up:Firing {run_id: $run_id, prompt: f.prompt, layer: w.layer, head: w.head,

@@ -71,10 +71,19 @@ WITH n, sv, uses, al, other, side, other_side,
 // through the partner vector.
 CALL (sites, other, other_side) {
   UNWIND sites AS site
-  MATCH (g:Firing {run_id: $run_id, prompt: site.prompt, layer: other.layer, head: other.head})
-  USING INDEX g:Firing(run_id, prompt, layer, head, dest, src)
-  WHERE g.dest IS NOT NULL AND g.src IS NOT NULL // the unique firing index, by its prefix
-    AND CASE other_side WHEN 'q' THEN g.dest ELSE g.src END = site.pos
+  CALL (site, other, other_side) { // the partner's firings at the site, by one exact seek
+    MATCH (g:Firing {run_id: $run_id, prompt: site.prompt, layer: other.layer, head: other.head,
+                     dest: site.pos})
+    USING INDEX g:Firing(run_id, prompt, layer, head, dest, src)
+    WHERE other_side = 'q' AND g.src IS NOT NULL // the unique firing index, by its prefix
+    RETURN g
+    UNION ALL
+    MATCH (g:Firing {run_id: $run_id, prompt: site.prompt, layer: other.layer, head: other.head,
+                     src: site.pos})
+    USING INDEX g:Firing(run_id, prompt, layer, head, src)
+    WHERE other_side = 'k'
+    RETURN g
+  }
   MATCH (g)-[u2:USES]->(other)
   MATCH (w:Component)-[e2:WRITES]->(g)
   WHERE e2.side = other_side AND e2.pos = site.pos AND e2.parts[u2.rank] > 0 AND w IN site.ws

@@ -28,9 +28,9 @@
 // over 20 warm runs (before: 210 / 294 ms) (load ≈ 4, 2 shared cores). Above the 100 ms target: 12k
 // index entries to keep the head's 1k firings at the role pair, their 4k USES and 18k WRITES with
 // parts (the aggregation itself is in memory).
-MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
-USING INDEX f:Firing(run_id, layer, head) // not the (dest_role, src_role) index: all runs
-WHERE f.dest_role = $dest_role AND f.src_role = $src_role
+MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head, dest_role: $dest_role,
+                 src_role: $src_role})
+USING INDEX f:Firing(run_id, layer, head, dest_role, src_role)
 WITH collect(f) AS firings
 UNWIND firings AS f
 MATCH (f)-[u:USES]->(sv:SingularVector)
