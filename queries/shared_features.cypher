@@ -72,16 +72,17 @@ WITH n, sv, uses, al, other, side, other_side,
 CALL (sites, other, other_side) {
   UNWIND sites AS site
   CALL (site, other, other_side) { // the partner's firings at the site, by one exact seek
-    MATCH (g:Firing {run_id: $run_id, prompt: site.prompt, layer: other.layer, head: other.head,
-                     dest: site.pos})
+    UNWIND CASE other_side WHEN 'q' THEN [site] ELSE [] END AS q // no row, no seek, otherwise
+    MATCH (g:Firing {run_id: $run_id, prompt: q.prompt, layer: other.layer, head: other.head,
+                     dest: q.pos})
     USING INDEX g:Firing(run_id, prompt, layer, head, dest, src)
-    WHERE other_side = 'q' AND g.src IS NOT NULL // the unique firing index, by its prefix
+    WHERE g.src IS NOT NULL // the unique firing index, by its prefix
     RETURN g
     UNION ALL
-    MATCH (g:Firing {run_id: $run_id, prompt: site.prompt, layer: other.layer, head: other.head,
-                     src: site.pos})
+    UNWIND CASE other_side WHEN 'k' THEN [site] ELSE [] END AS k
+    MATCH (g:Firing {run_id: $run_id, prompt: k.prompt, layer: other.layer, head: other.head,
+                     src: k.pos})
     USING INDEX g:Firing(run_id, prompt, layer, head, src)
-    WHERE other_side = 'k'
     RETURN g
   }
   MATCH (g)-[u2:USES]->(other)
