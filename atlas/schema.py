@@ -49,6 +49,13 @@ INDEXES = {
     "prompt_run": "FOR (n:Prompt) ON (n.run_id)",
     "firing_run": "FOR (n:Firing) ON (n.run_id)",
     "firing_run_head": "FOR (n:Firing) ON (n.run_id, n.layer, n.head)",
+    # A head's firings at one role pair (firings with a null role are not in it: templates use
+    # it only with both roles given).
+    "firing_run_head_roles": (
+        "FOR (n:Firing) ON (n.run_id, n.layer, n.head, n.dest_role, n.src_role)"
+    ),
+    # A head's firings in one prompt by key position (the unique key seeks by dest, not by src).
+    "firing_run_prompt_head_src": "FOR (n:Firing) ON (n.run_id, n.prompt, n.layer, n.head, n.src)",
     "firing_roles": "FOR (n:Firing) ON (n.dest_role, n.src_role)",
     "communicates_run": "FOR ()-[r:COMMUNICATES]-() ON (r.run_id)",
 }

@@ -21,16 +21,18 @@
 // `writer_src_role`; null where the branch ends). An edge whose writer fires twice at `pos`
 // gives two rows. `circuit-atlas circuit` prints the result as a tree.
 //
-// How it runs: the root firings by `Firing(run_id, layer, head)` (not the `(dest_role, src_role)`
-// index, which spans every run), then level by level for all root firings together: `reduce` over
+// How it runs: the root firings by `Firing(run_id, layer, head, dest_role, src_role)` (both roles
+// are required, so firings without a role, which that index leaves out, could never be roots),
+// then level by level for all root firings together: `reduce` over
 // `range(1, $layer)` (a writer is always in an earlier layer, so there are at most `$layer` levels)
 // appends one `COLLECT {}` of the next level's firings, each found by a seek of the unique firing
 // index `(run_id, prompt, layer, head, dest, src)` on its prefix (`src IS NOT NULL` lets the
 // planner use it). Each firing is listed once (smallest depth), so paths that reconverge cost
 // nothing, and a firing reached from several roots is expanded once per level. Measured with the
 // example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 1,004 root firings, 2,644
-// reached, 11,218 rows, 320,243 db hits; p50 534 ms, p95 619 ms over 20 warm runs (before, one
-// COLLECT per root firing and level: 872 / 1245 ms, 307,575 db hits) (load ≈ 4, 2 shared cores).
+// reached, 11,218 rows, 296,265 db hits (320,243 with the `Firing(run_id, layer, head)` root seek);
+// p50 714 ms, p95 816 ms over 20 warm runs (load ≈ 2–3, 2 shared cores; 534 / 619 ms were measured
+// before at load ≈ 4: the machine is shared and this template is dominated by moving rows).
 // Above the 100 ms target because of the answer's size: the server needs ~240 ms, and moving 11k
 // rows of 17 columns into the Python driver ~210 ms (a constant query of the same shape). One
 // prompt (`prompt` 0): 11 rows, 26,282 db hits, p50 12 ms, p95 15 ms. A quantified path pattern was
@@ -38,10 +40,10 @@
 // = e.pos …)*` cannot inline a predicate comparing two elements (`b.dest = e.pos`) into Neo4j
 // 5.26's shortest-path automaton and did not finish in 2.5 minutes on 4.5k firings; the same QPP
 // without `ANY SHORTEST` is correct but took 1.2 s and 5.5M db hits on a 64-prompt run.
-MATCH (root:Firing {run_id: $run_id, layer: $layer, head: $head})
-USING INDEX root:Firing(run_id, layer, head) // not the (dest_role, src_role) index: all runs
-WHERE root.dest_role = $dest_role AND root.src_role = $src_role
-  AND ($prompt IS NULL OR root.prompt = $prompt)
+MATCH (root:Firing {run_id: $run_id, layer: $layer, head: $head, dest_role: $dest_role,
+                    src_role: $src_role})
+USING INDEX root:Firing(run_id, layer, head, dest_role, src_role)
+WHERE ($prompt IS NULL OR root.prompt = $prompt)
 WITH collect(root) AS roots
 WITH reduce(levels = [roots], step IN range(1, $layer) |
   levels + [COLLECT {

@@ -17,8 +17,15 @@
 // position written, the edge's weight, and the firing's sparse set (singular-vector indices
 // in rank order). `circuit-atlas validate` re-runs the model on these prompts and removes the
 // signal that the writer sends into these firings.
-MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
-WHERE f.dest_role = $dest_role AND f.src_role = $src_role
+//
+// How it runs: seek of `Firing(run_id, layer, head, dest_role, src_role)` (both roles are required,
+// so firings without a role, which that index leaves out, could never match), then each firing's
+// WRITES, prompt and USES. Example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 34,926
+// db hits (45,232 with the `Firing(run_id, layer, head)` seek); p50 38 ms, p95 44 ms over 20 warm
+// runs (load ≈ 2–3, 2 shared cores).
+MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head, dest_role: $dest_role,
+                 src_role: $src_role})
+USING INDEX f:Firing(run_id, layer, head, dest_role, src_role)
 MATCH (w:Component)-[e:WRITES {side: $side}]->(f)
 WHERE w.id = $writer AND coalesce(e.role, 'other') = $role
 MATCH (f)-[:IN_PROMPT]->(p:Prompt)

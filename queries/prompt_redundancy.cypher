@@ -19,16 +19,17 @@
 // `single_route` is true when one side has exactly one writer: ablating that head alone should
 // break the root's attention in this prompt. Prompts where the root does not fire are absent.
 //
-// How it runs: seek of `Firing(run_id, layer, head)`, the firing's WRITES, and for query-side
-// writes only (an `EXISTS {}` under `CASE`) a seek of the unique firing index by its prefix
-// `(run_id, prompt, layer, head, dest)`; the prompts by the unique `Prompt(run_id, idx)`. Measured
-// with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 68,978 db hits (76,566
-// before, when key-side writes were sought too); p50 86 ms, p95 126 ms over 20 warm runs (before:
-// 125 / 218 ms) (load ≈ 4, 2 shared cores). Near the target: 12k index entries of the head are read
-// to keep its 1k firings at the role pair, and 1k prompts are aggregated and sorted.
-MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
-USING INDEX f:Firing(run_id, layer, head) // not the (dest_role, src_role) index: all runs
-WHERE f.dest_role = $dest_role AND f.src_role = $src_role
+// How it runs: seek of `Firing(run_id, layer, head, dest_role, src_role)` (both roles are
+// required, so firings without a role, which that index leaves out, could never match), the
+// firing's WRITES, and for query-side writes only (an `EXISTS {}` under `CASE`) a seek of the
+// unique firing index by its prefix `(run_id, prompt, layer, head, dest)`; the prompts by the
+// unique `Prompt(run_id, idx)`. Measured with the example-toy parameters on a 1,024-prompt toy-ioi
+// run (PROFILE): 45,000 db hits (68,978 with the `Firing(run_id, layer, head)` seek, which read 12k
+// index entries to keep 1k firings; 76,566 when key-side writes were sought too); p50 65 ms, p95
+// 90 ms over 20 warm runs (load ≈ 2–3, 2 shared cores). 1k prompts are aggregated and sorted.
+MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head, dest_role: $dest_role,
+                 src_role: $src_role})
+USING INDEX f:Firing(run_id, layer, head, dest_role, src_role)
 OPTIONAL MATCH (w:Component)-[e:WRITES]->(f)
 WITH f, e, w, CASE e.side WHEN 'q' THEN EXISTS {
        MATCH (up:Firing {run_id: $run_id, prompt: f.prompt, layer: w.layer, head: w.head,

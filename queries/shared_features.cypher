@@ -26,20 +26,23 @@
 // read such a shared write; 0 means the direction is shared in the weights but the partner
 // does not read the same writes on these prompts.
 //
-// How it runs: seek of `Firing(run_id, layer, head)` (roles checked on the firing), USES to the
-// head's singular vectors; once per kept vector, the WRITES with a positive part into its firings,
-// grouped by side and by written *site* (prompt, position) with the site's writers. Then ALIGNED (a
-// handful per vector) and, per aligned pair and site, one seek of the partner's firings in that
-// prompt by the unique firing index prefix `(run_id, prompt, layer, head)`, kept where the partner
-// fires at the site on its side (dest for q, src for k), uses the partner vector (Expand(Into) on
-// USES) and has a WRITES at the site from one of the site's writers with a positive part. No
-// per-write seek and no scan of the partner's firings. Measured with the example-toy parameters on
-// a 1,024-prompt toy-ioi run (PROFILE): 1,694,293 db hits (4,531,551 before, when the partner's
-// firings were sought once per write); p50 1114 ms, p95 1616 ms over 20 warm runs (before: 3533 /
-// 4991 ms) (load ≈ 4, 2 shared cores). Still above the 100 ms target: 32 aligned pairs × ~740 sites
-// give 222k candidate partner firings from the index prefix (a key-side site cannot seek on `src`,
-// which is not a prefix of the index), then 110k USES and 132k WRITES are checked. Only a stored
-// per-run aggregate of the broadcasts would make it fast.
+// How it runs: seek of `Firing(run_id, layer, head)` (roles checked on the firing: either may be
+// null here, and the role-pair index leaves out firings without a role), USES to the head's
+// singular vectors; once per kept vector, the WRITES with a positive part into its firings, grouped
+// by side and by written *site* (prompt, position) with the site's writers. Then ALIGNED (a handful
+// per vector) and, per aligned pair and site, one exact seek of the partner's firings at the site:
+// a query-side partner by the unique firing index prefix `(run_id, prompt, layer, head, dest)`, a
+// key-side partner by `Firing(run_id, prompt, layer, head, src)` (only the branch of the partner's
+// side runs: the other unwinds an empty list); kept where the partner uses the partner vector
+// (Expand(Into) on USES) and has a WRITES at the site from one of the site's writers with a
+// positive part. Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE):
+// 1,296,247 db hits (1,694,293 when a key-side site sought every partner firing of the prompt and
+// filtered on `src`; 4,531,551 when the partner's firings were sought once per write); p50 728 ms,
+// p95 803 ms over 20 warm runs (before, same session: 1016 / 1216 ms) (load ≈ 2–3, 2 shared cores).
+// Still above the 100 ms target: the seeks are exact now (47k partner firings for 32 aligned pairs
+// × ~740 sites), but each is checked for the partner vector (440k db hits in Expand(Into) on USES)
+// and its 130k WRITES are read (540k db hits). Only a stored per-run aggregate of the broadcasts
+// (computed at run completion) would make it fast.
 MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
 WHERE ($dest_role IS NULL OR f.dest_role = $dest_role)
   AND ($src_role IS NULL OR f.src_role = $src_role)
@@ -71,10 +74,20 @@ WITH n, sv, uses, al, other, side, other_side,
 // through the partner vector.
 CALL (sites, other, other_side) {
   UNWIND sites AS site
-  MATCH (g:Firing {run_id: $run_id, prompt: site.prompt, layer: other.layer, head: other.head})
-  USING INDEX g:Firing(run_id, prompt, layer, head, dest, src)
-  WHERE g.dest IS NOT NULL AND g.src IS NOT NULL // the unique firing index, by its prefix
-    AND CASE other_side WHEN 'q' THEN g.dest ELSE g.src END = site.pos
+  CALL (site, other, other_side) { // the partner's firings at the site, by one exact seek
+    UNWIND CASE other_side WHEN 'q' THEN [site] ELSE [] END AS q // no row, no seek, otherwise
+    MATCH (g:Firing {run_id: $run_id, prompt: q.prompt, layer: other.layer, head: other.head,
+                     dest: q.pos})
+    USING INDEX g:Firing(run_id, prompt, layer, head, dest, src)
+    WHERE g.src IS NOT NULL // the unique firing index, by its prefix
+    RETURN g
+    UNION ALL
+    UNWIND CASE other_side WHEN 'k' THEN [site] ELSE [] END AS k
+    MATCH (g:Firing {run_id: $run_id, prompt: k.prompt, layer: other.layer, head: other.head,
+                     src: k.pos})
+    USING INDEX g:Firing(run_id, prompt, layer, head, src)
+    RETURN g
+  }
   MATCH (g)-[u2:USES]->(other)
   MATCH (w:Component)-[e2:WRITES]->(g)
   WHERE e2.side = other_side AND e2.pos = site.pos AND e2.parts[u2.rank] > 0 AND w IN site.ws

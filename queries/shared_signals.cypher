@@ -21,16 +21,18 @@
 // ranked by the summed part; `writer_firings` counts the firings, `mean_parts` averages the
 // part there. A side nobody writes through the vector has no row. Runs ingested before schema version 2 have no parts and list no writers.
 //
-// How it runs: seek of `Firing(run_id, layer, head)`, expansion to USES (the sparse sets) and
-// WRITES of the same firings; aggregation in memory, bounded by the head's firings; writer ids are
-// read once per (vector, side, writer), not per write. Measured with the example-toy parameters on
-// a 1,024-prompt toy-ioi run (PROFILE): 146,711 db hits (164,850 before); p50 122 ms, p95 186 ms
-// over 20 warm runs (before: 210 / 294 ms) (load ≈ 4, 2 shared cores). Above the 100 ms target: 12k
-// index entries to keep the head's 1k firings at the role pair, their 4k USES and 18k WRITES with
-// parts (the aggregation itself is in memory).
-MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
-USING INDEX f:Firing(run_id, layer, head) // not the (dest_role, src_role) index: all runs
-WHERE f.dest_role = $dest_role AND f.src_role = $src_role
+// How it runs: seek of `Firing(run_id, layer, head, dest_role, src_role)` (exactly the head's
+// firings at the role pair; both roles are required, so firings without a role, which that index
+// leaves out, could never match), expansion to USES (the sparse sets) and WRITES of the same
+// firings; aggregation in memory, bounded by the head's firings; writer ids are read once per
+// (vector, side, writer), not per write. Measured with the example-toy parameters on a 1,024-prompt
+// toy-ioi run (PROFILE): 122,733 db hits (146,711 with the `Firing(run_id, layer, head)` seek, which
+// read 12k index entries to keep 1k firings); p50 71 ms, p95 84 ms over 20 warm runs (before, same
+// session: 85 / 123 ms) (load ≈ 2–3, 2 shared cores). What remains is the 4k USES and 18k WRITES
+// with parts.
+MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head, dest_role: $dest_role,
+                 src_role: $src_role})
+USING INDEX f:Firing(run_id, layer, head, dest_role, src_role)
 WITH collect(f) AS firings
 UNWIND firings AS f
 MATCH (f)-[u:USES]->(sv:SingularVector)
