@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +12,21 @@ if TYPE_CHECKING:  # the model stack (torch, transformers) loads only when a com
     from ingest.decomposition import FiringRule
     from ingest.ioi import IOIPrompt
     from ingest.models import LoadedModel
+
+
+TABLE_FORMATS = click.Choice(["table", "json", "csv"])
+
+
+def format_option(command: Any) -> Any:
+    """``--format table|json|csv`` for commands that print a table of results."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=TABLE_FORMATS,
+        default="table",
+        show_default=True,
+        help="table: aligned text; json: a list of records; csv: a header and one line per row.",
+    )(command)
 
 
 def model_options(command: Callable[..., None]) -> Callable[..., None]:

@@ -10,22 +10,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from atlas.cli.browse import echo_link, link_option
+from atlas.cli.options import format_option
 
 if TYPE_CHECKING:
     import pandas as pd
-
-FORMATS = click.Choice(["table", "json", "csv"])
-
-
-def format_option(command: Any) -> Any:
-    return click.option(
-        "--format",
-        "output_format",
-        type=FORMATS,
-        default="table",
-        show_default=True,
-        help="table: aligned text; json: a list of records; csv: a header and one line per row.",
-    )(command)
 
 
 def run_option(command: Any) -> Any:

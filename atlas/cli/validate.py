@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from atlas.cli.options import format_option
+
 
 @click.command()
 @click.option("--run", "run_id", required=True, help="Run id (see `circuit-atlas runs list`).")
@@ -55,13 +57,7 @@ import click
     help="Load the run's model from this directory instead of by its model id.",
 )
 @click.option("--device", default="cpu", show_default=True, help="Torch device: cpu or cuda[:N].")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
+@format_option
 def validate(
     run_id: str,
     root: str,
