@@ -8,10 +8,11 @@ first write if the database does not have the current version yet.
 :meth:`AtlasStore.write_fresh_batch` is the fast path of an ingestion: a batch whose marker is
 not set yet has nothing in the graph (its data and its marker commit in one transaction), so
 its prompts, firings and their relationships are CREATEd rather than MERGEd, in two
-statements: prompts, then firings with their sparse sets and edges nested in each firing's
-row. The nodes they point at (heads, writers, singular vectors, the batch's prompts) are
-looked up once per statement instead of once per row. The uniqueness constraints still stand
-behind every CREATE: writing a batch twice fails instead of duplicating anything.
+statements: prompts, then firings with their sparse sets and edges, sent as columns (one list
+per property) rather than one map per row. The nodes they point at (heads, writers, singular
+vectors, the batch's prompts) are looked up once per statement instead of once per row. The
+uniqueness constraints still stand behind every CREATE: writing a batch twice fails instead of
+duplicating anything.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from neo4j import Driver, ManagedTransaction
@@ -31,9 +33,9 @@ from atlas.settings import AtlasError, Neo4jSettings, load_settings
 from atlas.templates import load_template
 from ingest.records import (
     AlignedRecord,
+    BatchDone,
     CommunicatesRecord,
     ComponentRecord,
-    FiringKey,
     FiringRecord,
     ModelRecord,
     PromptRecord,
@@ -166,8 +168,7 @@ MATCH (f:Firing {run_id: row.run_id, prompt: row.prompt, layer: row.layer, head:
 USING INDEX f:Firing(run_id, prompt, layer, head, dest, src)
 MATCH (w:Component {model_id: row.model_id, id: row.writer_id})
 MERGE (w)-[e:WRITES {side: row.side}]->(f)
-SET e.run_id = row.run_id, e.prompt = row.prompt, e.weight = row.weight, e.pos = row.pos,
-    e.role = row.role, e.parts = row.parts
+SET e.weight = row.weight, e.pos = row.pos, e.role = row.role, e.parts = row.parts
 RETURN count(e) AS written
 """
 
@@ -191,8 +192,12 @@ CREATE (r)-[:HAS_PROMPT]->(p)
 RETURN count(p) AS written
 """
 
-# Rows refer to the nodes they link by position in the lists $components, $singular_vectors
-# and $prompts; a missing node shortens its list, and then nothing is written (count check).
+# Columnar: `$firings`, `$uses` and `$edges` are maps of equally long lists, one entry per
+# firing, sparse-set term and edge (lists of primitives pack and unpack far faster than one map
+# per row). A firing's terms are `$uses` entries `uses_from[i] .. uses_from[i + 1] - 1`, its
+# edges likewise by `edges_from`. `*_ref` are positions in the lists $components,
+# $singular_vectors and $prompts of the nodes linked; a missing node shortens its list, and then
+# nothing is written (count check).
 CREATE_FIRINGS = """
 CALL () {
   UNWIND $components AS id
@@ -212,25 +217,26 @@ CALL () {
 WITH components, vectors, prompts
 WHERE size(components) = size($components) AND size(vectors) = size($singular_vectors)
   AND size(prompts) = size($prompts)
-UNWIND $rows AS row
-WITH components, vectors, row, components[row.head_ref] AS h, prompts[row.prompt_ref] AS p
-CREATE (f:Firing {run_id: $run_id, prompt: row.prompt, layer: row.layer, head: row.head,
-                  dest: row.dest, src: row.src, dest_role: row.dest_role,
-                  src_role: row.src_role, attn: row.attn, score: row.score, n_svs: row.n_svs})
+UNWIND range(0, size($firings.layer) - 1) AS i
+WITH components, vectors, i, components[$firings.head_ref[i]] AS h,
+     prompts[$firings.prompt_ref[i]] AS p
+CREATE (f:Firing {run_id: $run_id, prompt: $firings.prompt[i], layer: $firings.layer[i],
+                  head: $firings.head[i], dest: $firings.dest[i], src: $firings.src[i],
+                  dest_role: $firings.dest_role[i], src_role: $firings.src_role[i],
+                  attn: $firings.attn[i], score: $firings.score[i], n_svs: $firings.n_svs[i]})
 CREATE (f)-[:OF_HEAD]->(h)
 CREATE (f)-[:IN_PROMPT]->(p)
-WITH f, row, components, vectors
-CALL (f, row, vectors) {
-  UNWIND row.sparse_set AS term
-  WITH f, term, vectors[term.sv_ref] AS sv
-  CREATE (f)-[:USES {rank: term.rank, term: term.term, sign: term.sign}]->(sv)
+WITH f, i, components, vectors
+CALL (f, i, vectors) {
+  UNWIND range($firings.uses_from[i], $firings.uses_from[i + 1] - 1) AS j
+  WITH f, j, vectors[$uses.sv_ref[j]] AS sv
+  CREATE (f)-[:USES {rank: $uses.rank[j], term: $uses.term[j], sign: $uses.sign[j]}]->(sv)
 }
-CALL (f, row, components) {
-  UNWIND row.edges AS edge
-  WITH f, row, edge, components[edge.writer_ref] AS w
-  CREATE (w)-[:WRITES {side: edge.side, run_id: $run_id, prompt: row.prompt,
-                       weight: edge.weight, pos: edge.pos, role: edge.role,
-                       parts: edge.parts}]->(f)
+CALL (f, i, components) {
+  UNWIND range($firings.edges_from[i], $firings.edges_from[i + 1] - 1) AS j
+  WITH f, j, components[$edges.writer_ref[j]] AS w
+  CREATE (w)-[:WRITES {side: $edges.side[j], weight: $edges.weight[j], pos: $edges.pos[j],
+                       role: $edges.role[j], parts: $edges.parts[j]}]->(f)
 }
 RETURN count(f) AS written
 """
@@ -304,6 +310,21 @@ class WriteCounts:
             self.relationships_created + other.relationships_created,
             self.properties_set + other.properties_set,
         )
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """One statement of a write transaction and how many rows it must report written."""
+
+    query: str
+    what: str
+    parameters: dict[str, Any]
+    expected: int
+
+
+def _rows_statement(query: str, what: str, rows: list[Row]) -> _Statement:
+    """An ``UNWIND $rows`` statement that must write every row."""
+    return _Statement(query, what, {"rows": rows}, len(rows))
 
 
 class AtlasStore:
@@ -537,16 +558,15 @@ class AtlasStore:
             raise ValueError("a fresh batch holds prompts, firings and edges only")
         self._ensure_schema()
         run_id = batch.done.run_id
-        model_id = self._model_of(run_id)
-        firings = _FreshRows(run_id, batch)
-        marker = {"run_id": run_id, "index": batch.done.index}
-        statements = [
-            (WRITE_COMPONENTS, "components", self._component_rows(batch), {}),
-            (CREATE_PROMPTS, "prompts", _rows(batch.prompts, _prompt_row), {}),
-            (CREATE_FIRINGS, "firings", firings.rows, firings.parameters(model_id)),
-            (MARK_BATCH_DONE, "batch markers", [marker], {}),
-        ]
-        return self._write(statements)
+        firings = _FreshColumns(run_id, self._model_of(run_id), batch)
+        return self._write(
+            [
+                _rows_statement(WRITE_COMPONENTS, "components", self._component_rows(batch)),
+                _rows_statement(CREATE_PROMPTS, "prompts", _rows(batch.prompts, _prompt_row)),
+                _Statement(CREATE_FIRINGS, "firings", firings.parameters, len(batch.firings)),
+                _rows_statement(MARK_BATCH_DONE, "batch markers", [_marker_row(batch.done)]),
+            ]
+        )
 
     def write_batch(self, batch: RecordBatch) -> WriteCounts:
         """Write all records of a batch in ONE transaction; components they use are merged too.
@@ -564,25 +584,25 @@ class AtlasStore:
             (WRITE_COMMUNICATES, "communicates", self._run_rows(batch.communicates, _comm_row)),
         ]
         if batch.done is not None:
-            marker = {"run_id": batch.done.run_id, "index": batch.done.index}
-            statements.append((MARK_BATCH_DONE, "batch markers", [marker]))
-        return self._write([(query, what, rows, {}) for query, what, rows in statements])
+            statements.append((MARK_BATCH_DONE, "batch markers", [_marker_row(batch.done)]))
+        return self._write([_rows_statement(*statement) for statement in statements])
 
-    def _write(self, statements: list[tuple[str, str, list[Row], dict[str, Any]]]) -> WriteCounts:
-        """Run ``UNWIND $rows`` statements in one write transaction; each must write every row."""
+    def _write(self, statements: list[_Statement]) -> WriteCounts:
+        """Run the statements in one write transaction; each must write all it expects."""
 
         def work(tx: ManagedTransaction) -> WriteCounts:
             total = WriteCounts()
-            for query, what, rows, parameters in statements:
-                if not rows:
+            for statement in statements:
+                if not statement.expected:
                     continue
-                result = tx.run(query, rows=rows, **parameters)
+                result = tx.run(statement.query, **statement.parameters)
                 written = result.single(strict=True)["written"]
-                if written != len(rows):
+                if written != statement.expected:
                     raise AtlasError(
-                        f"Only {written} of {len(rows)} {what} could be written: the others "
-                        "refer to a run, prompt, head or firing that is not in the atlas. Write "
-                        "runs first, prompts before firings, firings before their edges."
+                        f"Only {written} of {statement.expected} {statement.what} could be "
+                        "written: the others refer to a run, prompt, head or firing that is not "
+                        "in the atlas. Write runs first, prompts before firings, firings before "
+                        "their edges."
                     )
                 counters = result.consume().counters
                 total += WriteCounts(
@@ -642,66 +662,85 @@ class AtlasStore:
         return [to_row(record, self._model_of(_run_id(record))) for record in records]
 
 
-class _FreshRows:
-    """:data:`CREATE_FIRINGS`'s rows: one per firing, its sparse set and edges nested, and the
-    nodes rows link to listed once (``*_ref`` are positions in those lists)."""
+class _FreshColumns:
+    """:data:`CREATE_FIRINGS`'s parameters: the batch's firings, sparse-set terms and edges as
+    columns, each firing's terms and edges contiguous, and the nodes they link listed once."""
 
-    def __init__(self, run_id: str, batch: RecordBatch) -> None:
-        self.run_id = run_id
+    def __init__(self, run_id: str, model_id: str, batch: RecordBatch) -> None:
         self.components: dict[str, int] = {}
         self.vectors: dict[tuple[int, int, int], int] = {}
-        self.prompts = {prompt.idx: n for n, prompt in enumerate(batch.prompts)}
-        edges: dict[FiringKey, list[Row]] = {}
-        for edge in batch.edges:
-            edges.setdefault(edge.firing, []).append(
-                {
-                    "writer_ref": self._ref(self.components, edge.writer_id),
-                    "side": edge.side,
-                    "weight": edge.weight,
-                    "pos": edge.pos,
-                    "role": edge.role,
-                    "parts": list(edge.parts) or None,
-                }
-            )
-        self.rows = [self._firing_row(f, edges.pop(f.key, [])) for f in batch.firings]
-        strays = [f for f in batch.firings if f.run_id != run_id or f.prompt not in self.prompts]
-        if edges or strays:
+        prompts = {prompt.idx: n for n, prompt in enumerate(batch.prompts)}
+        firings = batch.firings
+        position = {firing.key: n for n, firing in enumerate(firings)}
+        edges_of: list[list[WriteEdgeRecord]] = [[] for _ in firings]
+        try:
+            for edge in batch.edges:
+                edges_of[position[edge.firing]].append(edge)
+            prompt_refs = [prompts[firing.prompt] for firing in firings]
+        except KeyError:
             raise ValueError(
                 "a fresh batch must be whole: every firing of its run and prompts, every edge "
                 "of its firings"
+            ) from None
+        if any(firing.run_id != run_id for firing in firings):
+            raise ValueError("a fresh batch holds one run's firings")
+        component = self.components.setdefault
+        vector = self.vectors.setdefault
+        firing_rows: list[tuple[Any, ...]] = []
+        use_rows: list[tuple[Any, ...]] = []
+        edge_rows: list[tuple[Any, ...]] = []
+        for firing, prompt_ref, edges in zip(firings, prompt_refs, edges_of, strict=True):
+            layer, head = firing.layer, firing.head
+            head_id = component_id("head", layer, head)
+            firing_rows.append(
+                (
+                    component(head_id, len(self.components)),
+                    prompt_ref,
+                    len(use_rows),
+                    len(edge_rows),
+                    *_firing_values(firing),
+                )
             )
-
-    @staticmethod
-    def _ref(index: dict[Any, int], key: Any) -> int:
-        return index.setdefault(key, len(index))
-
-    def _firing_row(self, firing: FiringRecord, edges: list[Row]) -> Row:
-        head = (firing.layer, firing.head)
-        return {
-            "head_ref": self._ref(self.components, component_id("head", *head)),
-            "prompt_ref": self.prompts.get(firing.prompt, -1),
-            **_firing_properties(firing),
-            "sparse_set": [
-                {
-                    "sv_ref": self._ref(self.vectors, (*head, term.index)),
-                    "rank": term.rank,
-                    "term": term.term,
-                    "sign": term.sign,
-                }
+            use_rows += [
+                (
+                    vector((layer, head, term.index), len(self.vectors)),
+                    term.rank,
+                    term.term,
+                    term.sign,
+                )
                 for term in firing.sparse_set
-            ],
-            "edges": edges,
-        }
-
-    def parameters(self, model_id: str) -> dict[str, Any]:
-        """The statement's parameters besides ``$rows``."""
-        return {
-            "run_id": self.run_id,
+            ]
+            edge_rows += [
+                (
+                    component(edge.writer_id, len(self.components)),
+                    edge.side,
+                    edge.weight,
+                    edge.pos,
+                    edge.role,
+                    list(edge.parts) or None,
+                )
+                for edge in edges
+            ]
+        firing_names = ("head_ref", "prompt_ref", "uses_from", "edges_from", *_FIRING_PROPERTIES)
+        self.firings = _columns(firing_names, firing_rows)
+        self.firings["uses_from"].append(len(use_rows))
+        self.firings["edges_from"].append(len(edge_rows))
+        self.parameters = {
+            "run_id": run_id,
             "model_id": model_id,
             "components": list(self.components),
             "singular_vectors": [list(key) for key in self.vectors],
-            "prompts": list(self.prompts),
+            "prompts": list(prompts),
+            "firings": self.firings,
+            "uses": _columns(("sv_ref", "rank", "term", "sign"), use_rows),
+            "edges": _columns(("writer_ref", "side", "weight", "pos", "role", "parts"), edge_rows),
         }
+
+
+def _columns(names: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """Rows of equal length as one list per column name."""
+    columns = zip(*rows, strict=True) if rows else ([] for _ in names)
+    return {name: list(column) for name, column in zip(names, columns, strict=True)}
 
 
 def _rows(records: Iterable[Any], to_row: Callable[[Any], Row]) -> list[Row]:
@@ -710,6 +749,10 @@ def _rows(records: Iterable[Any], to_row: Callable[[Any], Row]) -> list[Row]:
 
 def _run_id(record: FiringRecord | WriteEdgeRecord | CommunicatesRecord) -> str:
     return record.firing.run_id if isinstance(record, WriteEdgeRecord) else record.run_id
+
+
+def _marker_row(done: BatchDone) -> Row:
+    return {"run_id": done.run_id, "index": done.index}
 
 
 def _model_row(model: ModelRecord) -> Row:
@@ -789,20 +832,26 @@ def _prompt_row(prompt: PromptRecord) -> Row:
     }
 
 
+_FIRING_PROPERTIES = (
+    "prompt",
+    "layer",
+    "head",
+    "dest",
+    "src",
+    "dest_role",
+    "src_role",
+    "attn",
+    "score",
+    "n_svs",
+)
+
+
+_firing_values = attrgetter(*_FIRING_PROPERTIES)
+
+
 def _firing_properties(firing: FiringRecord) -> Row:
     """The properties a Firing node stores, except ``run_id`` (both write paths use them)."""
-    return {
-        "prompt": firing.prompt,
-        "layer": firing.layer,
-        "head": firing.head,
-        "dest": firing.dest,
-        "src": firing.src,
-        "dest_role": firing.dest_role,
-        "src_role": firing.src_role,
-        "attn": firing.attn,
-        "score": firing.score,
-        "n_svs": firing.n_svs,
-    }
+    return dict(zip(_FIRING_PROPERTIES, _firing_values(firing), strict=True))
 
 
 def _firing_row(firing: FiringRecord, model_id: str) -> Row:

@@ -42,7 +42,7 @@ SNAPSHOT_QUERIES = {
     "edges": """
         MATCH (w:Component)-[e:WRITES]->(f:Firing {run_id: $run_id})
         RETURN w.id, f.prompt, f.layer, f.head, f.dest, f.src, e.side, e.pos, e.role,
-               round(e.weight, 5), e.run_id = $run_id
+               round(e.weight, 5)
         ORDER BY f.prompt, f.layer, f.head, f.dest, f.src, e.side, w.id""",
     "communicates": """
         MATCH (w:Component)-[c:COMMUNICATES {run_id: $run_id}]->(h:Head)
@@ -113,7 +113,7 @@ def test_communicates_count_distinct_prompts(clean_run) -> None:
     """Recompute the aggregate from the snapshot's per-prompt edges, in Python."""
     _, _, graph = clean_run
     grouped: dict[tuple, tuple[set[int], list[float]]] = {}
-    for writer, prompt, layer, head, _d, _s, side, _pos, role, weight, _ in graph["edges"]:
+    for writer, prompt, layer, head, _d, _s, side, _pos, role, weight in graph["edges"]:
         key = (writer, f"{layer}.{head}", side, role)
         prompts, weights = grouped.setdefault(key, (set(), []))
         prompts.add(prompt)

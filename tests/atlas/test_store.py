@@ -192,7 +192,7 @@ OPTIONAL MATCH (p)<-[:IN_PROMPT]-(f:Firing)-[:OF_HEAD]->(h:Head)
 OPTIONAL MATCH (f)-[u:USES]->(sv:SingularVector)
 OPTIONAL MATCH (w)-[e:WRITES]->(f)
 RETURN p.idx, p {.*, run_id: null}, h.id, f {.*, run_id: null}, sv.index, u {.*}, w.id,
-       e {.*, run_id: e.run_id = $run}
+       e {.*}
 ORDER BY p.idx, f.dest, sv.index, w.id, e.side
 """
 
