@@ -19,6 +19,7 @@ changes nothing where the graph already holds the same records.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -278,6 +279,7 @@ def ingest_run(
         # the run is marked failed only once nothing more can commit.
         with (
             torch_threads(threads),
+            rare_gc_passes(),
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="atlas-writer") as writer,
         ):
             for index, batch_prompts in enumerate(chunks(prompts, config.batch_size)):
@@ -319,6 +321,25 @@ def ingest_run(
     summary.wall_seconds = time.perf_counter() - job_started
     summary.peak_memory_mb = peak_memory_mb()
     return summary
+
+
+@contextlib.contextmanager
+def rare_gc_passes(first_threshold: int = 50_000) -> Iterator[None]:
+    """Run the block with the cyclic garbage collector passing every ``first_threshold``
+    allocations (Python's default is 700), then restore the thresholds.
+
+    A batch's records and write parameters are ~10⁵ small acyclic objects that reference
+    counting frees; at the default each batch triggers hundreds of collector passes, and the
+    older generations' passes re-scan every object of the process (torch, transformers, the
+    model). Measured on toy-ioi, 128 prompts: records 0.92 s → 0.40 s, write parameters
+    0.43 s → 0.17 s.
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(first_threshold, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 def write_aligned(store: AtlasStore, model_id: str, svd: QKSVD, config: IngestConfig) -> None:
