@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from atlas.settings import AtlasError
-from atlas.store import AtlasStore, WriteCounts, read_only_message
+from atlas.store import AtlasStore, PreparedWrite, WriteCounts, read_only_message
 from ingest.activations import model_qk_svd
 from ingest.alignment import (
     DEFAULT_ALIGN_THRESHOLD,
@@ -114,9 +114,9 @@ class IngestSummary:
     written, so they overlap ``write``): ``svd`` (every head's Ω), ``align`` (the model's
     ALIGNED singular vectors, computed and written once per model), ``forward`` (model and
     cache), ``decompose`` (firings and sparse sets), ``trace`` (upstream edges), ``records``
-    (tensors to records), ``write`` (Neo4j transactions, model and heads included),
-    ``aggregate`` (COMMUNICATES). ``wall_seconds``: the whole job, end to end. Loading the
-    model happens before the job.
+    (tensors to records, records to write statements), ``write`` (Neo4j transactions, model
+    and heads included), ``aggregate`` (COMMUNICATES). ``wall_seconds``: the whole job, end to
+    end. Loading the model happens before the job.
     """
 
     run_id: str
@@ -249,12 +249,13 @@ def ingest_run(
     write_aligned(store, model.provenance.model_id, svd, config)
     seconds["align"] += time.perf_counter() - started
 
-    write = store.write_batch if rewrite else store.write_fresh_batch
+    # Statements are built in this thread (stage "records"); the writer thread only sends them.
+    prepare = store.prepare_batch if rewrite else store.prepare_fresh_batch
     bars = _progress_bars(len(prompts), show_progress)
 
-    def timed_write(records: RecordBatch) -> tuple[WriteCounts, float]:
+    def timed_write(prepared: PreparedWrite) -> tuple[WriteCounts, float]:
         started = time.perf_counter()
-        return write(records), time.perf_counter() - started
+        return store.write_prepared(prepared), time.perf_counter() - started
 
     def committed(pending: _PendingWrite) -> None:
         index, records, future = pending
@@ -300,13 +301,14 @@ def ingest_run(
                 offset = index * config.batch_size
                 records = batch_records(run_id, result, offset, model.tokenizer)
                 records = replace(records, done=BatchDone(run_id, index))
+                prepared = prepare(records)
                 seconds["records"] += time.perf_counter() - started
                 for stage, elapsed in result.seconds.items():
                     seconds[stage] += elapsed
                 bars[0].update(len(batch_prompts))
                 if pending is not None:
                     committed(pending)
-                pending = (index, records, writer.submit(timed_write, records))
+                pending = (index, records, writer.submit(timed_write, prepared))
             if pending is not None:
                 committed(pending)
     except BaseException as error:

@@ -322,6 +322,13 @@ class _Statement:
     expected: int
 
 
+@dataclass(frozen=True)
+class PreparedWrite:
+    """The statements of one write transaction, built ahead of it (in another thread, say)."""
+
+    statements: tuple[_Statement, ...]
+
+
 def _rows_statement(query: str, what: str, rows: list[Row]) -> _Statement:
     """An ``UNWIND $rows`` statement that must write every row."""
     return _Statement(query, what, {"rows": rows}, len(rows))
@@ -544,36 +551,45 @@ class AtlasStore:
         return self.write_batch(RecordBatch(communicates=rows))
 
     def write_fresh_batch(self, batch: RecordBatch) -> WriteCounts:
-        """Write one not-yet-written ingestion batch and its marker in ONE transaction, by CREATE.
+        """Write one not-yet-written ingestion batch and its marker in ONE transaction, by CREATE
+        (:meth:`prepare_fresh_batch`, then :meth:`write_prepared`)."""
+        return self.write_prepared(self.prepare_fresh_batch(batch))
+
+    def write_batch(self, batch: RecordBatch) -> WriteCounts:
+        """Write all records of a batch in ONE transaction, by MERGE (:meth:`prepare_batch`,
+        then :meth:`write_prepared`)."""
+        return self.write_prepared(self.prepare_batch(batch))
+
+    def prepare_fresh_batch(self, batch: RecordBatch) -> PreparedWrite:
+        """The statements that CREATE a not-yet-written ingestion batch and set its marker.
 
         ``batch.done`` names the run and the batch. The batch must be whole: every firing's
         prompt and every edge's firing belong to it, and it is not in the graph yet (its
         marker is not set), which is what a run's unmarked batches are. The model's heads and
-        singular vectors must exist (ingestion writes them first). Use :meth:`write_batch` to
-        write records again (``--rewrite``) or in pieces.
+        singular vectors must exist (ingestion writes them first). Use :meth:`prepare_batch` to
+        write records again (``--rewrite``) or in pieces. Reads the graph only to learn the
+        run's model, once per run.
         """
         if batch.done is None:
             raise ValueError("a fresh batch needs its marker (batch.done)")
         if batch.singular_vectors or batch.communicates:
             raise ValueError("a fresh batch holds prompts, firings and edges only")
-        self._ensure_schema()
         run_id = batch.done.run_id
         firings = _FreshColumns(run_id, self._model_of(run_id), batch)
-        return self._write(
-            [
+        return PreparedWrite(
+            (
                 _rows_statement(WRITE_COMPONENTS, "components", self._component_rows(batch)),
                 _rows_statement(CREATE_PROMPTS, "prompts", _rows(batch.prompts, _prompt_row)),
                 _Statement(CREATE_FIRINGS, "firings", firings.parameters, len(batch.firings)),
                 _rows_statement(MARK_BATCH_DONE, "batch markers", [_marker_row(batch.done)]),
-            ]
+            )
         )
 
-    def write_batch(self, batch: RecordBatch) -> WriteCounts:
-        """Write all records of a batch in ONE transaction; components they use are merged too.
+    def prepare_batch(self, batch: RecordBatch) -> PreparedWrite:
+        """The statements that MERGE all records of a batch; components they use are merged too.
 
         Prompts must be written before (or with) their firings, firings before their edges.
         """
-        self._ensure_schema()
         statements = [
             (WRITE_COMPONENTS, "components", self._component_rows(batch)),
             (WRITE_SINGULAR_VECTORS, "singular vectors", _rows(batch.singular_vectors, _sv_row)),
@@ -585,14 +601,15 @@ class AtlasStore:
         ]
         if batch.done is not None:
             statements.append((MARK_BATCH_DONE, "batch markers", [_marker_row(batch.done)]))
-        return self._write([_rows_statement(*statement) for statement in statements])
+        return PreparedWrite(tuple(_rows_statement(*statement) for statement in statements))
 
-    def _write(self, statements: list[_Statement]) -> WriteCounts:
-        """Run the statements in one write transaction; each must write all it expects."""
+    def write_prepared(self, prepared: PreparedWrite) -> WriteCounts:
+        """Run prepared statements in ONE write transaction; each must write all it expects."""
+        self._ensure_schema()
 
         def work(tx: ManagedTransaction) -> WriteCounts:
             total = WriteCounts()
-            for statement in statements:
+            for statement in prepared.statements:
                 if not statement.expected:
                     continue
                 result = tx.run(statement.query, **statement.parameters)
