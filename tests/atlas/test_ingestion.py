@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.cli import main
-from atlas.ingestion import IngestConfig, ingest_run
+from atlas.ingestion import IngestConfig, ingest_run, rare_gc_passes
 from atlas.settings import AtlasError
 from atlas.store import AtlasStore
 from ingest.activations import model_qk_svd
@@ -291,3 +292,13 @@ def test_ingest_stderr_holds_no_notifications_or_library_warnings(
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr.splitlines() == ["Loading toy-ioi on cpu ...", f"Run {run_id}"]
+
+
+def test_rare_gc_passes_raises_the_first_threshold_and_restores_all() -> None:
+    before = gc.get_threshold()
+    with rare_gc_passes(12_345):
+        assert gc.get_threshold() == (12_345, *before[1:])
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), rare_gc_passes():
+        raise RuntimeError("the thresholds come back after an error too")
+    assert gc.get_threshold() == before

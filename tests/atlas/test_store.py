@@ -246,4 +246,7 @@ def test_fresh_batch_must_be_whole(atlas_store: AtlasStore, atlas_run: RunRecord
         atlas_store.write_fresh_batch(replace(fresh, firings=fresh.firings[1:]))
     with pytest.raises(ValueError, match="whole"):
         atlas_store.write_fresh_batch(replace(fresh, prompts=fresh.prompts[:1]))
+    stray = replace(fresh.firings[0], run_id="another-run")
+    with pytest.raises(ValueError, match="one run"):
+        atlas_store.write_fresh_batch(replace(fresh, firings=[stray, *fresh.firings[1:]]))
     assert count_graph(atlas_store) == before
