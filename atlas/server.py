@@ -275,6 +275,9 @@ class LocalServer:
             "db.tx_log.rotation.size": "1g",
             "db.checkpoint.interval.volume": "1g",
             "db.checkpoint.interval.time": "30m",
+            # Keep ~1 GiB of logs after each checkpoint instead of Neo4j's two days (no backups
+            # or cluster here): a day of ingesting and deleting runs had left 28 GiB of them.
+            "db.tx_log.rotation.retention_policy": "1G size",
             "dbms.usage_report.enabled": "false",
             **browser_settings(self.http_port),
         }
