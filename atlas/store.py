@@ -673,23 +673,25 @@ class AtlasStore:
     def _component_rows(self, batch: RecordBatch) -> list[Row]:
         """The batch's components plus every head or writer its other records refer to.
 
-        Explicit component records come first and win (they may carry ``ioi_class``).
+        Explicit component records come first and win (they may carry ``ioi_class``); the
+        others are collected as distinct keys first (a batch refers to a few dozen components
+        from ~10⁵ records).
         """
-        found: dict[tuple[str, str], ComponentRecord] = {}
-        referenced = list(batch.components)
-        referenced += [
-            ComponentRecord(sv.model_id, "head", sv.layer, sv.head) for sv in batch.singular_vectors
-        ]
-        for f in batch.firings:
-            referenced.append(ComponentRecord(self._model_of(f.run_id), "head", f.layer, f.head))
-        for e in batch.edges:
-            model = self._model_of(e.firing.run_id)
-            referenced.append(ComponentRecord(model, e.writer_kind, e.writer_layer, e.writer_head))
+        model_of = self._model_of
+        referenced = dict.fromkeys(
+            [(sv.model_id, "head", sv.layer, sv.head) for sv in batch.singular_vectors]
+            + [(model_of(f.run_id), "head", f.layer, f.head) for f in batch.firings]
+            + [
+                (model_of(e.firing.run_id), e.writer_kind, e.writer_layer, e.writer_head)
+                for e in batch.edges
+            ]
+        )
         for c in batch.communicates:
-            model = self._model_of(c.run_id)
-            referenced.append(ComponentRecord(model, c.writer_kind, c.writer_layer, c.writer_head))
-            referenced.append(ComponentRecord(model, "head", c.layer, c.head))
-        for component in referenced:
+            model = model_of(c.run_id)
+            referenced[(model, c.writer_kind, c.writer_layer, c.writer_head)] = None
+            referenced[(model, "head", c.layer, c.head)] = None
+        found: dict[tuple[str, str], ComponentRecord] = {}
+        for component in [*batch.components, *(ComponentRecord(*key) for key in referenced)]:
             found.setdefault((component.model_id, component.id), component)
         return [_component_row(component) for component in found.values()]
 
