@@ -243,6 +243,11 @@ CALL (f, i, components) {
 RETURN count(f) AS written
 """
 
+# Firings per CREATE_FIRINGS statement of a fresh batch (~4k relationships on toy-ioi). Chunks
+# let the driver send one while the server creates the one before; measured on toy-ioi, 256
+# prompts: 8 statements per 32-prompt batch wrote ~12 % faster than one.
+FRESH_CHUNK_FIRINGS = 500
+
 MARK_BATCH_DONE = """
 UNWIND $rows AS row
 MATCH (r:Run {id: row.run_id})
@@ -579,7 +584,9 @@ class AtlasStore:
         then :meth:`write_prepared`)."""
         return self.write_prepared(self.prepare_batch(batch))
 
-    def prepare_fresh_batch(self, batch: RecordBatch) -> PreparedWrite:
+    def prepare_fresh_batch(
+        self, batch: RecordBatch, chunk_firings: int = FRESH_CHUNK_FIRINGS
+    ) -> PreparedWrite:
         """The statements that CREATE a not-yet-written ingestion batch and set its marker.
 
         ``batch.done`` names the run and the batch. The batch must be whole: every firing's
@@ -587,19 +594,19 @@ class AtlasStore:
         marker is not set), which is what a run's unmarked batches are. The model's heads and
         singular vectors must exist (ingestion writes them first). Use :meth:`prepare_batch` to
         write records again (``--rewrite``) or in pieces. Reads the graph only to learn the
-        run's model, once per run.
+        run's model, once per run. Firings go in statements of ``chunk_firings`` each.
         """
         if batch.done is None:
             raise ValueError("a fresh batch needs its marker (batch.done)")
         if batch.singular_vectors or batch.communicates:
             raise ValueError("a fresh batch holds prompts, firings and edges only")
         run_id = batch.done.run_id
-        firings = _FreshColumns(run_id, self._model_of(run_id), batch)
+        firings = _fresh_firing_statements(run_id, self._model_of(run_id), batch, chunk_firings)
         return PreparedWrite(
             (
                 _rows_statement(WRITE_COMPONENTS, "components", self._component_rows(batch)),
                 _rows_statement(CREATE_PROMPTS, "prompts", _rows(batch.prompts, _prompt_row)),
-                _Statement(CREATE_FIRINGS, "firings", firings.parameters, len(batch.firings)),
+                *firings,
                 _rows_statement(MARK_BATCH_DONE, "batch markers", [_marker_row(batch.done)]),
             )
         )
@@ -623,15 +630,22 @@ class AtlasStore:
         return PreparedWrite(tuple(_rows_statement(*statement) for statement in statements))
 
     def write_prepared(self, prepared: PreparedWrite) -> WriteCounts:
-        """Run prepared statements in ONE write transaction; each must write all it expects."""
+        """Run prepared statements in ONE write transaction; each must write all it expects.
+
+        The statements are sent back to back and their counts read afterwards: the driver
+        packs the next statement while the server runs the previous one (Bolt pipelining; the
+        server still runs them in order). Any failed check rolls the whole transaction back.
+        """
         self._ensure_schema()
 
         def work(tx: ManagedTransaction) -> WriteCounts:
+            sent = [
+                (statement, tx.run(statement.query, **statement.parameters))
+                for statement in prepared.statements
+                if statement.expected
+            ]
             total = WriteCounts()
-            for statement in prepared.statements:
-                if not statement.expected:
-                    continue
-                result = tx.run(statement.query, **statement.parameters)
+            for statement, result in sent:
                 written = result.single(strict=True)["written"]
                 if written != statement.expected:
                     raise AtlasError(
@@ -700,79 +714,95 @@ class AtlasStore:
         return [to_row(record, self._model_of(_run_id(record))) for record in records]
 
 
-class _FreshColumns:
-    """:data:`CREATE_FIRINGS`'s parameters: the batch's firings, sparse-set terms and edges as
-    columns, each firing's terms and edges contiguous, and the nodes they link listed once."""
+def _fresh_firing_statements(
+    run_id: str, model_id: str, batch: RecordBatch, chunk_firings: int
+) -> list[_Statement]:
+    """:data:`CREATE_FIRINGS` statements for a fresh batch, ``chunk_firings`` firings each.
 
-    def __init__(self, run_id: str, model_id: str, batch: RecordBatch) -> None:
-        self.components: dict[str, int] = {}
-        self.vectors: dict[tuple[int, int, int], int] = {}
-        prompts = {prompt.idx: n for n, prompt in enumerate(batch.prompts)}
-        firings = batch.firings
-        if any(firing.run_id != run_id for firing in firings):
-            raise ValueError("a fresh batch holds one run's firings")
-        position = {firing.key: n for n, firing in enumerate(firings)}
-        edges_of: list[list[WriteEdgeRecord]] = [[] for _ in firings]
-        try:
-            for edge in batch.edges:
-                edges_of[position[edge.firing]].append(edge)
-            prompt_refs = [prompts[firing.prompt] for firing in firings]
-        except KeyError:
-            raise ValueError(
-                "a fresh batch must be whole: every firing of its run and prompts, every edge "
-                "of its firings"
-            ) from None
-        component = self.components.setdefault
-        vector = self.vectors.setdefault
-        firing_rows: list[tuple[Any, ...]] = []
-        use_rows: list[tuple[Any, ...]] = []
-        edge_rows: list[tuple[Any, ...]] = []
-        for firing, prompt_ref, edges in zip(firings, prompt_refs, edges_of, strict=True):
-            layer, head = firing.layer, firing.head
-            head_id = component_id("head", layer, head)
-            firing_rows.append(
-                (
-                    component(head_id, len(self.components)),
-                    prompt_ref,
-                    len(use_rows),
-                    len(edge_rows),
-                    *_firing_values(firing),
-                )
+    Each firing's terms and edges go in its firing's chunk. Several chunks let the driver send
+    the next one while the server creates the previous one (see :meth:`AtlasStore.write_prepared`).
+    """
+    prompts = {prompt.idx for prompt in batch.prompts}
+    firings = batch.firings
+    if any(firing.run_id != run_id for firing in firings):
+        raise ValueError("a fresh batch holds one run's firings")
+    position = {firing.key: n for n, firing in enumerate(firings)}
+    if any(firing.prompt not in prompts for firing in firings) or any(
+        edge.firing not in position for edge in batch.edges
+    ):
+        raise ValueError(
+            "a fresh batch must be whole: every firing of its run and prompts, every edge "
+            "of its firings"
+        )
+    edges_of: list[list[WriteEdgeRecord]] = [[] for _ in firings]
+    for edge in batch.edges:
+        edges_of[position[edge.firing]].append(edge)
+    statements = []
+    for start in range(0, len(firings), chunk_firings):
+        chunk = slice(start, start + chunk_firings)
+        parameters = _firing_columns(run_id, model_id, firings[chunk], edges_of[chunk])
+        statements.append(_Statement(CREATE_FIRINGS, "firings", parameters, len(firings[chunk])))
+    return statements
+
+
+def _firing_columns(
+    run_id: str,
+    model_id: str,
+    firings: Sequence[FiringRecord],
+    edges_of: Sequence[Sequence[WriteEdgeRecord]],
+) -> dict[str, Any]:
+    """:data:`CREATE_FIRINGS`'s parameters: firings, their sparse-set terms and their edges as
+    columns, each firing's terms and edges contiguous, and the nodes they link listed once."""
+    components: dict[str, int] = {}
+    vectors: dict[tuple[int, int, int], int] = {}
+    prompts: dict[int, int] = {}
+    component = components.setdefault
+    vector = vectors.setdefault
+    prompt = prompts.setdefault
+    firing_rows: list[tuple[Any, ...]] = []
+    use_rows: list[tuple[Any, ...]] = []
+    edge_rows: list[tuple[Any, ...]] = []
+    for firing, edges in zip(firings, edges_of, strict=True):
+        layer, head = firing.layer, firing.head
+        head_id = component_id("head", layer, head)
+        firing_rows.append(
+            (
+                component(head_id, len(components)),
+                prompt(firing.prompt, len(prompts)),
+                len(use_rows),
+                len(edge_rows),
+                *_firing_values(firing),
             )
-            use_rows += [
-                (
-                    vector((layer, head, term.index), len(self.vectors)),
-                    term.rank,
-                    term.term,
-                    term.sign,
-                )
-                for term in firing.sparse_set
-            ]
-            edge_rows += [
-                (
-                    component(edge.writer_id, len(self.components)),
-                    edge.side,
-                    edge.weight,
-                    edge.pos,
-                    edge.role,
-                    list(edge.parts) or None,
-                )
-                for edge in edges
-            ]
-        firing_names = ("head_ref", "prompt_ref", "uses_from", "edges_from", *_FIRING_PROPERTIES)
-        self.firings = _columns(firing_names, firing_rows)
-        self.firings["uses_from"].append(len(use_rows))
-        self.firings["edges_from"].append(len(edge_rows))
-        self.parameters = {
-            "run_id": run_id,
-            "model_id": model_id,
-            "components": list(self.components),
-            "singular_vectors": [list(key) for key in self.vectors],
-            "prompts": list(prompts),
-            "firings": self.firings,
-            "uses": _columns(("sv_ref", "rank", "term", "sign"), use_rows),
-            "edges": _columns(("writer_ref", "side", "weight", "pos", "role", "parts"), edge_rows),
-        }
+        )
+        use_rows += [
+            (vector((layer, head, term.index), len(vectors)), term.rank, term.term, term.sign)
+            for term in firing.sparse_set
+        ]
+        edge_rows += [
+            (
+                component(edge.writer_id, len(components)),
+                edge.side,
+                edge.weight,
+                edge.pos,
+                edge.role,
+                list(edge.parts) or None,
+            )
+            for edge in edges
+        ]
+    firing_names = ("head_ref", "prompt_ref", "uses_from", "edges_from", *_FIRING_PROPERTIES)
+    columns = _columns(firing_names, firing_rows)
+    columns["uses_from"].append(len(use_rows))
+    columns["edges_from"].append(len(edge_rows))
+    return {
+        "run_id": run_id,
+        "model_id": model_id,
+        "components": list(components),
+        "singular_vectors": [list(key) for key in vectors],
+        "prompts": list(prompts),
+        "firings": columns,
+        "uses": _columns(("sv_ref", "rank", "term", "sign"), use_rows),
+        "edges": _columns(("writer_ref", "side", "weight", "pos", "role", "parts"), edge_rows),
+    }
 
 
 def _columns(names: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:

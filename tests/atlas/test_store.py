@@ -9,7 +9,7 @@ from neo4j.exceptions import ConstraintError
 
 from atlas.schema import CONSTRAINTS, INDEXES, SCHEMA_VERSION
 from atlas.settings import AtlasError
-from atlas.store import AtlasStore
+from atlas.store import FRESH_CHUNK_FIRINGS, AtlasStore
 from ingest.records import (
     BatchDone,
     ComponentRecord,
@@ -202,19 +202,24 @@ def graph_of_run(store: AtlasStore, run_id: str) -> list[list[object]]:
     return [list(record.values()) for record in records.records]
 
 
+@pytest.mark.parametrize("chunk_firings", [1, 2, FRESH_CHUNK_FIRINGS])
 def test_fresh_batch_writes_the_same_graph_as_merging(
-    atlas_store: AtlasStore, atlas_run: RunRecord
+    atlas_store: AtlasStore, atlas_run: RunRecord, chunk_firings: int
 ) -> None:
-    """CREATE path vs MERGE path: the same nodes, relationships and properties, per run."""
+    """CREATE path (firings in statements of 1, 2 or all) vs MERGE path: the same nodes,
+    relationships and properties, per run."""
     merged = sample_batch(atlas_run.id)
     atlas_store.write_batch(replace(merged, prompts=(), firings=(), edges=()))  # heads, SVs
     fresh_run = replace(atlas_run, id=atlas_run.id + "-fresh")
     atlas_store.create_run(fresh_run)
     try:
         fresh = sample_batch(fresh_run.id)
-        counts = atlas_store.write_fresh_batch(
-            replace(fresh, components=(), singular_vectors=(), done=BatchDone(fresh_run.id, 0))
+        prepared = atlas_store.prepare_fresh_batch(
+            replace(fresh, components=(), singular_vectors=(), done=BatchDone(fresh_run.id, 0)),
+            chunk_firings=chunk_firings,
         )
+        assert sum(s.what == "firings" for s in prepared.statements) == -(-3 // chunk_firings)
+        counts = atlas_store.write_prepared(prepared)
         atlas_store.write_batch(replace(merged, done=BatchDone(atlas_run.id, 0)))
         # 2 HAS_PROMPT, 3 × (OF_HEAD, IN_PROMPT), 5 USES, 4 WRITES
         assert (counts.nodes_created, counts.relationships_created) == (5, 17)
@@ -222,6 +227,29 @@ def test_fresh_batch_writes_the_same_graph_as_merging(
         assert atlas_store.done_batches(fresh_run.id) == {0}
     finally:
         atlas_store.delete_run(fresh_run.id)
+
+
+def test_fresh_batch_failing_in_a_later_statement_writes_nothing(
+    atlas_store: AtlasStore, atlas_run: RunRecord
+) -> None:
+    """The statements are sent back to back; a count check failing in the last firing chunk
+    (its singular vector is not in the atlas) rolls back the chunks and prompts before it."""
+    batch = sample_batch(atlas_run.id)
+    atlas_store.write_batch(replace(batch, prompts=(), firings=(), edges=()))
+    unknown = (SparseTerm(index=99, rank=0, term=1.0, sign=1),)
+    last = replace(batch.firings[2], sparse_set=unknown, n_svs=1)
+    fresh = replace(
+        batch,
+        components=(),
+        singular_vectors=(),
+        firings=[*batch.firings[:2], last],
+        done=BatchDone(atlas_run.id, 0),
+    )
+    before = count_graph(atlas_store)
+    with pytest.raises(AtlasError, match="Only 0 of 1 firings"):
+        atlas_store.write_prepared(atlas_store.prepare_fresh_batch(fresh, chunk_firings=1))
+    assert count_graph(atlas_store) == before
+    assert atlas_store.done_batches(atlas_run.id) == set()
 
 
 def test_fresh_batch_written_twice_fails_and_duplicates_nothing(
