@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,7 @@ class BenchReport:
     measurements: list[IngestFigures]
     reference: ReferenceFigures | None
     machine: str
+    warmup: list[IngestFigures] = field(default_factory=list)
 
     def medians(self) -> dict[tuple[str, int], dict[str, float]]:
         """Per (workload, n_prompts): the median of every figure over the repeats."""
@@ -125,16 +127,17 @@ class BenchReport:
         return {}
 
     def to_json(self) -> dict[str, Any]:
+        def figures_json(f: IngestFigures) -> dict[str, Any]:
+            return {
+                **asdict(f),
+                "relationships_per_second": f.relationships_per_second,
+                "prompts_per_second": f.prompts_per_second,
+            }
+
         return {
             "machine": self.machine,
-            "measurements": [
-                {
-                    **asdict(f),
-                    "relationships_per_second": f.relationships_per_second,
-                    "prompts_per_second": f.prompts_per_second,
-                }
-                for f in self.measurements
-            ],
+            "warmup": [figures_json(f) for f in self.warmup],
+            "measurements": [figures_json(f) for f in self.measurements],
             "medians": [
                 {"workload": workload, "n_prompts": n, **figures}
                 for (workload, n), figures in self.medians().items()
@@ -151,6 +154,7 @@ class BenchReport:
         columns = [f"{workload} {n}" for workload, n in medians]
         lines = [
             f"Machine: {self.machine}. Medians of {self._repeats()} fresh runs per column.",
+            *self._warmup_lines(),
             "",
             "| stage | " + " | ".join(columns) + " |",
             "|---|" + "---:|" * len(columns),
@@ -186,6 +190,17 @@ class BenchReport:
                 for name, times in latency.items()
             ]
         return "\n".join(lines)
+
+    def _warmup_lines(self) -> list[str]:
+        if not self.warmup:
+            return []
+        first = self.warmup[0]
+        rates = ", ".join(f"{f.relationships_per_second:,.0f}" for f in self.warmup)
+        return [
+            f"Warm-up first, not in the medians: {len(self.warmup)} {first.workload} "
+            f"{first.n_prompts}-prompt run(s), written rel/s {rates} (a freshly started Neo4j "
+            "compiles its write path during its first runs)."
+        ]
 
     def _repeats(self) -> int:
         counts: dict[tuple[str, int], int] = {}
@@ -363,15 +378,25 @@ def run_bench(
     device: str = "cpu",
     reference_prompts: int = 4,
     query_repeats: int = 20,
+    warmup_runs: int = 2,
     env: dict[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
     """Every (workload, N) ``repeats`` times, each in a fresh process; then the reference.
 
+    First, ``warmup_runs`` toy-ioi runs at the smallest N, reported apart: Neo4j's JIT compiles
+    its write path during its first few hundred thousand relationships, and a server started
+    just before the bench wrote its first toy-ioi 256 run at ~20k rel/s and the third at ~45k.
     The first toy-ioi run of the largest N also times the templates (``query_repeats`` > 0).
     ``env`` adds to the child processes' environment (e.g. ``NEO4J_*`` settings).
     """
     workloads, counts = tuple(workloads), sorted(set(prompt_counts))
+    child = partial(_bench_in_child, batch_size=batch_size, device=device, env=env)
+    warmup = []
+    for run in range(warmup_runs):
+        if progress is not None:
+            progress(f"warm-up, toy-ioi, {counts[0]} prompts, run {run + 1} of {warmup_runs}")
+        warmup.append(child("toy-ioi", counts[0], query_repeats=0))
     measurements = []
     query_run = ("toy-ioi", counts[-1]) if query_repeats and "toy-ioi" in workloads else None
     for repeat in range(repeats):
@@ -380,22 +405,14 @@ def run_bench(
                 if progress is not None:
                     progress(f"{workload}, {n_prompts} prompts, run {repeat + 1} of {repeats}")
                 with_queries = repeat == 0 and (workload, n_prompts) == query_run
-                measurements.append(
-                    _bench_in_child(
-                        workload,
-                        n_prompts,
-                        batch_size=batch_size,
-                        device=device,
-                        query_repeats=query_repeats if with_queries else 0,
-                        env=env,
-                    )
-                )
+                queries = query_repeats if with_queries else 0
+                measurements.append(child(workload, n_prompts, query_repeats=queries))
     reference = None
     if reference_prompts:
         if progress is not None:
             progress(f"per-pair reference, {reference_prompts} prompts")
         reference = bench_reference(n_prompts=reference_prompts)
-    return BenchReport(measurements, reference, machine_description())
+    return BenchReport(measurements, reference, machine_description(), warmup)
 
 
 def _bench_in_child(

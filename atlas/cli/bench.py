@@ -47,6 +47,13 @@ from atlas.bench import WORKLOADS
     type=click.IntRange(min=0),
     help="Timed runs of each template on the largest toy-ioi run (0 skips them).",
 )
+@click.option(
+    "--warmup-runs",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Unmeasured toy-ioi runs first, at the smallest --n-prompts (Neo4j's JIT warms up).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print every measurement as JSON.")
 def bench(
     workloads: tuple[str, ...],
@@ -56,6 +63,7 @@ def bench(
     device: str,
     reference_prompts: int,
     query_repeats: int,
+    warmup_runs: int,
     as_json: bool,
 ) -> None:
     """Benchmark the ingestion: seconds per stage, write throughput, peak memory, queries.
@@ -68,7 +76,9 @@ def bench(
     Then the vectorized decomposition is checked against the slow per-pair reference on a
     few prompts (identical firings and sparse sets, and the speed ratio), and every read
     template with an example-toy header is timed (p50/p95) on the largest toy-ioi run.
-    Needs a running Neo4j (`circuit-atlas server start`).
+    Needs a running Neo4j (`circuit-atlas server start`). Two toy-ioi warm-up runs come
+    first and are reported apart: a freshly started Neo4j writes its first runs several times
+    slower while its JIT compiles the write path.
 
     \b
     Examples:
@@ -90,6 +100,7 @@ def bench(
         device=device,
         reference_prompts=reference_prompts,
         query_repeats=query_repeats,
+        warmup_runs=warmup_runs,
         progress=lambda step: click.echo(f"bench: {step} ...", err=True),
     )
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.table())

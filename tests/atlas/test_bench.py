@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from atlas.bench import ROW_STAGES, bench_ingest, bench_reference
+from atlas.bench import ROW_STAGES, BenchReport, IngestFigures, bench_ingest, bench_reference
 from atlas.cli import main
 from atlas.store import AtlasStore
 from atlas.templates import all_templates
@@ -17,6 +17,23 @@ pytestmark = pytest.mark.integration
 
 def toy_templates() -> set[str]:
     return {t.name for t in all_templates() if t.mode == "read" and t.example_toy is not None}
+
+
+def figures(write_seconds: float, relationships: int = 100_000) -> IngestFigures:
+    stages = dict.fromkeys(ROW_STAGES, 1.0) | {"write": write_seconds}
+    return IngestFigures("toy-ioi", 256, stages, 9.0, 10, 20, relationships, 500.0, 1.0)
+
+
+def test_warmup_runs_are_reported_apart_from_the_medians() -> None:
+    report = BenchReport(
+        [figures(2.0), figures(4.0), figures(1.0)], None, "a machine", warmup=[figures(10.0)]
+    )
+    (median,) = report.medians().values()
+    assert median["relationships_per_second"] == 50_000  # the warm-up's 10,000 is not in it
+    table = report.table()
+    assert "Warm-up first, not in the medians: 1 toy-ioi 256-prompt run(s)" in table
+    assert "written rel/s 10,000" in table
+    assert [f["relationships_per_second"] for f in report.to_json()["warmup"]] == [10_000]
 
 
 def test_reference_and_vectorized_decomposition_agree() -> None:
@@ -41,10 +58,14 @@ def test_bench_ingest_measures_a_run_and_deletes_it(atlas_store: AtlasStore) -> 
 
 def test_bench_cli_json(runner: CliRunner) -> None:
     arguments = ["bench", "--workload", "toy-ioi", "--n-prompts", "4", "--repeats", "1"]
-    arguments += ["--reference-prompts", "1", "--query-repeats", "1", "--json"]
-    result = runner.invoke(main, arguments)
+    arguments += ["--reference-prompts", "1", "--query-repeats", "1", "--warmup-runs", "1"]
+    result = runner.invoke(main, [*arguments, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    (warmup,) = report["warmup"]  # reported apart, not in the medians
+    assert (warmup["workload"], warmup["n_prompts"]) == ("toy-ioi", 4)
+    assert warmup["relationships"] > 0
+    assert len(report["measurements"]) == 1
     (median,) = report["medians"]
     assert (median["workload"], median["n_prompts"]) == ("toy-ioi", 4)
     assert median["firings"] > 0 and median["relationships"] > 0
@@ -54,7 +75,9 @@ def test_bench_cli_json(runner: CliRunner) -> None:
 
 def test_bench_cli_table(runner: CliRunner) -> None:
     arguments = ["bench", "--workload", "toy-ioi", "--n-prompts", "4", "--repeats", "1"]
-    result = runner.invoke(main, [*arguments, "--reference-prompts", "0", "--query-repeats", "0"])
+    arguments += ["--reference-prompts", "0", "--query-repeats", "0", "--warmup-runs", "0"]
+    result = runner.invoke(main, arguments)
     assert result.exit_code == 0, result.output
+    assert "Warm-up" not in result.stdout
     assert "| stage | toy-ioi 4 |" in result.stdout
     assert "| written rel/s |" in result.stdout
