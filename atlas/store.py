@@ -727,16 +727,17 @@ def _fresh_firing_statements(
     if any(firing.run_id != run_id for firing in firings):
         raise ValueError("a fresh batch holds one run's firings")
     position = {firing.key: n for n, firing in enumerate(firings)}
-    if any(firing.prompt not in prompts for firing in firings) or any(
-        edge.firing not in position for edge in batch.edges
-    ):
+    edges_of: list[list[WriteEdgeRecord]] = [[] for _ in firings]
+    try:
+        for edge in batch.edges:
+            edges_of[position[edge.firing]].append(edge)
+        if not prompts.issuperset(firing.prompt for firing in firings):
+            raise KeyError
+    except KeyError:
         raise ValueError(
             "a fresh batch must be whole: every firing of its run and prompts, every edge "
             "of its firings"
-        )
-    edges_of: list[list[WriteEdgeRecord]] = [[] for _ in firings]
-    for edge in batch.edges:
-        edges_of[position[edge.firing]].append(edge)
+        ) from None
     statements = []
     for start in range(0, len(firings), chunk_firings):
         chunk = slice(start, start + chunk_firings)
