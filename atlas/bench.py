@@ -378,15 +378,15 @@ def run_bench(
     device: str = "cpu",
     reference_prompts: int = 4,
     query_repeats: int = 20,
-    warmup_runs: int = 2,
+    warmup_runs: int = 4,
     env: dict[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
     """Every (workload, N) ``repeats`` times, each in a fresh process; then the reference.
 
     First, ``warmup_runs`` toy-ioi runs at the smallest N, reported apart: Neo4j's JIT compiles
-    its write path during its first few hundred thousand relationships, and a server started
-    just before the bench wrote its first toy-ioi 256 run at ~20k rel/s and the third at ~45k.
+    its write path during its first million or so relationships (a server started just before
+    the bench wrote toy-ioi 256 at 15k, 30k and 36k rel/s in its first three runs, then 47-56k).
     The first toy-ioi run of the largest N also times the templates (``query_repeats`` > 0).
     ``env`` adds to the child processes' environment (e.g. ``NEO4J_*`` settings).
     """

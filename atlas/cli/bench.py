@@ -49,7 +49,7 @@ from atlas.bench import WORKLOADS
 )
 @click.option(
     "--warmup-runs",
-    default=2,
+    default=4,
     show_default=True,
     type=click.IntRange(min=0),
     help="Unmeasured toy-ioi runs first, at the smallest --n-prompts (Neo4j's JIT warms up).",
@@ -76,7 +76,7 @@ def bench(
     Then the vectorized decomposition is checked against the slow per-pair reference on a
     few prompts (identical firings and sparse sets, and the speed ratio), and every read
     template with an example-toy header is timed (p50/p95) on the largest toy-ioi run.
-    Needs a running Neo4j (`circuit-atlas server start`). Two toy-ioi warm-up runs come
+    Needs a running Neo4j (`circuit-atlas server start`). Four toy-ioi warm-up runs come
     first and are reported apart: a freshly started Neo4j writes its first runs several times
     slower while its JIT compiles the write path.
 
