@@ -245,7 +245,7 @@ RETURN count(f) AS written
 
 # Firings per CREATE_FIRINGS statement of a fresh batch (~4k relationships on toy-ioi). Chunks
 # let the driver send one while the server creates the one before; measured on toy-ioi, 256
-# prompts: 8 statements per 32-prompt batch wrote ~12 % faster than one.
+# prompts: 8 statements per 32-prompt batch wrote 9-12 % faster than one.
 FRESH_CHUNK_FIRINGS = 500
 
 MARK_BATCH_DONE = """
