@@ -726,18 +726,19 @@ def _fresh_firing_statements(
     firings = batch.firings
     if any(firing.run_id != run_id for firing in firings):
         raise ValueError("a fresh batch holds one run's firings")
+    not_whole = ValueError(
+        "a fresh batch must be whole: every firing of its run and prompts, every edge of its "
+        "firings"
+    )
+    if not prompts.issuperset(firing.prompt for firing in firings):
+        raise not_whole
     position = {firing.key: n for n, firing in enumerate(firings)}
     edges_of: list[list[WriteEdgeRecord]] = [[] for _ in firings]
-    try:
-        for edge in batch.edges:
-            edges_of[position[edge.firing]].append(edge)
-        if not prompts.issuperset(firing.prompt for firing in firings):
-            raise KeyError
-    except KeyError:
-        raise ValueError(
-            "a fresh batch must be whole: every firing of its run and prompts, every edge "
-            "of its firings"
-        ) from None
+    for edge in batch.edges:
+        n = position.get(edge.firing)
+        if n is None:
+            raise not_whole
+        edges_of[n].append(edge)
     statements = []
     for start in range(0, len(firings), chunk_firings):
         chunk = slice(start, start + chunk_firings)

@@ -19,14 +19,17 @@ def toy_templates() -> set[str]:
     return {t.name for t in all_templates() if t.mode == "read" and t.example_toy is not None}
 
 
-def figures(write_seconds: float, relationships: int = 100_000) -> IngestFigures:
+def ingest_figures(write_seconds: float, relationships: int = 100_000) -> IngestFigures:
     stages = dict.fromkeys(ROW_STAGES, 1.0) | {"write": write_seconds}
     return IngestFigures("toy-ioi", 256, stages, 9.0, 10, 20, relationships, 500.0, 1.0)
 
 
 def test_warmup_runs_are_reported_apart_from_the_medians() -> None:
     report = BenchReport(
-        [figures(2.0), figures(4.0), figures(1.0)], None, "a machine", warmup=[figures(10.0)]
+        [ingest_figures(2.0), ingest_figures(4.0), ingest_figures(1.0)],
+        None,
+        "a machine",
+        warmup=[ingest_figures(10.0)],
     )
     (median,) = report.medians().values()
     assert median["relationships_per_second"] == 50_000  # the warm-up's 10,000 is not in it
