@@ -7,9 +7,10 @@ measurements, each recorded with the machine's 1-minute load average at its star
 shared machine the load explains most of the spread).
 
 :func:`bench_reference` times the vectorized decomposition against the slow per-pair
-reference (:mod:`ingest.reference`) on the same activations and checks that both find the
-same firings with the same sparse sets. :func:`time_templates` runs every read template that
-has an ``example-toy`` header on a toy-ioi run (its ``run_id`` replaced) and reports p50/p95.
+reference (:mod:`ingest.decomposition.reference`) on the same activations and checks that
+both find the same firings with the same sparse sets. :func:`time_templates` runs every read
+template that has an ``example-toy`` header on a toy-ioi run (its ``run_id`` replaced) and
+reports p50/p95.
 
 :func:`run_benchmark` (``circuit-atlas db bench``) writes synthetic firings through the same
 fresh-batch path as an ingestion, without a model: the database's share on its own.
@@ -32,9 +33,8 @@ from typing import Any
 import numpy as np
 
 from atlas.settings import AtlasError
-from atlas.store import AtlasStore, WriteCounts
-from atlas.templates import all_templates
-from ingest.records import (
+from atlas.store.store import AtlasStore, WriteCounts
+from ingest.records.types import (
     BatchDone,
     FiringRecord,
     ModelRecord,
@@ -44,6 +44,7 @@ from ingest.records import (
     SparseTerm,
     WriteEdgeRecord,
 )
+from queries.templates import all_templates
 
 WORKLOADS = ("toy-ioi", "random-gpt2")
 ROW_STAGES = (
@@ -255,8 +256,8 @@ def bench_ingest(
     query_repeats: int = 0,
 ) -> IngestFigures:
     """Load the model, ingest a fresh run, optionally time the templates on it, delete it."""
-    from atlas.ingestion import IngestConfig, ingest_run, peak_memory_mb
-    from ingest.models import load_model
+    from atlas.store.writer import IngestConfig, ingest_run, peak_memory_mb
+    from ingest.models.loading import load_model
 
     load_at_start = load_average()
     started = time.perf_counter()
@@ -313,11 +314,11 @@ def bench_reference(
     workload: str = "toy-ioi", n_prompts: int = 4, seed: int = 0
 ) -> ReferenceFigures:
     """Decompose ``n_prompts`` prompts both ways (float64) and compare firings and sparse sets."""
-    from ingest.activations import model_qk_svd, run_activations
-    from ingest.decomposition import FiringRule, decompose_layer
-    from ingest.ioi import generate_prompts, tokenize_prompts
-    from ingest.models import load_model
-    from ingest.reference import reference_firings
+    from ingest.decomposition.activations import model_qk_svd, run_activations
+    from ingest.decomposition.reference import reference_firings
+    from ingest.decomposition.sad import FiringRule, decompose_layer
+    from ingest.models.loading import load_model
+    from ingest.prompts.ioi import generate_prompts, tokenize_prompts
 
     model = load_model(workload, seed=seed)
     svd = model_qk_svd(model.bridge)
@@ -440,7 +441,7 @@ def _bench_in_child(
 
 def _child(arguments: list[str]) -> None:
     """``python -m atlas.bench WORKLOAD N BATCH_SIZE DEVICE QUERY_REPEATS``: one JSON line."""
-    from atlas.quiet import quiet_libraries
+    from atlas.cli.quiet import quiet_libraries
 
     workload, n_prompts, batch_size, device, query_repeats = arguments
     quiet_libraries()
@@ -504,7 +505,7 @@ def run_benchmark(
     store: AtlasStore, relationships: int = 100_000, batch_prompts: int = 32, keep: bool = False
 ) -> BenchResult:
     """Write at least ``relationships`` relationships; time only the batch transactions."""
-    from ingest.records import ComponentRecord, SingularVectorRecord
+    from ingest.records.types import ComponentRecord, SingularVectorRecord
 
     store.write_model(BENCH_MODEL)
     run = RunRecord(

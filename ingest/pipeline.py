@@ -10,11 +10,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ingest.activations import decompose_activations, run_activations
-from ingest.decomposition import QKSVD, FiringRule, Firings
-from ingest.ioi import IOIPrompt, PromptBatch, position_roles, tokenize_prompts
-from ingest.models import LoadedModel
-from ingest.tracing import Edges, trace_firings
+from ingest.decomposition.activations import decompose_activations, run_activations
+from ingest.decomposition.sad import QKSVD, FiringRule, Firings
+from ingest.models.loading import LoadedModel
+from ingest.prompts.ioi import IOIPrompt, PromptBatch, position_roles, tokenize_prompts
+from ingest.tracing.upstream import Edges, trace_firings
 
 
 @dataclass(frozen=True)

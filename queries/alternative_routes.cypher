@@ -17,7 +17,7 @@
 // **redundancy degree** is the number of edge-disjoint routes: the maximum flow from the
 // upstream to the downstream head with capacity 1 per head pair (writer → reader, all sides
 // and roles of a pair count as one edge: silencing what one head sends another cuts them all).
-// `circuit-atlas query alternative_routes` and `atlas.query.alternative_routes()` compute it
+// `circuit-atlas query alternative_routes` and `atlas.ask.lookups.alternative_routes()` compute it
 // with networkx from these rows; a hop with `routes = total_routes` is a bottleneck.
 //
 // How it runs: the same seeks and quantified path pattern as `paths`, then one row per relationship

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
-from atlas.server import LocalServer
+from atlas.server.local import LocalServer
 from atlas.settings import AtlasError, Neo4jSettings, load_settings, var_dir
-from atlas.store import AtlasStore
-from ingest.models import LoadedModel, load_model, random_gpt2
-from ingest.records import ModelRecord, RunRecord
+from atlas.store.store import AtlasStore
+from ingest.models.loading import LoadedModel, load_model, random_gpt2
+from ingest.records.types import ModelRecord, RunRecord
 
 # Another pair of ports lets two checkouts run their suites side by side.
 TEST_BOLT_PORT = int(os.environ.get("CIRCUIT_ATLAS_TEST_BOLT_PORT", "17687"))
@@ -143,7 +143,7 @@ def toy_ioi_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str
     Shared by every test that queries a real atlas (read-only: do not modify it); deleted at
     the end of the session. Its name mover is 3.1 (END→IO), fed by END→S2 heads 2.3/3.2.
     """
-    from atlas.ingestion import IngestConfig, ingest_run
+    from atlas.store.writer import IngestConfig, ingest_run
 
     run_id = f"test-toy-ioi-64-{uuid.uuid4().hex[:8]}"
     config = IngestConfig(n_prompts=64, batch_size=32, seed=0)

@@ -87,8 +87,8 @@ def bench(
       circuit-atlas bench --json > bench.json
     """
     from atlas.bench import run_bench
-    from atlas.quiet import quiet_libraries
-    from atlas.store import AtlasStore
+    from atlas.cli.quiet import quiet_libraries
+    from atlas.store.store import AtlasStore
 
     quiet_libraries()
     AtlasStore.connect()  # fail fast, with the usual message, when Neo4j is down

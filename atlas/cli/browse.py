@@ -10,17 +10,17 @@ from typing import Any
 
 import click
 
-from atlas.browser import BrowserLink
+from atlas.browser.links import BrowserLink
 
 
 def browser_link(query: str, params: Mapping[str, Any], browser: str | None = None) -> BrowserLink:
-    """:func:`atlas.browser.browser_url` for the configured Neo4j.
+    """:func:`atlas.browser.links.browser_url` for the configured Neo4j.
 
     The Browser address is ``browser`` if given, else ``NEO4J_BROWSER_URL``, else the local
     server's (``http://127.0.0.1:<http port>/browser/``); the link pre-fills the Bolt URI of
     the configured connection (``NEO4J_URI`` or the local server).
     """
-    from atlas.browser import browser_url
+    from atlas.browser.links import browser_url
     from atlas.settings import AtlasError, load_settings
 
     try:
@@ -42,7 +42,7 @@ def link_option(command: Any) -> Any:
 
 def echo_link(template: str, params: Mapping[str, Any]) -> None:
     """Print the Browser link of ``template`` with ``params`` (defaults filled in) on stderr."""
-    from atlas.templates import load_template
+    from queries.templates import load_template
 
     bound = load_template(template).bind(params)
     click.echo(f"Neo4j Browser: {browser_link(template, bound).url}", err=True)
@@ -50,7 +50,7 @@ def echo_link(template: str, params: Mapping[str, Any]) -> None:
 
 def browser_base(browser: str | None = None) -> str:
     """``browser``, else ``NEO4J_BROWSER_URL``, else the local server's Browser address."""
-    from atlas.server import LocalServer
+    from atlas.server.local import LocalServer
 
     return browser or os.environ.get("NEO4J_BROWSER_URL") or LocalServer.configured().browser_url
 
@@ -111,10 +111,10 @@ def browse(
       circuit-atlas browse --run gpt2-sad-256 --query circuit --param layer=9 --param head=9
       circuit-atlas browse --run gpt2-sad-256 --query 'MATCH (h:Head) RETURN h LIMIT 5' --open
     """
-    from atlas.browser import cypher_literal
+    from atlas.browser.links import cypher_literal
 
     if export_dir is not None:
-        from atlas.browser import export_content
+        from atlas.browser.links import export_content
 
         for path in export_content(export_dir):
             click.echo(f"Wrote {path}")

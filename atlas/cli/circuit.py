@@ -60,13 +60,13 @@ def circuit(
     """
     import csv
 
-    from atlas.circuits import circuit_edges, fetch_circuit, render_tree
-    from atlas.store import AtlasStore
+    from atlas.ask.circuits import circuit_edges, fetch_circuit, render_tree
+    from atlas.store.store import AtlasStore
 
     store = AtlasStore.connect()
     found = fetch_circuit(store, run_id, root, dest_role, src_role, prompt)
     if link:
-        from atlas.circuits import parse_head
+        from atlas.ask.circuits import parse_head
 
         layer, head = parse_head(root)
         echo_link(

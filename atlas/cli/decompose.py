@@ -55,10 +55,10 @@ def decompose(
     import torch
     from tqdm import tqdm
 
-    from ingest.activations import model_qk_svd
-    from ingest.decomposition import Firings
+    from ingest.decomposition.activations import model_qk_svd
+    from ingest.decomposition.sad import Firings
+    from ingest.decomposition.summary import format_top_roles, head_summary
     from ingest.pipeline import chunks, process_batch
-    from ingest.summary import format_top_roles, head_summary
 
     rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
     prompts = generate_prompts_or_exit(n_prompts, prompt_type, seed)

@@ -89,8 +89,8 @@ def ingest(
       circuit-atlas ingest --model toy-ioi --n-prompts 256 --seed 0
       circuit-atlas ingest --model gpt2 --n-prompts 256 --batch-size 16 --resume
     """
-    from atlas.ingestion import IngestConfig, ingest_run
-    from atlas.store import AtlasStore
+    from atlas.store.store import AtlasStore
+    from atlas.store.writer import IngestConfig, ingest_run
 
     if resume and rewrite:
         raise click.UsageError("--resume and --rewrite exclude each other.")

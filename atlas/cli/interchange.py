@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, cast
 import click
 
 if TYPE_CHECKING:
-    from atlas.graphml import GraphFormat
+    from atlas.interchange.graphml import GraphFormat
 
 
 @click.group("import")
@@ -48,8 +48,8 @@ def import_graphml_command(file: Path, run_id: str, model: str, graph_format: st
         ../shared/reference/sad-gpt2-ioi/nms-p256-f1.0-folded-expandedO-scaled.graphml \\
         --run-id gpt2-sad-authors
     """
-    from atlas.interchange import import_graphml
-    from atlas.store import AtlasStore
+    from atlas.interchange.runs import import_graphml
+    from atlas.store.store import AtlasStore
 
     chosen = None if graph_format == "auto" else cast("GraphFormat", graph_format)
     summary = import_graphml(
@@ -90,8 +90,8 @@ def export_command(run_id: str, out_format: str, out: Path | None) -> None:
     prompt/src_token/dest_token; display links (weight 2000) are rebuilt. An imported SAD run
     gives back the file's edges. Example: circuit-atlas export --run gpt2-sad-authors
     """
-    from atlas.interchange import export_graphml
-    from atlas.store import AtlasStore
+    from atlas.interchange.runs import export_graphml
+    from atlas.store.store import AtlasStore
 
     target = out or Path(f"{run_id.replace('/', '_')}.{out_format}")
     summary = export_graphml(AtlasStore.connect(), run_id, target)

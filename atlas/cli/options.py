@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:  # the model stack (torch, transformers) loads only when a command needs it
-    from ingest.decomposition import FiringRule
-    from ingest.ioi import IOIPrompt
-    from ingest.models import LoadedModel
+    from ingest.decomposition.sad import FiringRule
+    from ingest.models.loading import LoadedModel
+    from ingest.prompts.ioi import IOIPrompt
 
 
 TABLE_FORMATS = click.Choice(["table", "json", "csv"])
@@ -109,13 +109,13 @@ def model_options(command: Callable[..., None]) -> Callable[..., None]:
 def load_model_or_exit(
     model_name: str, model_dir: Path | None, revision: str | None, device: str, seed: int
 ) -> LoadedModel:
-    """:func:`ingest.models.load_model`, with loading problems turned into one-paragraph errors.
+    """:func:`ingest.models.load_model`, with loading problems turned into one-line errors.
 
     The model libraries' progress bars and advisory warnings are silenced first
-    (:func:`atlas.quiet.quiet_libraries`).
+    (:func:`atlas.cli.quiet.quiet_libraries`).
     """
-    from atlas.quiet import quiet_libraries
-    from ingest.models import ModelUnavailableError, UnsupportedModelError, load_model
+    from atlas.cli.quiet import quiet_libraries
+    from ingest.models.loading import ModelUnavailableError, UnsupportedModelError, load_model
 
     quiet_libraries()
     click.echo(f"Loading {model_dir or model_name} on {device} ...", err=True)
@@ -128,7 +128,7 @@ def load_model_or_exit(
 
 
 def firing_rule_or_exit(min_attention: float, min_layer: int, sparse_fraction: float) -> FiringRule:
-    from ingest.decomposition import FiringRule
+    from ingest.decomposition.sad import FiringRule
 
     try:
         return FiringRule(
@@ -139,7 +139,7 @@ def firing_rule_or_exit(min_attention: float, min_layer: int, sparse_fraction: f
 
 
 def generate_prompts_or_exit(n_prompts: int, prompt_type: str, seed: int) -> list[IOIPrompt]:
-    from ingest.ioi import generate_prompts
+    from ingest.prompts.ioi import generate_prompts
 
     try:
         return generate_prompts(n_prompts, prompt_type, seed=seed)

@@ -1,5 +1,5 @@
 """`circuit-atlas templates`, `query` and the shortcuts analysts type: `paths`, `inputs`,
-`outputs`, `signals`, `features`. Thin over :mod:`atlas.query`."""
+`outputs`, `signals`, `features`. Thin over :mod:`atlas.ask.lookups`."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _cell(value: Any) -> str:
 
 
 def connect() -> Any:
-    from atlas.store import AtlasStore
+    from atlas.store.store import AtlasStore
 
     return AtlasStore.connect()
 
@@ -49,7 +49,7 @@ def connect() -> Any:
 @click.option("--markdown", is_flag=True, help="Print queries/catalogue.md (generated).")
 def templates(markdown: bool) -> None:
     """List the Cypher templates with their parameters (`query NAME` runs one)."""
-    from atlas.templates import all_templates, render_catalogue
+    from queries.templates import all_templates, render_catalogue
 
     if markdown:
         click.echo(render_catalogue(), nl=False)
@@ -88,7 +88,7 @@ def query(
       circuit-atlas query alternative_routes --run RUN -p from_layer=7 -p from_head=3 \\
           -p to_layer=9 -p to_head=9 --format json
     """
-    from atlas.query import edge_disjoint_routes, routes_graph, run_query
+    from atlas.ask.lookups import edge_disjoint_routes, routes_graph, run_query
     from atlas.settings import AtlasError
 
     given: dict[str, Any] = {}
@@ -158,7 +158,7 @@ def paths(
 
     Example: circuit-atlas paths 7.3 9.9 --run gpt2-sad-256 --min-prompts 5
     """
-    from atlas.query import alternative_routes, head, run_query, write_graphml
+    from atlas.ask.lookups import alternative_routes, head, run_query, write_graphml
 
     (a_layer, a_head), (b_layer, b_head) = head(source), head(target)
     if (a_layer, a_head) > (b_layer, b_head):
@@ -196,7 +196,7 @@ def echo_head_query(
     template: str, head_name: str, run_id: str, output_format: str, link: bool, **options: Any
 ) -> None:
     """Run a one-head template; options left unset (None) take the template's defaults."""
-    from atlas.query import head, run_query
+    from atlas.ask.lookups import head, run_query
 
     layer, index = head(head_name)
     given = {key: value for key, value in options.items() if value is not None}

@@ -57,8 +57,8 @@ def replicate(
     """
     from tqdm import tqdm
 
-    from ingest.models import ModelUnavailableError, load_model
-    from ingest.replication import replicate as run_replication
+    from ingest.interventions.replication import replicate as run_replication
+    from ingest.models.loading import ModelUnavailableError, load_model
 
     try:
         model = load_model(model_name, model_dir=model_dir, device=device)

@@ -47,8 +47,8 @@ def report(
 
     Example: circuit-atlas report --run toy-ioi-mixed-n256-seed0-0123abcd --out report/
     """
-    from atlas.report import published_interventions, write_report
-    from atlas.store import AtlasStore
+    from atlas.check.report import published_interventions, write_report
+    from atlas.store.store import AtlasStore
 
     table = published_interventions() if published else None
     written = write_report(AtlasStore.connect(), run_id, out_dir, roots, min_prompts, table)

@@ -13,7 +13,7 @@ def runs() -> None:
 @runs.command("list")
 def runs_list() -> None:
     """Every run with its model, method, status and prompt count."""
-    from atlas.store import AtlasStore
+    from atlas.store.store import AtlasStore
 
     rows = AtlasStore.connect().list_runs()
     if not rows:
@@ -29,7 +29,7 @@ def runs_list() -> None:
 @click.argument("run_id")
 def runs_show(run_id: str) -> None:
     """A run's provenance and how many prompts, firings and edges it has."""
-    from atlas.store import AtlasStore
+    from atlas.store.store import AtlasStore
 
     summary = AtlasStore.connect().show_run(run_id)
     if summary is None:
@@ -45,7 +45,7 @@ def runs_show(run_id: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def runs_delete(run_id: str, yes: bool) -> None:
     """Delete a run and everything it wrote (nothing shared), in bounded transactions."""
-    from atlas.store import AtlasStore
+    from atlas.store.store import AtlasStore
 
     store = AtlasStore.connect()
     if store.show_run(run_id) is None:

@@ -14,7 +14,7 @@ def server() -> None:
 @click.option("--force", is_flag=True, help="Fetch the jars again even if they are present.")
 def server_install(force: bool) -> None:
     """Copy Neo4j, the Browser and APOC into var/neo4j (cached: skipped when up to date)."""
-    from atlas.server import LocalServer
+    from atlas.server.local import LocalServer
 
     local = LocalServer.configured()
     ran = local.install(force=force)
@@ -31,7 +31,7 @@ def server_start(bolt_port: int | None, http_port: int | None, timeout: float) -
     """Start the local server on 127.0.0.1 and wait until Bolt answers."""
     import time
 
-    from atlas.server import LocalServer
+    from atlas.server.local import LocalServer
 
     local = LocalServer.configured(bolt_port, http_port)
     already = local.running_pid()
@@ -47,7 +47,7 @@ def server_start(bolt_port: int | None, http_port: int | None, timeout: float) -
 @server.command("stop")
 def server_stop() -> None:
     """Shut the local server down cleanly."""
-    from atlas.server import LocalServer
+    from atlas.server.local import LocalServer
 
     pid = LocalServer.configured().stop()
     click.echo(f"Neo4j (pid {pid}) stopped." if pid else "The local Neo4j is not running.")
@@ -56,7 +56,7 @@ def server_stop() -> None:
 @server.command("status")
 def server_status() -> None:
     """Version, pid, ports, data folder and where the password is stored."""
-    from atlas.server import LocalServer
+    from atlas.server.local import LocalServer
 
     for key, value in LocalServer.configured().status().items():
         click.echo(f"{key + ':':13}{value}")
@@ -75,8 +75,8 @@ def db_init() -> None:
     place; runs written before keep working, but lack what the new version stores (they are
     named, with what they lack: re-ingest them with --rewrite to get it).
     """
-    from atlas.schema import UPGRADE_NOTES
-    from atlas.store import AtlasStore
+    from atlas.store.schema import UPGRADE_NOTES
+    from atlas.store.store import AtlasStore
 
     store = AtlasStore.connect()
     before = store.schema_version()
@@ -105,7 +105,7 @@ def db_bench(relationships: int, batch_prompts: int, keep: bool) -> None:
     whole job per stage is `circuit-atlas bench`.
     """
     from atlas.bench import run_benchmark
-    from atlas.store import AtlasStore
+    from atlas.store.store import AtlasStore
 
     result = run_benchmark(AtlasStore.connect(), relationships, batch_prompts, keep)
     click.echo(

@@ -12,7 +12,7 @@ import click
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("ingest/fixtures/toy-ioi"),
+    default=Path("ingest/models/fixtures/toy-ioi"),
     show_default=True,
     help="Directory for weights (safetensors), config, tokenizer and metadata.json.",
 )
@@ -35,8 +35,8 @@ def train_toy(out: Path, steps: int, seed: int) -> None:
     """
     from tqdm import tqdm
 
-    from ingest.toy_model import ToyConfig, ToyTrainingError, check_convergence, save_fixture
-    from ingest.toy_model import train_toy as run_training
+    from ingest.models.toy import ToyConfig, ToyTrainingError, check_convergence, save_fixture
+    from ingest.models.toy import train_toy as run_training
 
     config = ToyConfig(steps=steps, seed=seed)
     with tqdm(total=steps, desc="train-toy", unit="step", file=sys.stderr) as bar:

@@ -91,9 +91,14 @@ def validate(
 
     Example: circuit-atlas validate --run gpt2-sad-256 --root 9.9 --top 10 --mode local
     """
+    from atlas.check.validation import (
+        ValidationConfig,
+        format_table,
+        run_model_id,
+        validate_circuit,
+    )
     from atlas.cli.options import load_model_or_exit
-    from atlas.store import AtlasStore
-    from atlas.validation import ValidationConfig, format_table, run_model_id, validate_circuit
+    from atlas.store.store import AtlasStore
 
     config = ValidationConfig(
         top=top,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.records import FiringRecord, PromptRecord, RecordBatch, Side, WriteEdgeRecord
+from ingest.records.types import FiringRecord, PromptRecord, RecordBatch, Side, WriteEdgeRecord
 
 ROLES = {"IO": 2, "S1": 4, "S2": 6, "END": 8}
 ROLE_AT = {position: role for role, position in ROLES.items()}

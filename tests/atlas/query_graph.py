@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ingest.records import (
+from ingest.records.types import (
     AlignedRecord,
     FiringRecord,
     RecordBatch,

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from atlas.bench import ROW_STAGES, BenchReport, IngestFigures, bench_ingest, bench_reference
 from atlas.cli import main
-from atlas.store import AtlasStore
-from atlas.templates import all_templates
+from atlas.store.store import AtlasStore
+from queries.templates import all_templates
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The Browser style, guide, bundle and deep links (atlas/browser.py, `circuit-atlas browse`)."""
+"""The Browser style, guide, bundle and deep links (atlas/browser/links.py, `circuit-atlas browse`)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ from urllib.parse import unquote
 import pytest
 from click.testing import CliRunner
 
-from atlas.browser import (
+from atlas.browser.links import (
     GUIDE_QUESTIONS,
     browser_settings,
     browser_url,
     circuit_graph_cypher,
     cypher_literal,
-    head_labels,
     param_commands,
     render_guide,
     style_text,
@@ -26,9 +25,10 @@ from atlas.browser import (
 )
 from atlas.cli import main
 from atlas.settings import AtlasError
-from atlas.store import AtlasStore
-from atlas.templates import TemplateError, load_template, template_names
-from ingest.batch_records import GPT2_IOI_CLASSES
+from atlas.store.schema import head_labels
+from atlas.store.store import AtlasStore
+from ingest.records.build import GPT2_IOI_CLASSES
+from queries.templates import TemplateError, load_template, template_names
 
 
 def parse_grass(text: str) -> dict[str, dict[str, str]]:

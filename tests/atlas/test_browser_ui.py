@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from atlas.browser import (
+from atlas.browser.links import (
     GUIDE_QUESTIONS,
     browser_url,
     cypher_literal,
@@ -30,8 +30,8 @@ from atlas.browser import (
     style_text,
 )
 from atlas.settings import Neo4jSettings, var_dir
-from atlas.store import AtlasStore
-from atlas.templates import load_template, template_names
+from atlas.store.store import AtlasStore
+from queries.templates import load_template, template_names
 from tests.conftest import local_test_server
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from atlas.circuits import Node, build_circuit, circuit_edges, parse_head, render_tree
+from atlas.ask.circuits import Node, build_circuit, circuit_edges, parse_head, render_tree
 from tests.atlas.circuit_graph import EXPECTED_ROWS, ROOT, row
 
 pytestmark = pytest.mark.unit

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from atlas.circuits import fetch_circuit
+from atlas.ask.circuits import fetch_circuit
 from atlas.cli import main
 from atlas.settings import AtlasError
-from atlas.store import AtlasStore
-from ingest.records import ModelRecord, RecordBatch, RunRecord
+from atlas.store.store import AtlasStore
+from ingest.records.types import ModelRecord, RecordBatch, RunRecord
 from tests.atlas.circuit_graph import (
     EXPECTED_ROWS,
     N_HEADS,

@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.cli import main
-from atlas.store import AtlasStore
-from ingest.records import RunRecord
+from atlas.store.store import AtlasStore
+from ingest.records.types import RunRecord
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.cli import main
-from ingest.activations import model_qk_svd
-from ingest.decomposition import FiringRule
-from ingest.ioi import generate_prompts
-from ingest.models import LoadedModel
+from ingest.decomposition.activations import model_qk_svd
+from ingest.decomposition.sad import FiringRule
+from ingest.models.loading import LoadedModel
 from ingest.pipeline import process_batch
+from ingest.prompts.ioi import generate_prompts
 
 pytestmark = pytest.mark.integration
 

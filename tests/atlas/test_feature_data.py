@@ -6,12 +6,12 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.cli import main
-from atlas.store import AtlasStore
-from ingest.activations import model_qk_svd
-from ingest.alignment import aligned_pairs, read_directions
-from ingest.batch_records import aligned_records
-from ingest.models import LoadedModel
-from ingest.records import RunRecord
+from atlas.store.store import AtlasStore
+from ingest.decomposition.activations import model_qk_svd
+from ingest.decomposition.alignment import aligned_pairs, read_directions
+from ingest.models.loading import LoadedModel
+from ingest.records.build import aligned_records
+from ingest.records.types import RunRecord
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from atlas.graphml import (
+from atlas.interchange.graphml import (
     atlas_role,
     authors_role,
     parse_graph,

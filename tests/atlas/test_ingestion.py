@@ -15,14 +15,14 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.cli import main
-from atlas.ingestion import IngestConfig, ingest_run, rare_gc_passes
 from atlas.settings import AtlasError
-from atlas.store import AtlasStore
-from ingest.activations import model_qk_svd
-from ingest.batch_records import batch_records
-from ingest.ioi import generate_prompts
-from ingest.models import LoadedModel
+from atlas.store.store import AtlasStore
+from atlas.store.writer import IngestConfig, ingest_run, rare_gc_passes
+from ingest.decomposition.activations import model_qk_svd
+from ingest.models.loading import LoadedModel
 from ingest.pipeline import chunks, process_batch
+from ingest.prompts.ioi import generate_prompts
+from ingest.records.build import batch_records
 
 pytestmark = pytest.mark.acceptance
 

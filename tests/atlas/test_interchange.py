@@ -15,14 +15,14 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.cli import main
-from atlas.graphml import authors_role
-from atlas.ingestion import check_resumable
-from atlas.interchange import export_graphml, import_graphml, run_edges
-from atlas.schema import SCHEMA_VERSION
+from atlas.interchange.graphml import authors_role
+from atlas.interchange.runs import export_graphml, import_graphml, run_edges
 from atlas.settings import AtlasError
-from atlas.store import AtlasStore
-from ingest.models import DEFAULT_MODEL
-from ingest.records import RunRecord
+from atlas.store.schema import SCHEMA_VERSION
+from atlas.store.store import AtlasStore
+from atlas.store.writer import check_resumable
+from ingest.models.loading import DEFAULT_MODEL
+from ingest.records.types import RunRecord
 from tests.atlas.authors_data import (
     ACC_EXPECTED,
     sad_communication,
@@ -372,7 +372,7 @@ def test_head_inputs_template_on_the_imported_run(
     side: str,
     role: str,
 ) -> None:
-    from atlas.query import run_query
+    from atlas.ask.lookups import run_query
 
     atlas_role = "END" if role == "end" else role
     rows = run_query(atlas_store, "head_inputs", run_id=gpt2_run, layer=layer, head=head,
@@ -400,7 +400,7 @@ def test_paths_and_alternative_routes_templates_on_the_imported_run(
     max_hops: int,
     min_prompts: int,
 ) -> None:
-    from atlas.query import alternative_routes, head, run_query
+    from atlas.ask.lookups import alternative_routes, head, run_query
 
     expected = file_routes(sad_gpt2_file, source, target, max_hops, min_prompts)
     assert expected, "pick a pair with routes"

@@ -1,4 +1,4 @@
-"""The query templates, atlas.query and the query CLI on a hand-built run with known answers
+"""The query templates, atlas.ask.lookups and the query CLI on a hand-built run with known answers
 (tests/atlas/query_graph.py), on the shared toy-ioi run, and their errors."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from atlas.ask.lookups import alternative_routes, circuit_graph, run_query, write_graphml
 from atlas.cli import main
-from atlas.query import alternative_routes, circuit_graph, run_query, write_graphml
 from atlas.settings import AtlasError
-from atlas.store import AtlasStore
-from atlas.templates import TemplateError, all_templates
-from ingest.records import ModelRecord, RunRecord
+from atlas.store.store import AtlasStore
+from ingest.records.types import ModelRecord, RunRecord
+from queries.templates import TemplateError, all_templates
 from tests.atlas.query_graph import MODEL_ID, N_HEADS, N_LAYERS, query_batch
 
 pytestmark = pytest.mark.integration

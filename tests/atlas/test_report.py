@@ -7,9 +7,9 @@ import os
 import pandas as pd
 import pytest
 
-from atlas.figures import firing_count_table, published_table
-from atlas.report import published_interventions, write_report
-from atlas.store import AtlasStore
+from atlas.check.figures import firing_count_table, published_table
+from atlas.check.report import published_interventions, write_report
+from atlas.store.store import AtlasStore
 
 
 @pytest.fixture(scope="module")

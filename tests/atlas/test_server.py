@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from atlas.server import LocalServer
+from atlas.server.local import LocalServer
 from atlas.settings import AtlasError, Neo4jSettings, read_credentials
-from atlas.store import AtlasStore
+from atlas.store.store import AtlasStore
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 from neo4j.exceptions import ConstraintError
 
-from atlas.schema import CONSTRAINTS, INDEXES, SCHEMA_VERSION
 from atlas.settings import AtlasError
-from atlas.store import FRESH_CHUNK_FIRINGS, AtlasStore
-from ingest.records import (
+from atlas.store.schema import CONSTRAINTS, INDEXES, SCHEMA_VERSION
+from atlas.store.store import FRESH_CHUNK_FIRINGS, AtlasStore
+from ingest.records.types import (
     BatchDone,
     ComponentRecord,
     FiringRecord,

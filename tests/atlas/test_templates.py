@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from atlas.templates import (
+from queries.templates import (
     TemplateError,
     all_templates,
     load_template,

@@ -8,9 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from atlas.ingestion import IngestConfig, ingest_run
-from atlas.store import AtlasStore
-from atlas.validation import (
+from atlas.check.validation import (
     ValidationConfig,
     edge_targets,
     run_prompts,
@@ -18,9 +16,11 @@ from atlas.validation import (
     top_edges,
     validate_circuit,
 )
-from ingest.activations import model_qk_svd
-from ingest.interventions import measure_edges, summarize
-from ingest.models import LoadedModel
+from atlas.store.store import AtlasStore
+from atlas.store.writer import IngestConfig, ingest_run
+from ingest.decomposition.activations import model_qk_svd
+from ingest.interventions.edits import measure_edges, summarize
+from ingest.models.loading import LoadedModel
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ingest.activations import hook_names, run_activations
-from ingest.ioi import generate_prompts, tokenize_prompts
-from ingest.models import LoadedModel, random_gpt2
+from ingest.decomposition.activations import hook_names, run_activations
+from ingest.models.loading import LoadedModel, random_gpt2
+from ingest.prompts.ioi import generate_prompts, tokenize_prompts
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ingest.alignment import aligned_pairs, read_directions
-from ingest.batch_records import aligned_records
-from ingest.decomposition import qk_svd
+from ingest.decomposition.alignment import aligned_pairs, read_directions
+from ingest.decomposition.sad import qk_svd
+from ingest.records.build import aligned_records
 
 pytestmark = pytest.mark.unit
 

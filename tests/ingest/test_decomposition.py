@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ingest.decomposition import (
+from ingest.decomposition.reference import reference_firings, reference_sparse_set
+from ingest.decomposition.sad import (
     QKSVD,
     FiringRule,
     Firings,
@@ -18,7 +19,6 @@ from ingest.decomposition import (
     singular_projections,
     sparse_sets,
 )
-from ingest.reference import reference_firings, reference_sparse_set
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from ingest.activations import model_qk_svd
-from ingest.decomposition import (
+from ingest.decomposition.activations import model_qk_svd
+from ingest.decomposition.reference import reference_firings
+from ingest.decomposition.sad import (
     FiringRule,
     augment,
     augmented_omega,
@@ -16,9 +17,8 @@ from ingest.decomposition import (
     pair_terms,
     singular_projections,
 )
-from ingest.ioi import generate_prompts, tokenize_prompts
-from ingest.models import LoadedModel
-from ingest.reference import reference_firings
+from ingest.models.loading import LoadedModel
+from ingest.prompts.ioi import generate_prompts, tokenize_prompts
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from ingest.gpt2_tokenizer import default_cache_dir, load_gpt2_tokenizer, materialize_gpt2_tokenizer
+from ingest.models.gpt2_tokenizer import (
+    default_cache_dir,
+    load_gpt2_tokenizer,
+    materialize_gpt2_tokenizer,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ingest.activations import model_qk_svd
-from ingest.decomposition import FiringRule
-from ingest.interventions import (
+from ingest.decomposition.activations import model_qk_svd
+from ingest.decomposition.sad import FiringRule
+from ingest.interventions.edits import (
     EdgeIntervention,
     clean_run,
     control_sets,
@@ -21,9 +21,9 @@ from ingest.interventions import (
     signal_basis,
     summarize,
 )
-from ingest.ioi import generate_prompts, tokenize_prompts
-from ingest.models import LoadedModel
+from ingest.models.loading import LoadedModel
 from ingest.pipeline import BatchResult, process_batch
+from ingest.prompts.ioi import generate_prompts, tokenize_prompts
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from ingest.gpt2_tokenizer import load_gpt2_tokenizer
-from ingest.ioi import (
+from ingest.models.gpt2_tokenizer import load_gpt2_tokenizer
+from ingest.models.toy import build_tokenizer
+from ingest.prompts.ioi import (
     NAMES,
     OBJECTS,
     PLACES,
@@ -21,7 +22,6 @@ from ingest.ioi import (
     position_roles,
     tokenize_prompts,
 )
-from ingest.toy_model import build_tokenizer
 
 pytestmark = pytest.mark.unit
 

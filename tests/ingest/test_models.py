@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ingest.gpt2_tokenizer import load_gpt2_tokenizer
-from ingest.models import (
+from ingest.models.gpt2_tokenizer import load_gpt2_tokenizer
+from ingest.models.loading import (
     DEFAULT_MODEL,
     LoadedModel,
     ModelUnavailableError,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from ingest.models import LoadedModel
-from ingest.replication import PAPER, replicate
+from ingest.interventions.replication import PAPER, replicate
+from ingest.models.loading import LoadedModel
 
 
 @pytest.mark.integration

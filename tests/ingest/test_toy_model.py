@@ -13,12 +13,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ingest.activations import model_qk_svd
-from ingest.decomposition import FiringRule
-from ingest.ioi import NAMES, TEMPLATES, IOIPrompt, PromptBatch, generate_prompts, tokenize_prompts
-from ingest.models import TOY_IOI_DIR, LoadedModel, load_model
-from ingest.pipeline import process_batch
-from ingest.toy_model import (
+from ingest.decomposition.activations import model_qk_svd
+from ingest.decomposition.sad import FiringRule
+from ingest.models.loading import TOY_IOI_DIR, LoadedModel, load_model
+from ingest.models.toy import (
     ToyConfig,
     ToyMetrics,
     ToyTrainingError,
@@ -32,6 +30,15 @@ from ingest.toy_model import (
     learning_rate,
     train_toy,
     training_prompts,
+)
+from ingest.pipeline import process_batch
+from ingest.prompts.ioi import (
+    NAMES,
+    TEMPLATES,
+    IOIPrompt,
+    PromptBatch,
+    generate_prompts,
+    tokenize_prompts,
 )
 
 TINY = ToyConfig(

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from ingest.decomposition import FiringRule, Firings, decompose_layer, qk_svd
-from ingest.tracing import (
+from ingest.decomposition.sad import FiringRule, Firings, decompose_layer, qk_svd
+from ingest.tracing.upstream import (
     KEY_SIDE,
     QUERY_SIDE,
     signal_directions,

@@ -1,0 +1,160 @@
+"""``circuit-atlas report``: the paper's figures for one run, as PNGs and an ``index.md``.
+
+Reads the run through the templates ``sparse_set_sizes``, ``firing_counts``, ``circuit`` and
+``validations`` and the authors' published GPT-2 interventions (read in place from
+:func:`atlas.settings.reference_dir`, never copied), draws them with :mod:`atlas.check.figures` and
+writes one PNG per figure plus an index that links and explains them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from atlas.ask.circuits import fetch_circuit
+from atlas.check import figures
+from atlas.check.validation import stored_validations, unknown_run
+from atlas.settings import AtlasError, reference_dir
+from atlas.store.store import AtlasStore
+
+PUBLISHED_INTERVENTIONS = Path("sad-gpt2-ioi") / "interventions_multi-edge.parquet"
+
+
+def published_interventions(path: Path | None = None) -> pd.DataFrame:
+    """The authors' GPT-2 intervention table (DESIGN: ``../shared/reference``), read in place."""
+    path = path or reference_dir() / PUBLISHED_INTERVENTIONS
+    if not path.is_file():
+        raise AtlasError(
+            f"The published interventions are not at {path}; set CIRCUIT_ATLAS_REFERENCE to the "
+            "folder that holds sad-gpt2-ioi/ (or pass --no-published)."
+        )
+    return pd.read_parquet(path)
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """One written PNG, with the title and the caption the index shows."""
+
+    file: str
+    title: str
+    caption: str
+
+
+def default_root(counts: pd.DataFrame) -> str:
+    """The head firing END→IO in the most prompts (the run's main name mover)."""
+    name_movers = counts[(counts["dest_role"] == "END") & (counts["src_role"] == "IO")]
+    if name_movers.empty:
+        raise AtlasError("No head fires END→IO in this run; choose roots with --root.")
+    best = name_movers.sort_values(["prompts", "layer"], ascending=False).iloc[0]
+    return f"{best['layer']}.{best['head']}"
+
+
+def write_report(
+    store: AtlasStore,
+    run_id: str,
+    out_dir: Path,
+    roots: Sequence[str] = (),
+    min_prompts: int | None = None,
+    published: pd.DataFrame | None = None,
+) -> list[ReportFigure]:
+    """Write the figures of ``run_id`` into ``out_dir`` and an ``index.md`` linking them.
+
+    ``roots`` (``"9.9"`` for END→IO, or ``"8.6:END:S2"``) are drawn as circuits (default:
+    :func:`default_root`), without edges seen in
+    fewer than ``min_prompts`` prompts (default: 10 % of the run's prompts). ``published`` is
+    the authors' intervention table for the side-by-side figure (None: left out).
+    """
+    summary = store.show_run(run_id)
+    if summary is None:
+        raise unknown_run(run_id)
+    n_prompts = int(summary["prompts"])
+    counts = pd.DataFrame(store.read_template("firing_counts", run_id=run_id))
+    if counts.empty:
+        raise AtlasError(f"Run '{run_id}' has no firings to draw (an imported or empty run).")
+    sizes = pd.DataFrame(store.read_template("sparse_set_sizes", run_id=run_id))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[ReportFigure] = []
+
+    def save(figure: Figure, file: str, title: str, caption: str) -> None:
+        figure.savefig(out_dir / file, dpi=110)
+        plt.close(figure)
+        written.append(ReportFigure(file, title, caption))
+
+    model = store.run_model(run_id) or {}
+    save(
+        figures.sparse_set_figure(sizes),
+        "sparse_set_sizes.png",
+        "Signal dimensionality |S| per head",
+        "How many singular vectors each head's firings need to explain their score, heads "
+        f"ordered by layer ({model.get('model_id')}, {n_prompts} prompts).",
+    )
+    save(
+        figures.firing_heatmap(counts, n_prompts),
+        "firing_counts.png",
+        "Firings per head and role pair",
+        "In how many prompts each head fires from a destination role to a source role.",
+    )
+    threshold = min_prompts if min_prompts is not None else max(1, n_prompts // 10)
+    for spec in roots or [default_root(counts)]:
+        root, dest_role, src_role = [*spec.split(":"), "END", "IO"][:3]
+        circuit = fetch_circuit(store, run_id, root, dest_role, src_role)
+        name = f"{root} {dest_role}→{src_role}"
+        suffix = "" if (dest_role, src_role) == ("END", "IO") else f"_{dest_role}_{src_role}"
+        save(
+            figures.circuit_figure(
+                circuit, f"Circuit of {name} (edges in ≥ {threshold} prompts)", threshold
+            ),
+            f"circuit_{root.replace('.', '_')}{suffix}.png",
+            f"Circuit of {name}",
+            "Writers below readers, one row per layer; edge width ∝ prompts with the edge, "
+            "blue = query side, orange = key side. A node is a head at a role pair; a writer "
+            "drawn with @role does not fire where it writes (its branch ends).",
+        )
+    validations = stored_validations(store, run_id)
+    for (mode, factor), group in validations.groupby(["mode", "factor"], sort=True):
+        action = "removed" if factor == 0 else f"×{factor:g}"
+        save(
+            figures.intervention_figure(group, f"Run {run_id}: edge signals {action}, {mode}"),
+            f"interventions_{mode}_{'remove' if factor == 0 else 'boost'}.png",
+            f"Interventions ({mode}, signal {action})",
+            "Per validated edge, the mean change of the downstream firing's attention and of "
+            "the IO−S logit difference when the edge's signal is changed (red) vs a random set "
+            "of as many other singular vectors (grey), ±1 std; ratios mean|signal|/mean|control|.",
+        )
+    if published is not None:
+        removals = validations[validations["factor"] == 0] if not validations.empty else None
+        save(
+            figures.published_figure(published, removals, f"This atlas: run {run_id}"),
+            "published_vs_atlas.png",
+            "Published GPT-2 interventions beside this run's",
+            "Left: the authors' multi-edge interventions on GPT-2 small (mean ΔIO−S logit "
+            "difference over the prompts where the downstream firing exists; global = their "
+            "type A, local = type B). Right: this run's validated edges, signal vs control.",
+        )
+    _write_index(out_dir, run_id, written)
+    return written
+
+
+def _write_index(out_dir: Path, run_id: str, written: Sequence[ReportFigure]) -> None:
+    lines = [f"# Circuit Atlas report: run `{run_id}`", ""]
+    lines += [f"- [{figure.title}](#{_anchor(figure.title)})" for figure in written]
+    for figure in written:
+        lines += [
+            "",
+            f"## {figure.title}",
+            "",
+            figure.caption,
+            "",
+            f"![{figure.title}]({figure.file})",
+        ]
+    (out_dir / "index.md").write_text("\n".join(lines) + "\n")
+
+
+def _anchor(title: str) -> str:
+    kept = "".join(ch for ch in title.lower() if ch.isalnum() or ch in " -")
+    return kept.replace(" ", "-")

@@ -1,0 +1,224 @@
+"""Plain records that ingestion produces and :mod:`atlas.store.store` writes to Neo4j (DESIGN §4).
+
+One frozen dataclass per node and relationship type of the graph model. Pure data: no I/O.
+Model-scoped records (components, singular vectors) are shared by every run of a model;
+run-scoped records (prompts, firings, edges, aggregates) carry ``run_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from ingest.decomposition.sad import Side
+
+ComponentKind = Literal["head", "mlp", "embed", "bias", "logit"]
+RunStatus = Literal["running", "complete", "failed"]
+
+
+def component_id(kind: ComponentKind, layer: int | None = None, head: int | None = None) -> str:
+    """The id of a component within its model: ``"9.9"`` for a head, ``"mlp3"``, ``"embed"``."""
+    if kind == "head":
+        return f"{layer}.{head}"
+    return kind if layer is None else f"{kind}{layer}"
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A transformer the atlas describes."""
+
+    id: str
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One ingestion run with its provenance; ``params``/``dataset``/``versions`` are JSON-able."""
+
+    id: str
+    model_id: str
+    model_revision: str | None
+    method: str
+    params: Mapping[str, object]
+    dataset: Mapping[str, object]
+    versions: Mapping[str, str]
+    git_commit: str | None
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    status: RunStatus = "running"
+
+
+@dataclass(frozen=True)
+class ComponentRecord:
+    """An upstream writer or attention head; heads get the extra label ``:Head``."""
+
+    model_id: str
+    kind: ComponentKind
+    layer: int | None = None
+    head: int | None = None
+    ioi_class: str | None = None
+
+    @property
+    def id(self) -> str:
+        return component_id(self.kind, self.layer, self.head)
+
+
+@dataclass(frozen=True)
+class SingularVectorRecord:
+    """Singular direction ``index`` of head (layer, head)'s augmented Ω, with its σ."""
+
+    model_id: str
+    layer: int
+    head: int
+    index: int
+    sigma: float
+
+
+@dataclass(frozen=True)
+class AlignedRecord:
+    """Two singular vectors of different heads that read the same residual direction.
+
+    ``a`` is (layer, head, index) of the earlier head, ``b`` of the later one; ``side_a`` /
+    ``side_b`` say which of each pair's vectors is meant (``q``: u_k, ``k``: v_k) and ``cos`` is
+    their |cosine| on the residual coordinates (see :mod:`ingest.decomposition.alignment`).
+    """
+
+    model_id: str
+    a: tuple[int, int, int]
+    side_a: Side
+    b: tuple[int, int, int]
+    side_b: Side
+    cos: float
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    """An IOI prompt of a run; ``roles`` maps a role name (IO, S1, S2, END, ...) to a position."""
+
+    run_id: str
+    idx: int
+    text: str
+    template: str
+    order: str
+    io: str
+    s: str
+    roles: Mapping[str, int]
+    tokens: Sequence[str]
+
+
+@dataclass(frozen=True)
+class SparseTerm:
+    """One singular vector in a firing's sparse set: its rank in the sorted terms, value, sign."""
+
+    index: int
+    rank: int
+    term: float
+    sign: int
+
+
+@dataclass(frozen=True)
+class FiringRecord:
+    """A strong attention decision dest→src of head (layer, head) in one prompt."""
+
+    run_id: str
+    prompt: int
+    layer: int
+    head: int
+    dest: int
+    src: int
+    dest_role: str | None
+    src_role: str | None
+    attn: float
+    score: float
+    n_svs: int
+    sparse_set: Sequence[SparseTerm] = ()
+
+    @property
+    def key(self) -> FiringKey:
+        return FiringKey(self.run_id, self.prompt, self.layer, self.head, self.dest, self.src)
+
+
+@dataclass(frozen=True)
+class FiringKey:
+    """What identifies a firing: (run_id, prompt, layer, head, dest, src)."""
+
+    run_id: str
+    prompt: int
+    layer: int
+    head: int
+    dest: int
+    src: int
+
+
+@dataclass(frozen=True)
+class WriteEdgeRecord:
+    """Per-prompt communication: a writer component's contribution to one side of a firing.
+
+    ``pos`` is the position written to (dest for ``q``, src for ``k``); ``role`` names it
+    (``"other"`` when the position has no IOI role). ``parts[m]`` is the share of ``weight``
+    carried by the singular vector the firing USES with rank m (``sum(parts) == weight``);
+    empty when unknown.
+    """
+
+    firing: FiringKey
+    writer_layer: int | None
+    writer_head: int | None
+    side: Side
+    weight: float
+    pos: int
+    role: str
+    writer_kind: ComponentKind = "head"
+    parts: Sequence[float] = ()
+
+    @property
+    def writer_id(self) -> str:
+        return component_id(self.writer_kind, self.writer_layer, self.writer_head)
+
+
+@dataclass(frozen=True)
+class CommunicatesRecord:
+    """Aggregate communication writer → head over a run, counted by distinct prompts."""
+
+    run_id: str
+    writer_layer: int | None
+    writer_head: int | None
+    layer: int
+    head: int
+    side: Side
+    role: str
+    n_prompts: int
+    mean_weight: float
+    writer_kind: ComponentKind = "head"
+
+    @property
+    def writer_id(self) -> str:
+        return component_id(self.writer_kind, self.writer_layer, self.writer_head)
+
+
+@dataclass(frozen=True)
+class BatchDone:
+    """Marks batch ``index`` of a run as written, in the same transaction as its records."""
+
+    run_id: str
+    index: int
+
+
+@dataclass(frozen=True)
+class RecordBatch:
+    """Records written together in one transaction (any field may be empty).
+
+    With ``done`` set, the run remembers the batch as written, so a resumed job skips it.
+    """
+
+    components: Sequence[ComponentRecord] = ()
+    singular_vectors: Sequence[SingularVectorRecord] = ()
+    aligned: Sequence[AlignedRecord] = ()
+    prompts: Sequence[PromptRecord] = ()
+    firings: Sequence[FiringRecord] = ()
+    edges: Sequence[WriteEdgeRecord] = ()
+    communicates: Sequence[CommunicatesRecord] = ()
+    done: BatchDone | None = None

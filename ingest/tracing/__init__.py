@@ -1,0 +1,14 @@
+"""Tracing: credit each firing's signal to the upstream heads that wrote it (SAD).
+
+A writer head w's contribution to the query side of a firing is
+``Σ_{k∈S} sign_k √σ_k (u_k · o_w(i)) / s_i`` (key side: ``v_k`` and position j); per side, the
+smallest set of writers carrying more than the edge fraction of the total becomes edges.
+"""
+
+from ingest.tracing.upstream import Edges, trace_firings, upstream_contributions
+
+__all__ = [
+    "Edges",
+    "trace_firings",
+    "upstream_contributions",
+]
