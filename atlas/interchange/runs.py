@@ -29,10 +29,10 @@ from atlas.interchange.graphml import (
 )
 from atlas.settings import AtlasError
 from atlas.store.store import AtlasStore, WriteCounts
-from atlas.store.writer import git_commit
 from ingest.models.loading import DEFAULT_MODEL
 from ingest.records.build import ioi_class_of
 from ingest.records.types import ComponentRecord, ModelRecord, RunRecord
+from ingest.runtime import git_commit
 
 IMPORT_METHOD = "sad-import"
 # Short names the CLI accepts for the atlas's id of GPT-2 small (so an imported run shares its

@@ -24,13 +24,11 @@ import hashlib
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,7 +54,7 @@ from ingest.records.build import (
     model_record,
 )
 from ingest.records.types import BatchDone, RecordBatch, RunRecord
-from ingest.runtime import torch_threads
+from ingest.runtime import git_commit, torch_threads
 
 METHOD = "sad"
 # A batch handed to the writer thread: its index, its records, the write's counts and seconds.
@@ -135,22 +133,6 @@ class IngestSummary:
     def relationships_per_second(self) -> float:
         seconds = self.stage_seconds["write"]
         return self.relationships_created / seconds if seconds else 0.0
-
-
-def git_commit() -> str | None:
-    """The commit of the checkout this package runs from, when it is a git checkout."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
 
 
 def peak_memory_mb() -> float:

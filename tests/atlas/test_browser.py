@@ -1,4 +1,4 @@
-"""The Browser style, guide, bundle and deep links (atlas/browser/links.py, `circuit-atlas browse`)."""
+"""The Browser style, guide, bundle and deep links (atlas/browser/, `circuit-atlas browse`)."""
 
 from __future__ import annotations
 
