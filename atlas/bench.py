@@ -256,8 +256,9 @@ def bench_ingest(
     query_repeats: int = 0,
 ) -> IngestFigures:
     """Load the model, ingest a fresh run, optionally time the templates on it, delete it."""
-    from atlas.store.writer import IngestConfig, ingest_run, peak_memory_mb
+    from atlas.store.writer import ingest_run, peak_memory_mb
     from ingest.models.loading import load_model
+    from ingest.pipeline import IngestConfig
 
     load_at_start = load_average()
     started = time.perf_counter()

@@ -1,20 +1,105 @@
-"""One batch of IOI prompts through the model, the decomposition and (optionally) tracing."""
+"""The job's pipeline: model → prompts → decomposition → tracing → records, batch by batch.
+
+:func:`trace_run` is the one entry point: it generates a run's seeded prompts, and for every
+batch not already stored runs the forward pass (:mod:`ingest.decomposition.activations`), the
+decomposition (:mod:`ingest.decomposition.sad`), the tracing (:mod:`ingest.tracing`) and builds
+its records (:mod:`ingest.records`), yielding one :class:`TracedBatch` at a time, so memory is
+bounded by the batch. The atlas stores what it yields (``atlas.store.writer``); nothing here
+touches a database. :func:`process_batch` is the same for one batch of given prompts (the
+``decompose`` command, benchmarks, interventions).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from ingest.decomposition.activations import decompose_activations, run_activations
+from ingest.decomposition.alignment import (
+    DEFAULT_ALIGN_THRESHOLD,
+    DEFAULT_ALIGN_TOP_K,
+    aligned_pairs,
+    read_directions,
+)
 from ingest.decomposition.sad import QKSVD, FiringRule, Firings
 from ingest.models.loading import LoadedModel
-from ingest.prompts.ioi import IOIPrompt, PromptBatch, position_roles, tokenize_prompts
+from ingest.prompts.ioi import (
+    IOIPrompt,
+    PromptBatch,
+    generate_prompts,
+    position_roles,
+    tokenize_prompts,
+)
+from ingest.records.build import aligned_records, batch_records
+from ingest.records.types import AlignedRecord, BatchDone, RecordBatch, RunRecord
+from ingest.runtime import git_commit
 from ingest.tracing.upstream import Edges, trace_firings
+
+METHOD = "sad"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Everything that determines a run's graph (and so its default id)."""
+
+    n_prompts: int = 256
+    prompt_type: str = "mixed"
+    seed: int = 0
+    batch_size: int = 32
+    rule: FiringRule = field(default_factory=FiringRule)
+    edge_fraction: float = 0.7
+    # Feature identity across heads (per model, not part of the run's identity).
+    align_threshold: float = DEFAULT_ALIGN_THRESHOLD
+    align_top_k: int = DEFAULT_ALIGN_TOP_K
+
+    def align_params(self) -> str:
+        return json.dumps(
+            {"space": "residual", "threshold": self.align_threshold, "top_k": self.align_top_k},
+            sort_keys=True,
+        )
+
+    def method_params(self) -> dict[str, Any]:
+        return {"method": METHOD, **asdict(self.rule), "edge_fraction": self.edge_fraction}
+
+    def dataset(self) -> dict[str, Any]:
+        return {
+            "generator": "circuit-atlas ioi",
+            "n_prompts": self.n_prompts,
+            "prompt_type": self.prompt_type,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+        }
+
+    def default_run_id(self, model_id: str) -> str:
+        """``<model>-<type>-n<N>-seed<S>-<hash of every parameter>``: re-running finds it."""
+        slug = model_id.rstrip("/").split("/")[-1]
+        fingerprint = json.dumps(
+            [model_id, self.method_params(), self.dataset()], sort_keys=True
+        ).encode()
+        digest = hashlib.sha256(fingerprint).hexdigest()[:8]
+        return f"{slug}-{self.prompt_type}-n{self.n_prompts}-seed{self.seed}-{digest}"
+
+
+def run_record(run_id: str, model: LoadedModel, config: IngestConfig) -> RunRecord:
+    provenance = model.provenance
+    return RunRecord(
+        id=run_id,
+        model_id=provenance.model_id,
+        model_revision=provenance.revision,
+        method=METHOD,
+        params=config.method_params(),
+        dataset=config.dataset(),
+        versions={**provenance.versions, "processing": json.dumps(provenance.processing)},
+        git_commit=git_commit(),
+    )
 
 
 @dataclass(frozen=True)
@@ -97,3 +182,53 @@ class _StageClock:
         now = time.perf_counter()
         self.seconds[stage] = now - self._last
         self._last = now
+
+
+@dataclass(frozen=True)
+class TracedBatch:
+    """One batch of a run as :func:`trace_run` yields it.
+
+    ``records`` is ``None`` for a batch in ``skip`` (already stored: nothing was computed).
+    ``seconds``: wall time of each stage (``forward``, ``decompose``, ``trace``, ``records``).
+    """
+
+    index: int
+    n_prompts: int
+    records: RecordBatch | None
+    seconds: Mapping[str, float] = field(default_factory=dict)
+
+
+def trace_run(
+    model: LoadedModel,
+    svd: QKSVD,
+    config: IngestConfig,
+    run_id: str,
+    *,
+    skip: Collection[int] = (),
+) -> Iterator[TracedBatch]:
+    """Every batch of the run ``run_id``: prompts through the model, decomposed, traced, as
+    records (each carrying its :class:`BatchDone` marker, for a store to commit with it).
+
+    Batch ``index`` holds prompts ``[index · batch_size, (index + 1) · batch_size)`` of the
+    seeded prompt list, so a resumed run recomputes exactly the batches it lacks.
+    """
+    prompts = generate_prompts(config.n_prompts, config.prompt_type, seed=config.seed)
+    for index, batch_prompts in enumerate(chunks(prompts, config.batch_size)):
+        if index in skip:
+            yield TracedBatch(index, len(batch_prompts), None)
+            continue
+        result = process_batch(
+            model, svd, batch_prompts, config.rule, trace=True, edge_fraction=config.edge_fraction
+        )
+        started = time.perf_counter()
+        records = batch_records(run_id, result, index * config.batch_size, model.tokenizer)
+        records = replace(records, done=BatchDone(run_id, index))
+        seconds = {**result.seconds, "records": time.perf_counter() - started}
+        yield TracedBatch(index, len(batch_prompts), records, seconds)
+
+
+def model_aligned_records(model_id: str, svd: QKSVD, config: IngestConfig) -> list[AlignedRecord]:
+    """The model's ALIGNED singular-vector pairs under the config's threshold and top-k."""
+    directions = read_directions(svd)
+    pairs = aligned_pairs(directions, config.align_threshold, config.align_top_k)
+    return aligned_records(model_id, directions, pairs)

@@ -143,7 +143,8 @@ def toy_ioi_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str
     Shared by every test that queries a real atlas (read-only: do not modify it); deleted at
     the end of the session. Its name mover is 3.1 (END→IO), fed by END→S2 heads 2.3/3.2.
     """
-    from atlas.store.writer import IngestConfig, ingest_run
+    from atlas.store.writer import ingest_run
+    from ingest.pipeline import IngestConfig
 
     run_id = f"test-toy-ioi-64-{uuid.uuid4().hex[:8]}"
     config = IngestConfig(n_prompts=64, batch_size=32, seed=0)

@@ -90,7 +90,8 @@ def ingest(
       circuit-atlas ingest --model gpt2 --n-prompts 256 --batch-size 16 --resume
     """
     from atlas.store.store import AtlasStore
-    from atlas.store.writer import IngestConfig, ingest_run
+    from atlas.store.writer import ingest_run
+    from ingest.pipeline import IngestConfig
 
     if resume and rewrite:
         raise click.UsageError("--resume and --rewrite exclude each other.")

@@ -1,10 +1,11 @@
-"""The ingestion job: IOI prompts through the model, SAD decomposition and tracing, into Neo4j.
+"""Store a run: what :func:`ingest.pipeline.trace_run` yields, written into Neo4j, resumably.
 
-Data flow per batch (memory is bounded by the batch, never by the number of prompts):
-prompts → forward pass → firings + sparse sets → upstream edges → records → one write
-transaction that also marks the batch done. A run interrupted anywhere (exception, Ctrl-C,
-killed process) is continued with ``resume=True``: written batches are skipped, the rest are
-computed again from the same seeded prompts, so the final graph equals an uninterrupted run's.
+Per batch (memory is bounded by the batch, never by the number of prompts): the pipeline
+yields its records (prompts → forward pass → firings + sparse sets → upstream edges →
+records); here they become one write transaction that also marks the batch done. A run
+interrupted anywhere (exception, Ctrl-C, killed process) is continued with ``resume=True``:
+written batches are skipped, the rest are computed again from the same seeded prompts, so the
+final graph equals an uninterrupted run's.
 At the end the per-prompt edges are aggregated into ``COMMUNICATES`` and the run is complete.
 
 Pipelining: batch n is written by one writer thread while the main thread computes batch
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
 import os
 import resource
@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -37,71 +37,16 @@ from tqdm import tqdm
 from atlas.settings import AtlasError
 from atlas.store.store import AtlasStore, PreparedWrite, WriteCounts, read_only_message
 from ingest.decomposition.activations import model_qk_svd
-from ingest.decomposition.alignment import (
-    DEFAULT_ALIGN_THRESHOLD,
-    DEFAULT_ALIGN_TOP_K,
-    aligned_pairs,
-    read_directions,
-)
-from ingest.decomposition.sad import QKSVD, FiringRule
+from ingest.decomposition.sad import QKSVD
 from ingest.models.loading import LoadedModel
-from ingest.pipeline import chunks, process_batch
-from ingest.prompts.ioi import generate_prompts
-from ingest.records.build import (
-    aligned_records,
-    batch_records,
-    model_component_records,
-    model_record,
-)
-from ingest.records.types import BatchDone, RecordBatch, RunRecord
-from ingest.runtime import git_commit, torch_threads
+from ingest.pipeline import IngestConfig, model_aligned_records, run_record, trace_run
+from ingest.records.build import model_component_records, model_record
+from ingest.records.types import RecordBatch, RunRecord
+from ingest.runtime import torch_threads
 
-METHOD = "sad"
 # A batch handed to the writer thread: its index, its records, the write's counts and seconds.
 _PendingWrite = tuple[int, RecordBatch, Future[tuple[WriteCounts, float]]]
 STAGES = ("svd", "align", "forward", "decompose", "trace", "records", "write", "aggregate")
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    """Everything that determines a run's graph (and so its default id)."""
-
-    n_prompts: int = 256
-    prompt_type: str = "mixed"
-    seed: int = 0
-    batch_size: int = 32
-    rule: FiringRule = field(default_factory=FiringRule)
-    edge_fraction: float = 0.7
-    # Feature identity across heads (per model, not part of the run's identity).
-    align_threshold: float = DEFAULT_ALIGN_THRESHOLD
-    align_top_k: int = DEFAULT_ALIGN_TOP_K
-
-    def align_params(self) -> str:
-        return json.dumps(
-            {"space": "residual", "threshold": self.align_threshold, "top_k": self.align_top_k},
-            sort_keys=True,
-        )
-
-    def method_params(self) -> dict[str, Any]:
-        return {"method": METHOD, **asdict(self.rule), "edge_fraction": self.edge_fraction}
-
-    def dataset(self) -> dict[str, Any]:
-        return {
-            "generator": "circuit-atlas ioi",
-            "n_prompts": self.n_prompts,
-            "prompt_type": self.prompt_type,
-            "seed": self.seed,
-            "batch_size": self.batch_size,
-        }
-
-    def default_run_id(self, model_id: str) -> str:
-        """``<model>-<type>-n<N>-seed<S>-<hash of every parameter>``: re-running finds it."""
-        slug = model_id.rstrip("/").split("/")[-1]
-        fingerprint = json.dumps(
-            [model_id, self.method_params(), self.dataset()], sort_keys=True
-        ).encode()
-        digest = hashlib.sha256(fingerprint).hexdigest()[:8]
-        return f"{slug}-{self.prompt_type}-n{self.n_prompts}-seed{self.seed}-{digest}"
 
 
 @dataclass
@@ -141,20 +86,6 @@ def peak_memory_mb() -> float:
     if torch.cuda.is_available():
         peak += torch.cuda.max_memory_allocated() / 2**20
     return peak
-
-
-def run_record(run_id: str, model: LoadedModel, config: IngestConfig) -> RunRecord:
-    provenance = model.provenance
-    return RunRecord(
-        id=run_id,
-        model_id=provenance.model_id,
-        model_revision=provenance.revision,
-        method=METHOD,
-        params=config.method_params(),
-        dataset=config.dataset(),
-        versions={**provenance.versions, "processing": json.dumps(provenance.processing)},
-        git_commit=git_commit(),
-    )
 
 
 def check_resumable(store: AtlasStore, run: RunRecord, resume: bool, rewrite: bool) -> None:
@@ -211,7 +142,6 @@ def ingest_run(
     run_id = run_id or config.default_run_id(model.provenance.model_id)
     summary = IngestSummary(run_id=run_id)
     job_started = time.perf_counter()
-    prompts = generate_prompts(config.n_prompts, config.prompt_type, seed=config.seed)
     run = run_record(run_id, model, config)
     check_resumable(store, run, resume, rewrite)
     done = set() if rewrite else store.done_batches(run_id)
@@ -233,7 +163,7 @@ def ingest_run(
 
     # Statements are built in this thread (stage "records"); the writer thread only sends them.
     prepare = store.prepare_batch if rewrite else store.prepare_fresh_batch
-    bars = _progress_bars(len(prompts), show_progress)
+    bars = _progress_bars(config.n_prompts, show_progress)
 
     def timed_write(prepared: PreparedWrite) -> tuple[WriteCounts, float]:
         started = time.perf_counter()
@@ -265,32 +195,21 @@ def ingest_run(
             rare_gc_passes(),
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="atlas-writer") as writer,
         ):
-            for index, batch_prompts in enumerate(chunks(prompts, config.batch_size)):
-                if index in done:
+            for batch in trace_run(model, svd, config, run_id, skip=done):
+                if batch.records is None:  # already in the atlas
                     summary.batches_skipped += 1
                     for bar in bars:
-                        bar.update(len(batch_prompts))
+                        bar.update(batch.n_prompts)
                     continue
-                result = process_batch(
-                    model,
-                    svd,
-                    batch_prompts,
-                    config.rule,
-                    trace=True,
-                    edge_fraction=config.edge_fraction,
-                )
                 started = time.perf_counter()
-                offset = index * config.batch_size
-                records = batch_records(run_id, result, offset, model.tokenizer)
-                records = replace(records, done=BatchDone(run_id, index))
-                prepared = prepare(records)
+                prepared = prepare(batch.records)
                 seconds["records"] += time.perf_counter() - started
-                for stage, elapsed in result.seconds.items():
+                for stage, elapsed in batch.seconds.items():
                     seconds[stage] += elapsed
-                bars[0].update(len(batch_prompts))
+                bars[0].update(batch.n_prompts)
                 if pending is not None:
                     committed(pending)
-                pending = (index, records, writer.submit(timed_write, prepared))
+                pending = (batch.index, batch.records, writer.submit(timed_write, prepared))
             if pending is not None:
                 committed(pending)
     except BaseException as error:
@@ -331,9 +250,7 @@ def write_aligned(store: AtlasStore, model_id: str, svd: QKSVD, config: IngestCo
     params = config.align_params()
     if store.aligned_params(model_id) == params:
         return
-    directions = read_directions(svd)
-    pairs = aligned_pairs(directions, config.align_threshold, config.align_top_k)
-    store.replace_aligned(model_id, aligned_records(model_id, directions, pairs), params)
+    store.replace_aligned(model_id, model_aligned_records(model_id, svd, config), params)
 
 
 def default_compute_threads() -> int:

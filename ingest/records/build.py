@@ -3,12 +3,11 @@ firings and per-prompt communication edges. Pure: no database, no printing."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.decomposition.alignment import AlignedPairs, ReadDirections
 from ingest.decomposition.sad import QKSVD, SIDE_NAMES
 from ingest.models.loading import DEFAULT_MODEL, ModelProvenance
-from ingest.pipeline import BatchResult
 from ingest.records.types import (
     AlignedRecord,
     ComponentRecord,
@@ -21,6 +20,9 @@ from ingest.records.types import (
     SparseTerm,
     WriteEdgeRecord,
 )
+
+if TYPE_CHECKING:  # the pipeline builds records from its batches: no import at run time
+    from ingest.pipeline import BatchResult
 
 # Wang et al. (2022), "Interpretability in the Wild": IOI circuit classes of GPT-2 small heads.
 GPT2_IOI_CLASSES: dict[str, tuple[str, ...]] = {

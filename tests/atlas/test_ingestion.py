@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from atlas.cli import main
 from atlas.settings import AtlasError
 from atlas.store.store import AtlasStore
-from atlas.store.writer import IngestConfig, ingest_run, rare_gc_passes
+from atlas.store.writer import ingest_run, rare_gc_passes
 from ingest.decomposition.activations import model_qk_svd
 from ingest.models.loading import LoadedModel
-from ingest.pipeline import chunks, process_batch
+from ingest.pipeline import IngestConfig, chunks, process_batch
 from ingest.prompts.ioi import generate_prompts
 from ingest.records.build import batch_records
 

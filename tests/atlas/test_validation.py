@@ -17,10 +17,11 @@ from atlas.check.validation import (
     validate_circuit,
 )
 from atlas.store.store import AtlasStore
-from atlas.store.writer import IngestConfig, ingest_run
+from atlas.store.writer import ingest_run
 from ingest.decomposition.activations import model_qk_svd
 from ingest.interventions.edits import measure_edges, summarize
 from ingest.models.loading import LoadedModel
+from ingest.pipeline import IngestConfig
 
 pytestmark = pytest.mark.integration
 
