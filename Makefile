@@ -3,14 +3,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format typecheck server-install browser-deps bench clean
+.PHONY: install test lint format typecheck server-install browser-deps bench docs clean
 
 $(PY):
 	python3 -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -51,5 +51,10 @@ test: lint typecheck server-install
 bench: install
 	$(VENV)/bin/circuit-atlas bench $(BENCH_ARGS)
 
+# The documentation site (MkDocs + Material) into site/; --strict turns every warning, a broken
+# link or a page missing from the nav included, into a failure. .ci/run builds it.
+docs: install
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var site

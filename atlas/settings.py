@@ -42,8 +42,9 @@ def var_dir() -> Path:
 
 
 def reference_dir() -> Path:
-    """The method authors' published data (``../shared/reference`` beside the checkout, read in
-    place and never copied into the project; ``CIRCUIT_ATLAS_REFERENCE`` overrides)."""
+    """The folder that holds the method authors' published data (``sad-gpt2-ioi/``: their GPT-2
+    graph and interventions), read in place and never copied into the project:
+    ``CIRCUIT_ATLAS_REFERENCE``, else a ``shared/reference`` folder beside the checkout."""
     return Path(
         os.environ.get("CIRCUIT_ATLAS_REFERENCE") or repo_root().parent / "shared" / "reference"
     )

@@ -1,5 +1,5 @@
 // name: circuit
-// purpose: The SAD circuit of a root head (DESIGN §2), one row per communication edge.
+// purpose: The SAD circuit of a root head, one row per communication edge.
 // param: run_id string — the run
 // param: layer int — the root head's layer
 // param: head int — the root head's index in its layer

@@ -26,7 +26,7 @@ PUBLISHED_INTERVENTIONS = Path("sad-gpt2-ioi") / "interventions_multi-edge.parqu
 
 
 def published_interventions(path: Path | None = None) -> pd.DataFrame:
-    """The authors' GPT-2 intervention table (DESIGN: ``../shared/reference``), read in place."""
+    """The authors' GPT-2 intervention table, read in place from :func:`reference_dir`."""
     path = path or reference_dir() / PUBLISHED_INTERVENTIONS
     if not path.is_file():
         raise AtlasError(

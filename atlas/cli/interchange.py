@@ -45,7 +45,7 @@ def import_graphml_command(file: Path, run_id: str, model: str, graph_format: st
     that exists with other content is refused. Example, the published GPT-2 IOI graph:
 
       circuit-atlas import graphml \\
-        ../shared/reference/sad-gpt2-ioi/nms-p256-f1.0-folded-expandedO-scaled.graphml \\
+        $CIRCUIT_ATLAS_REFERENCE/sad-gpt2-ioi/nms-p256-f1.0-folded-expandedO-scaled.graphml \\
         --run-id gpt2-sad-authors
     """
     from atlas.interchange.runs import import_graphml

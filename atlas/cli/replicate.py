@@ -44,7 +44,7 @@ NEEDS_WEIGHTS = (
 def replicate(
     model_name: str, model_dir: Path | None, device: str, n_prompts: int, batch_size: int
 ) -> None:
-    """Re-run SAD's GPT-2 setting and compare with the paper's numbers (DESIGN §3).
+    """Re-run SAD's GPT-2 setting and compare with the paper's numbers.
 
     Runs 256 mixed IOI prompts (seed 0) through GPT-2 small in memory (nothing is written to
     the atlas) and prints, for each published number, the paper's value, ours and the

@@ -1,4 +1,6 @@
-"""Constraints and indexes of the graph model (DESIGN §4), created idempotently and versioned.
+"""Constraints and indexes of the graph model, created idempotently and versioned.
+
+The graph model itself is described in docs/neo4j.md ("Graph model").
 
 Every MERGE key has a uniqueness constraint (composite ``IS UNIQUE`` works on Community;
 ``NODE KEY`` does not), including COMMUNICATES, whose key (run, writer, head, side, role) is

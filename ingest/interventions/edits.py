@@ -1,4 +1,4 @@
-"""Causal validation of communication edges by intervention (DESIGN §2): pure tensor maths.
+"""Causal validation of communication edges by intervention: pure tensor maths.
 
 An edge says that writer head w sends the signal that makes a downstream firing of head
 (l, h) at (i, j) happen. Let S be the firing's sparse set and ``c_k = u_k[:d]`` (query side,
@@ -234,7 +234,7 @@ def logit_diff(
 
 @dataclass(frozen=True)
 class FiringTargets:
-    """Firings of head (layer, head) to intervene on, one per prompt (DESIGN: the edge's
+    """Firings of head (layer, head) to intervene on, one per prompt (the edge's
     downstream firing): ``prompts[n]`` fires at ``(dest[n], src[n])`` with ``sparse_sets[n]``."""
 
     layer: int

@@ -1,4 +1,4 @@
-"""The paper's GPT-2 setting (DESIGN §3) re-run in memory and compared with its numbers: pure.
+"""The paper's GPT-2 setting re-run in memory and compared with its numbers: pure.
 
 SAD on GPT-2 small, 256 mixed IOI prompts, seed 0: the baseline IO−S logit difference, how
 many prompts the name movers 9.9, 9.6, 10.0 fire END→IO in, the mean sparse-set size of 9.9

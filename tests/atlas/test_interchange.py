@@ -265,7 +265,7 @@ def file_inputs(path: Path, head: str, side: str, role: str) -> list[str]:
 @pytest.mark.parametrize(
     ("head", "side", "role", "paper"),
     [
-        ("9.9", "q", "end", ["8.6", "8.3", "7.9", "7.3"]),  # DESIGN §3
+        ("9.9", "q", "end", ["8.6", "8.3", "7.9", "7.3"]),  # as the paper reports
         ("9.6", "q", "end", None),
         ("8.6", "k", "S2", None),
         ("5.5", "k", "S1+1", ["4.11"]),
