@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format typecheck server-install browser-deps bench docs clean
+.PHONY: install test lint format typecheck server-install browser-deps bench docs wheel-check clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -26,7 +26,8 @@ format: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-# Neo4j jars via Maven into var/neo4j (cached: a no-op while the pom is unchanged).
+# Neo4j jars via Maven into the data directory's neo4j/ (~/.local/share/circuit-atlas unless
+# CIRCUIT_ATLAS_HOME or XDG_DATA_HOME say otherwise; cached while the pom is unchanged).
 server-install: install
 	$(VENV)/bin/circuit-atlas server install
 
@@ -40,7 +41,8 @@ browser-deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-# Integration tests start their own local Neo4j (var/neo4j-test) unless NEO4J_URI is set.
+# Integration tests start their own local Neo4j (<data dir>/neo4j-test-<port>) unless NEO4J_URI
+# is set; the suite includes the wheel check below.
 test: lint typecheck server-install
 	$(PY) -m pytest tests
 
@@ -55,6 +57,11 @@ bench: install
 # link or a page missing from the nav included, into a failure. .ci/run builds it.
 docs: install
 	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+# The built wheel, installed into a new virtualenv outside the checkout, runs server install,
+# server start, a toy-ioi ingest, runs list and server stop (also part of `make test`).
+wheel-check: install
+	$(PY) -m pytest tests/acceptance/test_wheel_install.py
 
 clean:
 	rm -rf $(VENV) var site

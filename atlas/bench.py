@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from atlas.settings import AtlasError
+from atlas.errors import AtlasError
 from atlas.store.store import AtlasStore, WriteCounts
 from ingest.records.types import (
     BatchDone,

@@ -1,7 +1,10 @@
 """Where the atlas lives: one settings source for a local server and for docker compose.
 
 ``NEO4J_URI`` (with ``NEO4J_USER``, ``NEO4J_PASSWORD``, ``NEO4J_DATABASE``) wins when set.
-Otherwise the credentials file that ``circuit-atlas server start`` writes is used.
+Otherwise the credentials file that ``circuit-atlas server start`` writes is used. The local
+server (jars, data, logs) and that file live in the per-user data directory
+(:func:`ingest.runtime.data_dir`: ``$CIRCUIT_ATLAS_HOME``, else ``$XDG_DATA_HOME/circuit-atlas``,
+else ``~/.local/share/circuit-atlas``), never inside the installed package.
 """
 
 from __future__ import annotations
@@ -11,14 +14,25 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
+from atlas.errors import Neo4jUnavailableError
+from ingest.runtime import DATA_DIR_VARIABLE, data_dir
+
+__all__ = [
+    "DATA_DIR_VARIABLE",
+    "DEFAULT_DATABASE",
+    "DEFAULT_USER",
+    "Neo4jSettings",
+    "data_dir",
+    "default_credentials_file",
+    "load_settings",
+    "read_credentials",
+    "reference_dir",
+    "server_dir",
+    "write_credentials",
+]
 
 DEFAULT_DATABASE = "neo4j"
 DEFAULT_USER = "neo4j"
-
-
-class AtlasError(click.ClickException):
-    """A problem the user can fix, reported as one paragraph without a traceback."""
 
 
 @dataclass(frozen=True)
@@ -32,32 +46,24 @@ class Neo4jSettings:
     source: str = "environment"
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+def server_dir() -> Path:
+    """The local Neo4j server: jars, Browser bundle, conf, data and logs (``<data dir>/neo4j``)."""
+    return data_dir() / "neo4j"
 
 
-def var_dir() -> Path:
-    """Git-ignored folder for jars, server data and logs (``CIRCUIT_ATLAS_VAR`` overrides)."""
-    return Path(os.environ.get("CIRCUIT_ATLAS_VAR") or repo_root() / "var")
+def default_credentials_file() -> Path:
+    """The local server's URI, user and generated password (mode 0600), beside its data."""
+    return server_dir() / "credentials.json"
 
 
 def reference_dir() -> Path:
     """The folder that holds the method authors' published data (``sad-gpt2-ioi/``: their GPT-2
     graph and interventions), read in place and never copied into the project:
     ``CIRCUIT_ATLAS_REFERENCE``, else a ``shared/reference`` folder beside the checkout."""
+    checkout = Path(__file__).resolve().parents[1]
     return Path(
-        os.environ.get("CIRCUIT_ATLAS_REFERENCE") or repo_root().parent / "shared" / "reference"
+        os.environ.get("CIRCUIT_ATLAS_REFERENCE") or checkout.parent / "shared" / "reference"
     )
-
-
-def config_dir() -> Path:
-    """Per-user config folder: ``$XDG_CONFIG_HOME/circuit-atlas`` or ``~/.config/circuit-atlas``."""
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(base) / "circuit-atlas"
-
-
-def default_credentials_file() -> Path:
-    return config_dir() / "neo4j-local.json"
 
 
 def write_credentials(path: Path, settings: Neo4jSettings) -> None:
@@ -102,10 +108,11 @@ def load_settings(credentials_file: Path | None = None) -> Neo4jSettings:
     path = credentials_file or default_credentials_file()
     stored = read_credentials(path)
     if stored is None:
-        raise AtlasError(
+        raise Neo4jUnavailableError(
             "No Neo4j is configured: NEO4J_URI is not set and there is no local server "
             f"credentials file at {path}. Start the local server with `circuit-atlas server "
-            "start`, or set NEO4J_URI, NEO4J_USER and NEO4J_PASSWORD (e.g. for docker compose)."
+            "start` (data directory: --data-dir or $CIRCUIT_ATLAS_HOME), or set NEO4J_URI, "
+            "NEO4J_USER and NEO4J_PASSWORD (e.g. for docker compose)."
         )
     if os.environ.get("NEO4J_DATABASE"):
         return Neo4jSettings(stored.uri, stored.user, stored.password, database, stored.source)

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
 DATA_DIR_VARIABLE = "CIRCUIT_ATLAS_HOME"
 
 
@@ -53,6 +51,8 @@ def torch_threads(n: int) -> Iterator[None]:
     busy CPU, their OpenMP barriers stall (seen: 0.5 s on one thread, up to 68 s on two); and
     floating-point reductions depend on the thread count, so bit-reproducible training pins it.
     """
+    import torch  # here, so the data directory is known without loading torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

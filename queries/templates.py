@@ -34,7 +34,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from atlas.settings import AtlasError
+from atlas.errors import ParameterError
 
 SCALAR_TYPES = {"string": str, "int": int, "float": float, "bool": bool}
 _PARAM = re.compile(
@@ -46,7 +46,7 @@ _NO_DEFAULT = object()
 _FIELDS = {"name", "purpose", "mode", "param", "returns", "example", "example-toy"}
 
 
-class TemplateError(AtlasError):
+class TemplateError(ParameterError):
     """An unknown template or a parameter that does not fit its header (one line, exit 1)."""
 
 

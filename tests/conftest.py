@@ -1,9 +1,10 @@
 """Shared fixtures: a real Neo4j for integration tests (never a mock).
 
 With ``NEO4J_URI`` set, tests use that server (e.g. docker compose). Otherwise one local server
-per session is started from the project's jars (installed with Maven if needed) in its own
-folder ``var/neo4j-test`` on ports 17687/17474 (``CIRCUIT_ATLAS_TEST_BOLT_PORT`` and
-``CIRCUIT_ATLAS_TEST_HTTP_PORT`` choose others), with a fresh database, and stopped at the end.
+per session is started from the jars in the data directory (installed with Maven if needed),
+in its own folder ``<data dir>/neo4j-test-<bolt port>``, on ports 17687/17474
+(``CIRCUIT_ATLAS_TEST_BOLT_PORT`` and ``CIRCUIT_ATLAS_TEST_HTTP_PORT`` choose others), with a
+fresh database, and stopped at the end.
 Under CI (``CI=true``) a server that cannot start fails the tests instead of skipping them.
 """
 
@@ -17,8 +18,9 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
+from atlas.errors import AtlasError
 from atlas.server.local import LocalServer
-from atlas.settings import AtlasError, Neo4jSettings, load_settings, var_dir
+from atlas.settings import Neo4jSettings, data_dir, load_settings
 from atlas.store.store import AtlasStore
 from ingest.models.loading import LoadedModel, load_model, random_gpt2
 from ingest.records.types import ModelRecord, RunRecord
@@ -29,8 +31,9 @@ TEST_HTTP_PORT = int(os.environ.get("CIRCUIT_ATLAS_TEST_HTTP_PORT", "17474"))
 
 
 def local_test_server() -> LocalServer:
-    """The local server instance integration tests use (kept apart from the user's own)."""
-    instance = var_dir() / "neo4j-test"
+    """The local server instance integration tests use: the user's jars, its own folder (one per
+    Bolt port, so checkouts can run their suites side by side)."""
+    instance = data_dir() / f"neo4j-test-{TEST_BOLT_PORT}"
     return LocalServer(
         instance=instance,
         bolt_port=TEST_BOLT_PORT,
@@ -54,7 +57,7 @@ def neo4j_settings() -> Iterator[Neo4jSettings]:
     try:
         settings = server.start()
     except AtlasError as error:
-        message = f"Local Neo4j test server could not start: {error.format_message()}"
+        message = f"Local Neo4j test server could not start: {error}"
         if os.environ.get("CI", "").lower() in {"true", "1"}:
             pytest.fail(message)
         pytest.skip(message)

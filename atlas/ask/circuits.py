@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
-from atlas.settings import AtlasError
+from atlas.errors import AtlasError, ParameterError, UnknownRunError
 
 if TYPE_CHECKING:
     from atlas.store.store import AtlasStore
@@ -339,15 +339,15 @@ def fetch_circuit(
     try:
         layer, head = parse_head(root)
     except ValueError as error:
-        raise AtlasError(str(error)) from error
+        raise ParameterError(str(error)) from error
     model = store.run_model(run_id)
     if model is None:
-        raise AtlasError(
+        raise UnknownRunError(
             f"Run '{run_id}' is not in the atlas. `circuit-atlas runs list` shows the runs."
         )
     n_layers, n_heads = model["n_layers"], model["n_heads"]
     if n_layers is not None and not (layer < n_layers and head < n_heads):
-        raise AtlasError(
+        raise ParameterError(
             f"Head {root} does not exist in {model['model_id']} (run '{run_id}'): it has "
             f"layers 0–{n_layers - 1} and heads 0–{n_heads - 1}."
         )

@@ -11,7 +11,7 @@ route and circuit results as networkx graphs.
 
 Parameters are checked against the template's header (unknown, missing and mistyped ones are
 :class:`~queries.templates.TemplateError`), the run must exist and head parameters must name a
-head of the run's model (:class:`~atlas.settings.AtlasError` otherwise, one line each). Values
+head of the run's model (:class:`~atlas.errors.AtlasError` otherwise, one line each). Values
 always travel as Cypher parameters.
 """
 
@@ -26,7 +26,7 @@ import networkx as nx
 import pandas as pd
 
 from atlas.ask.circuits import parse_head
-from atlas.settings import AtlasError
+from atlas.errors import ParameterError, UnknownRunError
 from atlas.store.store import AtlasStore
 from queries.templates import load_template
 
@@ -35,11 +35,11 @@ HEAD_PARAMETERS = (("layer", "head"), ("from_layer", "from_head"), ("to_layer", 
 
 
 def head(text: str) -> tuple[int, int]:
-    """``"9.9"`` → ``(9, 9)``; anything else is an :class:`AtlasError` (one line)."""
+    """``"9.9"`` → ``(9, 9)``; anything else is a :class:`ParameterError` (one line)."""
     try:
         return parse_head(text)
     except ValueError as error:
-        raise AtlasError(str(error)) from None
+        raise ParameterError(str(error)) from None
 
 
 def run_query(store: AtlasStore, name: str, **parameters: Any) -> pd.DataFrame:
@@ -60,14 +60,16 @@ def check_heads(store: AtlasStore, run_id: str, bound: Mapping[str, Any]) -> Non
     """Refuse an unknown run, or a head the run's model does not have, in one line."""
     shape = store.run_model(run_id)
     if shape is None:
-        raise AtlasError(f"Run '{run_id}' is not in the atlas (see `circuit-atlas runs list`).")
+        raise UnknownRunError(
+            f"Run '{run_id}' is not in the atlas (see `circuit-atlas runs list`)."
+        )
     n_layers, n_heads = shape.get("n_layers"), shape.get("n_heads")
     for layer_name, head_name in HEAD_PARAMETERS:
         layer, index = bound.get(layer_name), bound.get(head_name)
         if layer is None or index is None or n_layers is None or n_heads is None:
             continue
         if not (0 <= layer < n_layers and 0 <= index < n_heads):
-            raise AtlasError(
+            raise ParameterError(
                 f"Head {layer}.{index} is not in model '{shape['model_id']}' of run '{run_id}' "
                 f"({n_layers} layers × {n_heads} heads: 0.0 to {n_layers - 1}.{n_heads - 1})."
             )

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from atlas.settings import AtlasError
+from atlas.errors import AtlasError
 from queries.templates import Template, load_template, template_names
 
 STYLE_FILE = Path(__file__).resolve().parent / "assets" / "atlas.grass"

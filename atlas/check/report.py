@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from atlas.ask.circuits import fetch_circuit
 from atlas.check import figures
 from atlas.check.validation import stored_validations, unknown_run
-from atlas.settings import AtlasError, reference_dir
+from atlas.errors import AtlasError
+from atlas.settings import reference_dir
 from atlas.store.store import AtlasStore
 
 PUBLISHED_INTERVENTIONS = Path("sad-gpt2-ioi") / "interventions_multi-edge.parquet"

@@ -26,7 +26,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from atlas.ask.circuits import circuit_edges, fetch_circuit, parse_head
-from atlas.settings import AtlasError
+from atlas.errors import AtlasError, ParameterError, UnknownRunError
 from atlas.store.connection import explained_errors
 from atlas.store.schema import SCHEMA_VERSION
 from atlas.store.store import AtlasStore
@@ -54,8 +54,10 @@ RETURN count(v) AS written
 HAS_VALIDATIONS = "MATCH (v:Validation {run_id: $run_id}) RETURN count(v) > 0 AS found"
 
 
-def unknown_run(run_id: str) -> AtlasError:
-    return AtlasError(f"Run '{run_id}' is not in the atlas. `circuit-atlas runs list` shows them.")
+def unknown_run(run_id: str) -> UnknownRunError:
+    return UnknownRunError(
+        f"Run '{run_id}' is not in the atlas. `circuit-atlas runs list` shows them."
+    )
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,9 @@ class ValidationConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise AtlasError(f"--mode must be one of {', '.join(MODES)}, not '{self.mode}'.")
+            raise ParameterError(f"--mode must be one of {', '.join(MODES)}, not '{self.mode}'.")
         if self.top < 1 or self.max_prompts < 1 or self.n_controls < 1:
-            raise AtlasError("--top, --prompts and --controls must be at least 1.")
+            raise ParameterError("--top, --prompts and --controls must be at least 1.")
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,14 @@ def browser_link(query: str, params: Mapping[str, Any], browser: str | None = No
     the configured connection (``NEO4J_URI`` or the local server).
     """
     from atlas.browser.links import browser_url
-    from atlas.settings import AtlasError, load_settings
+    from atlas.errors import Neo4jUnavailableError
+    from atlas.settings import load_settings
 
     try:
         connect_url: str | None = load_settings().uri
-    except AtlasError:  # nothing configured yet: the Browser asks for the connection itself
+    except (
+        Neo4jUnavailableError
+    ):  # nothing configured yet: the Browser asks for the connection itself
         connect_url = None
     return browser_url(query, params, browser=browser_base(browser), connect_url=connect_url)
 

@@ -12,7 +12,7 @@ import click
 from atlas.cli.options import (
     firing_rule_or_exit,
     generate_prompts_or_exit,
-    load_model_or_exit,
+    load_model_quietly,
     model_options,
 )
 
@@ -62,7 +62,7 @@ def decompose(
 
     rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
     prompts = generate_prompts_or_exit(n_prompts, prompt_type, seed)
-    model = load_model_or_exit(model_name, model_dir, revision, device, seed)
+    model = load_model_quietly(model_name, model_dir, revision, device, seed)
     svd = model_qk_svd(model.bridge, dtype=model.bridge.cfg.dtype)
     parts: list[Firings] = []
     role_labels: list[list[str]] = []

@@ -9,7 +9,7 @@ import click
 from atlas.cli.options import (
     firing_rule_or_exit,
     generate_prompts_or_exit,
-    load_model_or_exit,
+    load_model_quietly,
     model_options,
 )
 
@@ -102,7 +102,7 @@ def ingest(
     rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
     generate_prompts_or_exit(n_prompts, prompt_type, seed)
     store = AtlasStore.connect()  # fails fast, before the model loads, when Neo4j is down
-    model = load_model_or_exit(model_name, model_dir, revision, device, seed)
+    model = load_model_quietly(model_name, model_dir, revision, device, seed)
     config = IngestConfig(
         n_prompts=n_prompts,
         prompt_type=prompt_type,

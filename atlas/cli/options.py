@@ -1,4 +1,4 @@
-"""Options and error handling shared by the commands that run a model."""
+"""Options and helpers shared by the commands that run a model."""
 
 from __future__ import annotations
 
@@ -106,25 +106,19 @@ def model_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-def load_model_or_exit(
+def load_model_quietly(
     model_name: str, model_dir: Path | None, revision: str | None, device: str, seed: int
 ) -> LoadedModel:
-    """:func:`ingest.models.load_model`, with loading problems turned into one-line errors.
-
-    The model libraries' progress bars and advisory warnings are silenced first
-    (:func:`atlas.cli.quiet.quiet_libraries`).
+    """:func:`ingest.models.load_model` after one "Loading ..." line on stderr, with the model
+    libraries' progress bars and advisory warnings silenced
+    (:func:`atlas.cli.quiet.quiet_libraries`). Its errors are reported by :mod:`atlas.cli`.
     """
     from atlas.cli.quiet import quiet_libraries
-    from ingest.models.loading import ModelUnavailableError, UnsupportedModelError, load_model
+    from ingest.models.loading import load_model
 
     quiet_libraries()
     click.echo(f"Loading {model_dir or model_name} on {device} ...", err=True)
-    try:
-        return load_model(
-            model_name, model_dir=model_dir, revision=revision, device=device, seed=seed
-        )
-    except (ModelUnavailableError, UnsupportedModelError, ValueError) as error:
-        raise click.ClickException(str(error)) from error
+    return load_model(model_name, model_dir=model_dir, revision=revision, device=device, seed=seed)
 
 
 def firing_rule_or_exit(min_attention: float, min_layer: int, sparse_fraction: float) -> FiringRule:

@@ -89,13 +89,13 @@ def query(
           -p to_layer=9 -p to_head=9 --format json
     """
     from atlas.ask.lookups import edge_disjoint_routes, routes_graph, run_query
-    from atlas.settings import AtlasError
+    from atlas.errors import ParameterError
 
     given: dict[str, Any] = {}
     for param in params:
         key, sep, value = param.partition("=")
         if not sep or not key.strip():
-            raise AtlasError(f"--param takes KEY=VALUE, got {param!r}.")
+            raise ParameterError(f"--param takes KEY=VALUE, got {param!r}.")
         given[key.strip()] = value
     if run_id is not None:
         given["run_id"] = run_id

@@ -63,7 +63,7 @@ def replicate(
     try:
         model = load_model(model_name, model_dir=model_dir, device=device)
     except ModelUnavailableError as error:
-        raise click.ClickException(
+        raise ModelUnavailableError(
             NEEDS_WEIGHTS.format(reason=str(error).split(". ")[0])
         ) from error
     with tqdm(total=n_prompts, unit="prompt", desc="replicate", file=sys.stderr) as bar:

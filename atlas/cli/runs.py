@@ -29,11 +29,12 @@ def runs_list() -> None:
 @click.argument("run_id")
 def runs_show(run_id: str) -> None:
     """A run's provenance and how many prompts, firings and edges it has."""
+    from atlas.errors import UnknownRunError
     from atlas.store.store import AtlasStore
 
     summary = AtlasStore.connect().show_run(run_id)
     if summary is None:
-        raise click.ClickException(f"Run '{run_id}' is not in the atlas (see `runs list`).")
+        raise UnknownRunError(f"Run '{run_id}' is not in the atlas (see `runs list`).")
     for key, value in sorted(summary.pop("run").items()):
         click.echo(f"{key + ':':16}{value}")
     for key, value in summary.items():
@@ -45,11 +46,12 @@ def runs_show(run_id: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def runs_delete(run_id: str, yes: bool) -> None:
     """Delete a run and everything it wrote (nothing shared), in bounded transactions."""
+    from atlas.errors import UnknownRunError
     from atlas.store.store import AtlasStore
 
     store = AtlasStore.connect()
     if store.show_run(run_id) is None:
-        raise click.ClickException(f"Run '{run_id}' is not in the atlas (see `runs list`).")
+        raise UnknownRunError(f"Run '{run_id}' is not in the atlas (see `runs list`).")
     if not yes:
         click.confirm(f"Delete run '{run_id}' and all its prompts, firings and edges?", abort=True)
     counts = store.delete_run(run_id)

@@ -13,7 +13,7 @@ def server() -> None:
 @server.command("install")
 @click.option("--force", is_flag=True, help="Fetch the jars again even if they are present.")
 def server_install(force: bool) -> None:
-    """Copy Neo4j, the Browser and APOC into var/neo4j (cached: skipped when up to date)."""
+    """Copy Neo4j, the Browser and APOC into <data dir>/neo4j (cached: skipped when up to date)."""
     from atlas.server.local import LocalServer
 
     local = LocalServer.configured()

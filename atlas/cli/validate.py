@@ -97,7 +97,7 @@ def validate(
         run_model_id,
         validate_circuit,
     )
-    from atlas.cli.options import load_model_or_exit
+    from atlas.cli.options import load_model_quietly
     from atlas.store.store import AtlasStore
 
     config = ValidationConfig(
@@ -113,7 +113,7 @@ def validate(
     )
     store = AtlasStore.connect()
     model_id, model_seed = run_model_id(store, run_id)
-    model = load_model_or_exit(model_id, model_dir, None, device, model_seed)
+    model = load_model_quietly(model_id, model_dir, None, device, model_seed)
     table = validate_circuit(store, model, run_id, root, config, rewrite=rewrite)
     if output_format == "csv":
         click.echo(table.to_csv(index=False), nl=False)

@@ -60,7 +60,7 @@ from typing import Any, Literal
 
 import networkx as nx
 
-from atlas.settings import AtlasError
+from atlas.errors import AtlasError, ParameterError
 from ingest.prompts.ioi import ROLES
 from ingest.records.types import ComponentKind, Side, component_id
 
@@ -162,7 +162,7 @@ def parse_graph(graph: nx.Graph, graph_format: GraphFormat | None = None) -> Aut
     """The communication edges of an authors' graph (format detected unless given)."""
     chosen = graph_format or detect_format(graph)
     if chosen not in FORMATS:
-        raise AtlasError(f"Unknown format '{chosen}'; known: {', '.join(FORMATS)}.")
+        raise ParameterError(f"Unknown format '{chosen}'; known: {', '.join(FORMATS)}.")
     return parse_sad(graph) if chosen == "sad" else parse_acc(graph)
 
 

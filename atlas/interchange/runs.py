@@ -16,6 +16,7 @@ from typing import Any
 
 import networkx as nx
 
+from atlas.errors import AtlasError, UnknownRunError
 from atlas.interchange.graphml import (
     AuthorsGraph,
     Component,
@@ -27,7 +28,6 @@ from atlas.interchange.graphml import (
     sad_graph,
     skipped_for_sad,
 )
-from atlas.settings import AtlasError
 from atlas.store.store import AtlasStore, WriteCounts
 from ingest.models.loading import DEFAULT_MODEL
 from ingest.records.build import ioi_class_of
@@ -111,7 +111,9 @@ def import_graphml(
 def run_edges(store: AtlasStore, run_id: str) -> list[Edge]:
     """A run's COMMUNICATES edges as :class:`~atlas.interchange.graphml.Edge` records."""
     if store.show_run(run_id) is None:
-        raise AtlasError(f"Run '{run_id}' is not in the atlas (see `circuit-atlas runs list`).")
+        raise UnknownRunError(
+            f"Run '{run_id}' is not in the atlas (see `circuit-atlas runs list`)."
+        )
     return [_edge(row) for row in store.read_template("run_communication", run_id=run_id)]
 
 
@@ -119,7 +121,9 @@ def run_sad_graph(store: AtlasStore, run_id: str) -> tuple[nx.DiGraph, int]:
     """The run in the SAD format, and how many of its edges the format could not hold."""
     summary = store.show_run(run_id)
     if summary is None:
-        raise AtlasError(f"Run '{run_id}' is not in the atlas (see `circuit-atlas runs list`).")
+        raise UnknownRunError(
+            f"Run '{run_id}' is not in the atlas (see `circuit-atlas runs list`)."
+        )
     edges = run_edges(store, run_id)
     stored = summary["run"].get("head_firings")
     firings = json.loads(stored) if stored else store.head_firings(run_id)

@@ -25,13 +25,13 @@ from neo4j import GraphDatabase
 from neo4j.exceptions import AuthError, ServiceUnavailable
 
 from atlas.browser.links import browser_settings, write_bundle
+from atlas.errors import AtlasError, ServerError
 from atlas.settings import (
     DEFAULT_USER,
-    AtlasError,
     Neo4jSettings,
     default_credentials_file,
     read_credentials,
-    var_dir,
+    server_dir,
     write_credentials,
 )
 
@@ -61,8 +61,8 @@ JVM_FLAGS = (
 class LocalServer:
     """One local Neo4j instance: shared jars in ``home``, its own conf/data/logs in ``instance``."""
 
-    home: Path = field(default_factory=lambda: var_dir() / "neo4j")
-    instance: Path = field(default_factory=lambda: var_dir() / "neo4j")
+    home: Path = field(default_factory=server_dir)
+    instance: Path = field(default_factory=server_dir)
     bolt_port: int = 7687
     http_port: int = 7474
     credentials_file: Path = field(default_factory=default_credentials_file)
@@ -136,7 +136,7 @@ class LocalServer:
             return False
         mvn = shutil.which("mvn")
         if mvn is None:
-            raise AtlasError(
+            raise ServerError(
                 "Maven (`mvn`) is not on PATH; it is needed once to fetch the Neo4j jars. "
                 "Install Maven 3.8+ and Java 17, then run `circuit-atlas server install`."
             )
@@ -145,7 +145,7 @@ class LocalServer:
         command = [mvn, "-B", "-q", "-f", str(POM), "package", f"-Dneo4j.home={self.home}"]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise AtlasError(
+            raise ServerError(
                 f"Maven could not fetch the Neo4j jars (exit {result.returncode}). "
                 f"Command: {' '.join(command)}. Output: {(result.stdout + result.stderr)[-2000:]}"
             )
@@ -289,12 +289,12 @@ class LocalServer:
         """Wait for Bolt, then make sure the stored password works (setting it on first start)."""
         while not _port_open(self.bolt_port):
             if self.running_pid() is None:
-                raise AtlasError(
+                raise ServerError(
                     f"Neo4j exited during start-up; see {self.logs / 'console.log'} and "
                     f"{self.logs / 'neo4j.log'}."
                 )
             if time.monotonic() > deadline:
-                raise AtlasError(
+                raise ServerError(
                     f"Neo4j did not open Bolt on port {self.bolt_port} in time; see {self.logs}."
                 )
             time.sleep(0.25)
@@ -305,7 +305,7 @@ class LocalServer:
                 write_credentials(self.credentials_file, stored)
             return stored
         if not _authenticates(self.bolt_uri, DEFAULT_USER, INITIAL_PASSWORD):
-            raise AtlasError(
+            raise ServerError(
                 f"The local Neo4j rejects the password stored in {self.credentials_file} and "
                 "no longer has its initial password. Restore that file, or delete the data "
                 f"folder {self.data} (this erases the atlas) and start again."
@@ -343,7 +343,7 @@ def _java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if not java:
-        raise AtlasError("Java 17 (`java`) is not on PATH; Neo4j 5.26 needs it to run.")
+        raise ServerError("Java 17 (`java`) is not on PATH; Neo4j 5.26 needs it to run.")
     return java
 
 
@@ -378,7 +378,7 @@ def _require_free_port(port: int, stale_pid: int | None) -> None:
     stale = (
         f" A stale pid file (pid {stale_pid}, no longer running) was removed." if stale_pid else ""
     )
-    raise AtlasError(
+    raise ServerError(
         f"Port {port} on 127.0.0.1 is already in use by another process, so Neo4j cannot "
         f"listen there.{stale} Stop that process (another Neo4j? `docker compose down`?) or "
         "choose other ports with `circuit-atlas server start --bolt-port ... --http-port ...`."
@@ -392,5 +392,5 @@ def _authenticates(uri: str, user: str, password: str) -> bool:
     except AuthError:
         return False
     except ServiceUnavailable as error:
-        raise AtlasError(f"Neo4j at {uri} stopped answering during start-up: {error}") from error
+        raise ServerError(f"Neo4j at {uri} stopped answering during start-up: {error}") from error
     return True

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from neo4j import Driver, GraphDatabase
 from neo4j.exceptions import AuthError, ServiceUnavailable
 
-from atlas.settings import AtlasError, Neo4jSettings
+from atlas.errors import Neo4jUnavailableError
+from atlas.settings import Neo4jSettings
 
 _drivers: dict[tuple[str, str, str], Driver] = {}
 
@@ -39,18 +40,18 @@ atexit.register(close_drivers)
 
 @contextmanager
 def explained_errors(settings: Neo4jSettings) -> Iterator[None]:
-    """Re-raise unreachable-server and bad-credential errors as :class:`AtlasError`."""
+    """Re-raise unreachable-server and bad-credential errors as :class:`Neo4jUnavailableError`."""
     try:
         yield
     except AuthError as error:
-        raise AtlasError(
+        raise Neo4jUnavailableError(
             f"Neo4j at {settings.uri} rejected user '{settings.user}' "
             f"(credentials from {settings.source}): wrong user or password. Fix NEO4J_USER / "
             "NEO4J_PASSWORD, or unset NEO4J_URI to use the local server's stored credentials "
             "(`circuit-atlas server status` shows where they are)."
         ) from error
     except (ServiceUnavailable, OSError) as error:
-        raise AtlasError(
+        raise Neo4jUnavailableError(
             f"Cannot reach Neo4j at {settings.uri} (settings from {settings.source}). "
             "Is the server running? Start the local one with `circuit-atlas server start`, "
             "or with Docker run `docker compose up -d` and set NEO4J_URI/NEO4J_PASSWORD."

@@ -28,7 +28,8 @@ from neo4j import Driver, ManagedTransaction
 from neo4j.exceptions import Neo4jError
 from neo4j.time import DateTime
 
-from atlas.settings import AtlasError, Neo4jSettings, load_settings
+from atlas.errors import AtlasError, ParameterError, UnknownRunError
+from atlas.settings import Neo4jSettings, load_settings
 from atlas.store.connection import connect, explained_errors
 from atlas.store.schema import SCHEMA_VERSION, head_labels, init_schema, schema_version
 from ingest.records.types import (
@@ -458,7 +459,9 @@ class AtlasStore:
         """
         template = load_template(name)
         if template.mode != "read":
-            raise AtlasError(f"Template '{name}' writes to the database; it is not a read query.")
+            raise ParameterError(
+                f"Template '{name}' writes to the database; it is not a read query."
+            )
         bound = template.bind(parameters)
         with explained_errors(self.settings):
             records = self.driver.execute_query(
@@ -672,13 +675,13 @@ class AtlasStore:
 
     def _set_status(self, run_id: str, status: str, error: str | None) -> None:
         if not self._execute(SET_RUN_STATUS, run_id=run_id, status=status, error=error):
-            raise AtlasError(f"Run '{run_id}' is not in the atlas.")
+            raise UnknownRunError(f"Run '{run_id}' is not in the atlas.")
 
     def _model_of(self, run_id: str) -> str:
         if run_id not in self._run_models:
             records = self._execute(RUN_MODEL, run_id=run_id)
             if not records:
-                raise AtlasError(
+                raise UnknownRunError(
                     f"Run '{run_id}' is not in the atlas; create it with create_run() first."
                 )
             self._run_models[run_id] = records[0]["model_id"]

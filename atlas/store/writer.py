@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from atlas.settings import AtlasError
+from atlas.errors import AtlasError
 from atlas.store.store import AtlasStore, PreparedWrite, WriteCounts, read_only_message
 from ingest.decomposition.activations import model_qk_svd
 from ingest.decomposition.sad import QKSVD

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from ingest.errors import IngestError
+
 DEFAULT_MODEL = "openai-community/gpt2"
 RANDOM_GPT2 = "random-gpt2"
 TOY_IOI = "toy-ioi"
@@ -39,12 +41,16 @@ PROCESSING_FLAGS = {
 _HUB_FILES = ["*.json", "*.safetensors", "merges.txt", "vocab.txt", "*.model", "*.tiktoken"]
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(IngestError, RuntimeError):
     """The model's weights (or tokenizer) cannot be found locally and cannot be fetched."""
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(IngestError, ValueError):
     """The model loads, but the decomposition's assumptions do not hold for it."""
+
+
+class UnsupportedDeviceError(IngestError, ValueError):
+    """The requested torch device is unknown or not available here."""
 
 
 @dataclass(frozen=True)
@@ -129,13 +135,15 @@ def _check_device(device: str) -> None:
     try:
         parsed = torch.device(device)
     except RuntimeError as error:
-        raise ValueError(
+        raise UnsupportedDeviceError(
             f"Unknown device {device!r}: use 'cpu' or 'cuda' (or 'cuda:N')."
         ) from error
     if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} requested but CUDA is not available here; use 'cpu'.")
+        raise UnsupportedDeviceError(
+            f"Device {device!r} requested but CUDA is not available here; use 'cpu'."
+        )
     if parsed.type not in ("cpu", "cuda"):
-        raise ValueError(f"Unsupported device {device!r}: use 'cpu' or 'cuda'.")
+        raise UnsupportedDeviceError(f"Unsupported device {device!r}: use 'cpu' or 'cuda'.")
 
 
 def _resolve_hub_snapshot(hub_id: str, revision: str | None) -> tuple[Path, str]:

@@ -32,6 +32,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ingest.errors import IngestError
 from ingest.prompts.ioi import (
     NAMES,
     OBJECTS,
@@ -50,7 +51,7 @@ UNK = "[UNK]"
 MIN_ACCURACY = 0.99
 
 
-class ToyTrainingError(RuntimeError):
+class ToyTrainingError(IngestError, RuntimeError):
     """Training finished without meeting the convergence bar."""
 
 

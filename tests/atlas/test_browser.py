@@ -24,7 +24,7 @@ from atlas.browser.links import (
     write_bundle,
 )
 from atlas.cli import main
-from atlas.settings import AtlasError
+from atlas.errors import AtlasError
 from atlas.store.schema import head_labels
 from atlas.store.store import AtlasStore
 from ingest.records.build import GPT2_IOI_CLASSES

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ from atlas.browser.links import (
     param_commands,
     style_text,
 )
-from atlas.settings import Neo4jSettings, var_dir
+from atlas.settings import Neo4jSettings
 from atlas.store.store import AtlasStore
 from queries.templates import load_template, template_names
 from tests.conftest import local_test_server
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "browser-test"  # git-ignored
 WAIT = 90.0  # seconds any single Browser step may take on a busy 2-core machine
 ROOT = {"layer": 3, "head": 1, "dest_role": "END", "src_role": "IO", "prompt": None}
 
@@ -93,7 +95,7 @@ def _wait(driver: Any, condition: Any, what: str) -> Any:
 
 
 def _screenshot(driver: Any, name: str) -> str:
-    folder = var_dir() / "browser-test"
+    folder = SCREENSHOTS
     folder.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(folder / name))
     return str(folder / name)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from atlas.ask.circuits import fetch_circuit
 from atlas.cli import main
-from atlas.settings import AtlasError
+from atlas.errors import AtlasError
 from atlas.store.store import AtlasStore
 from ingest.records.types import ModelRecord, RecordBatch, RunRecord
 from tests.atlas.circuit_graph import (

@@ -8,6 +8,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
+from atlas.errors import AtlasError
 from atlas.interchange.graphml import (
     atlas_role,
     authors_role,
@@ -16,7 +17,6 @@ from atlas.interchange.graphml import (
     sad_graph,
     skipped_for_sad,
 )
-from atlas.settings import AtlasError
 from tests.atlas.authors_data import (
     ACC_EXPECTED,
     sad_communication,
@@ -107,7 +107,7 @@ def test_bad_files_are_one_clear_line(tmp_path: Path, content: str | None, messa
         path.write_text(content)
     with pytest.raises(AtlasError, match=message) as raised:
         parse_graph(read_graphml(path))
-    assert "\n" not in raised.value.format_message()
+    assert "\n" not in str(raised.value)
 
 
 def test_node_ids_must_be_tuples(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.cli import main
-from atlas.settings import AtlasError
+from atlas.errors import AtlasError
 from atlas.store.store import AtlasStore
 from atlas.store.writer import ingest_run, rare_gc_passes
 from ingest.decomposition.activations import model_qk_svd

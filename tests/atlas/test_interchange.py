@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.cli import main
+from atlas.errors import AtlasError
 from atlas.interchange.graphml import authors_role
 from atlas.interchange.runs import export_graphml, import_graphml, run_edges
-from atlas.settings import AtlasError
 from atlas.store.schema import SCHEMA_VERSION
 from atlas.store.store import AtlasStore
 from atlas.store.writer import check_resumable

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from atlas.ask.lookups import alternative_routes, circuit_graph, run_query, write_graphml
 from atlas.cli import main
-from atlas.settings import AtlasError
+from atlas.errors import AtlasError
 from atlas.store.store import AtlasStore
 from ingest.records.types import ModelRecord, RunRecord
 from queries.templates import TemplateError, all_templates

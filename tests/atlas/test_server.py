@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from atlas.errors import AtlasError
 from atlas.server.local import LocalServer
-from atlas.settings import AtlasError, Neo4jSettings, read_credentials
+from atlas.settings import Neo4jSettings, read_credentials
 from atlas.store.store import AtlasStore
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ def test_wrong_password_is_a_clear_error(neo4j_settings: Neo4jSettings) -> None:
     wrong = replace(neo4j_settings, password="not-the-password")
     with pytest.raises(AtlasError, match="wrong user or password") as raised:
         AtlasStore.connect(wrong)
-    assert "not-the-password" not in raised.value.format_message()
+    assert "not-the-password" not in str(raised.value)
 
 
 def test_server_down_names_the_start_command(neo4j_settings: Neo4jSettings) -> None:
@@ -70,7 +71,7 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         server.pid_file.write_text("999999\n")
         with pytest.raises(AtlasError, match="already in use") as raised:
             server.start()
-    message = raised.value.format_message()
+    message = str(raised.value)
     assert "stale pid file (pid 999999" in message
     assert server.running_pid() is None
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from neo4j.exceptions import ConstraintError
 
-from atlas.settings import AtlasError
+from atlas.errors import AtlasError
 from atlas.store.schema import CONSTRAINTS, INDEXES, SCHEMA_VERSION
 from atlas.store.store import FRESH_CHUNK_FIRINGS, AtlasStore
 from ingest.records.types import (

@@ -1,0 +1,1 @@
+"""End-to-end checks of the installed command line."""
