@@ -35,10 +35,6 @@ ABOVE_THE_STORE = ("atlas.browser", "atlas.interchange", "atlas.check", "atlas.a
 
 # (importing module, imported module): broken today, fixed elsewhere.
 KNOWN_VIOLATIONS = {
-    # AtlasError subclasses click.ClickException; it moves to atlas/errors.py, without click.
-    ("atlas.settings", "click"),
-    # The templates' error class comes from atlas.settings until atlas/errors.py exists.
-    ("queries.templates", "atlas.settings"),
     # The store's import of authors' graphs types its argument with the GraphML Edge
     # (TYPE_CHECKING only); the store split moves that type below the store.
     ("atlas.store.store", "atlas.interchange.graphml"),
