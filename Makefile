@@ -36,7 +36,7 @@ typecheck: install
 
 # Neo4j jars via Maven into var/neo4j (cached: a no-op while the pom is unchanged).
 server-install: install
-	$(VENV)/bin/circuit-atlas server install
+	$(CLI) server install
 
 # Headless Chromium and its driver (Debian packages) for tests/integration/atlas/test_browser_ui.py.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -79,7 +79,7 @@ test-acceptance: server-install
 # checks the decomposition against the per-pair reference and times every template.
 # Needs a running server (`circuit-atlas server start` or NEO4J_URI). BENCH_ARGS narrows it.
 bench: install
-	$(VENV)/bin/circuit-atlas bench $(BENCH_ARGS)
+	$(CLI) bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var

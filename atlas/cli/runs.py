@@ -66,20 +66,28 @@ def runs_show(run_id: str, output_format: str) -> None:
     else:
         for key, value in sorted(provenance.items()):
             shown = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
-            click.echo(f"{key + ':':16}{shown}")
+            click.echo(f"{key + ':':17}{shown}")
         for key, value in counts.items():
-            click.echo(f"{key + ':':16}{value}")
+            click.echo(f"{key + ':':17}{value}")
 
 
 def decoded_provenance(run: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's properties with :data:`JSON_PROPERTIES` decoded (text that is not JSON kept)."""
+    """The run's properties with :data:`JSON_PROPERTIES` decoded, and within them any text that
+    holds a JSON object or list (``versions.processing``); other text is kept as it is."""
     decoded = dict(run)
     for key in JSON_PROPERTIES:
-        value = decoded.get(key)
-        if isinstance(value, str):
-            with contextlib.suppress(json.JSONDecodeError):
-                decoded[key] = json.loads(value)
-    return decoded
+        value = _decoded(decoded.get(key))
+        decoded[key] = (
+            {k: _decoded(v) for k, v in value.items()} if isinstance(value, dict) else value
+        )
+    return {key: decoded[key] for key in sorted(decoded) if key in run}
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        with contextlib.suppress(json.JSONDecodeError):
+            return json.loads(value)
+    return value
 
 
 @runs.command("delete")

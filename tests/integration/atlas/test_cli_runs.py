@@ -69,6 +69,7 @@ def test_runs_show_counts_a_real_run(
         assert counts[key] == stored[key] > 0
     assert counts["writes"] == stored["edges"]
     assert counts["sparse_set_uses"] >= counts["firings"]
+    assert isinstance(summary["run"]["versions"]["processing"], dict)  # JSON text inside JSON text
     table = runner.invoke(main, ["runs", "show", toy_ioi_run]).output
     assert f"sparse_set_uses:{counts['sparse_set_uses']}" in table.replace(" ", "")
 
