@@ -1,4 +1,9 @@
-"""Shared fixtures: a real Neo4j for integration tests (never a mock).
+"""Shared fixtures: a real Neo4j for integration tests (never a mock), and the models.
+
+Tests sit in tiers, each marked by its own ``conftest.py``: ``tests/unit`` (no Neo4j, no
+Maven; seconds), ``tests/integration`` (the real server, or a slow model run) and
+``tests/acceptance`` (end-to-end CLI runs); helpers live in ``tests/fixtures``. The server
+fixtures below are lazy: only a test that asks for one starts the server.
 
 With ``NEO4J_URI`` set, tests use that server (e.g. docker compose). Otherwise one local server
 per session is started from the jars in the data directory (installed with Maven if needed),
@@ -19,29 +24,11 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.errors import AtlasError
-from atlas.server.local import LocalServer
-from atlas.settings import Neo4jSettings, data_dir, load_settings
+from atlas.settings import Neo4jSettings, load_settings
 from atlas.store.store import AtlasStore
 from ingest.models.loading import LoadedModel, load_model, random_gpt2
 from ingest.records.types import ModelRecord, RunRecord
-
-# Another pair of ports lets two checkouts run their suites side by side.
-TEST_BOLT_PORT = int(os.environ.get("CIRCUIT_ATLAS_TEST_BOLT_PORT", "17687"))
-TEST_HTTP_PORT = int(os.environ.get("CIRCUIT_ATLAS_TEST_HTTP_PORT", "17474"))
-
-
-def local_test_server() -> LocalServer:
-    """The local server instance integration tests use: the user's jars, its own folder (one per
-    Bolt port, so checkouts can run their suites side by side)."""
-    instance = data_dir() / f"neo4j-test-{TEST_BOLT_PORT}"
-    return LocalServer(
-        instance=instance,
-        bolt_port=TEST_BOLT_PORT,
-        http_port=TEST_HTTP_PORT,
-        credentials_file=instance / "credentials.json",
-        heap="512m",
-        pagecache="128m",
-    )
+from tests.fixtures.neo4j import local_test_server
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import click
 
 from atlas.cli.options import (
     firing_rule_or_exit,
+    format_option,
     generate_prompts_or_exit,
     load_model_quietly,
     model_options,
@@ -19,13 +20,8 @@ from atlas.cli.options import (
 
 @click.command()
 @model_options
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-    help="table: heads that fire, human-readable; csv/json: every head, machine-readable.",
+@format_option(
+    help="table: heads that fire, human-readable; csv/json: every head, machine-readable."
 )
 def decompose(
     model_name: str,

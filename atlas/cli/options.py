@@ -1,14 +1,22 @@
-"""Options and helpers shared by the commands that run a model."""
+"""Options, output and error handling shared by the commands.
+
+Every command that prints a table of results takes :func:`format_option` and prints through
+:func:`echo_frame` or :func:`echo_records`, so scripts read JSON or CSV instead of prose.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:  # the model stack (torch, transformers) loads only when a command needs it
+    import pandas as pd
+
     from ingest.decomposition.sad import FiringRule
     from ingest.models.loading import LoadedModel
     from ingest.prompts.ioi import IOIPrompt
@@ -17,16 +25,73 @@ if TYPE_CHECKING:  # the model stack (torch, transformers) loads only when a com
 TABLE_FORMATS = click.Choice(["table", "json", "csv"])
 
 
-def format_option(command: Any) -> Any:
-    """``--format table|json|csv`` for commands that print a table of results."""
-    return click.option(
+FORMAT_HELP = "table: aligned text; json: a list of records; csv: a header and one line per row."
+
+
+def format_option(command: Any = None, *, help: str = FORMAT_HELP) -> Any:
+    """``--format table|json|csv`` for commands that print a table of results.
+
+    Use it bare (``@format_option``) or with a command-specific help text
+    (``@format_option(help=...)``); the value arrives as ``output_format``.
+    """
+    option = click.option(
         "--format",
         "output_format",
         type=TABLE_FORMATS,
         default="table",
         show_default=True,
-        help="table: aligned text; json: a list of records; csv: a header and one line per row.",
-    )(command)
+        help=help,
+    )
+    return option if command is None else option(command)
+
+
+def echo_frame(frame: pd.DataFrame, output_format: str) -> None:
+    """Print a result in the chosen format (an empty table says so)."""
+    if output_format == "json":
+        click.echo(frame.to_json(orient="records", indent=2, force_ascii=False))
+    elif output_format == "csv":
+        frame.to_csv(sys.stdout, index=False, lineterminator="\n")
+    elif frame.empty:
+        click.echo("No rows.")
+    else:
+        with_lists = frame.map(lambda v: " ".join(map(_cell, v)) if isinstance(v, list) else v)
+        click.echo(with_lists.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def echo_records(
+    records: Sequence[Mapping[str, Any]],
+    output_format: str,
+    table: Callable[[Sequence[Mapping[str, Any]]], None] | None = None,
+) -> None:
+    """Print plain records (dicts) as JSON (a list, nesting kept), CSV or a table.
+
+    CSV cells that are lists or maps hold their JSON. ``table`` prints the table format when
+    a command has its own layout (default: aligned columns, as :func:`echo_frame`).
+    """
+    if output_format == "json":
+        click.echo(json.dumps(list(records), indent=2, ensure_ascii=False, default=str))
+    elif output_format == "csv":
+        import csv
+
+        fields = list(dict.fromkeys(key for record in records for key in record))
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for record in records:
+            writer.writerow({key: _csv_cell(value) for key, value in record.items()})
+    elif table is not None:
+        table(records)
+    else:
+        import pandas as pd
+
+        echo_frame(pd.DataFrame(list(records)), "table")
+
+
+def _csv_cell(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
 
 
 def model_options(command: Callable[..., None]) -> Callable[..., None]:

@@ -3,40 +3,22 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from atlas.cli.browse import echo_link, link_option
-from atlas.cli.options import format_option
+from atlas.cli.options import echo_frame, echo_records, format_option
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 
 def run_option(command: Any) -> Any:
     return click.option(
         "--run", "run_id", required=True, help="Run id (see `circuit-atlas runs list`)."
     )(command)
-
-
-def echo_frame(frame: pd.DataFrame, output_format: str) -> None:
-    """Print a result in the chosen format (an empty table says so)."""
-    if output_format == "json":
-        click.echo(frame.to_json(orient="records", indent=2, force_ascii=False))
-    elif output_format == "csv":
-        frame.to_csv(sys.stdout, index=False, lineterminator="\n")
-    elif frame.empty:
-        click.echo("No rows.")
-    else:
-        with_lists = frame.map(lambda v: " ".join(map(_cell, v)) if isinstance(v, list) else v)
-        click.echo(with_lists.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-
-
-def _cell(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def connect() -> Any:
@@ -47,17 +29,32 @@ def connect() -> Any:
 
 @click.command()
 @click.option("--markdown", is_flag=True, help="Print queries/catalogue.md (generated).")
-def templates(markdown: bool) -> None:
+@format_option
+def templates(markdown: bool, output_format: str) -> None:
     """List the Cypher templates with their parameters (`query NAME` runs one)."""
     from queries.templates import all_templates, render_catalogue
 
     if markdown:
         click.echo(render_catalogue(), nl=False)
         return
-    for template in all_templates():
-        write = "  [writes]" if template.mode == "write" else ""
-        click.echo(f"{template.name}{write}: {template.purpose}")
-        click.echo(f"    ({template.signature()})")
+    records = [
+        {
+            "name": template.name,
+            "mode": template.mode,
+            "purpose": template.purpose,
+            "parameters": template.signature(),
+            "returns": [column.name for column in template.returns],
+        }
+        for template in all_templates()
+    ]
+    echo_records(records, output_format, table=_echo_templates)
+
+
+def _echo_templates(records: Any) -> None:
+    for record in records:
+        write = "  [writes]" if record["mode"] == "write" else ""
+        click.echo(f"{record['name']}{write}: {record['purpose']}")
+        click.echo(f"    ({record['parameters']})")
 
 
 @click.command()

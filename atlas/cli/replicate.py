@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from atlas.cli.options import echo_frame, format_option
+
 NEEDS_WEIGHTS = (
     "replicate needs GPT-2 small's weights, which cannot be downloaded here. Provide them in "
     "one of two ways: (1) a Hugging Face cache that holds openai-community/gpt2 (config.json, "
@@ -41,8 +43,14 @@ NEEDS_WEIGHTS = (
     help="The paper used 256 mixed prompts, seed 0; fewer only for a quick look.",
 )
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@format_option
 def replicate(
-    model_name: str, model_dir: Path | None, device: str, n_prompts: int, batch_size: int
+    model_name: str,
+    model_dir: Path | None,
+    device: str,
+    n_prompts: int,
+    batch_size: int,
+    output_format: str,
 ) -> None:
     """Re-run SAD's GPT-2 setting and compare with the paper's numbers.
 
@@ -82,5 +90,8 @@ def replicate(
             )
         return str(value)
 
+    if output_format != "table":
+        echo_frame(table, output_format)
+        return
     click.echo(f"{model.provenance.model_id}, {n_prompts} mixed prompts, seed 0")
     click.echo(table.to_string(index=False, formatters={c: show for c in table.columns[1:]}))

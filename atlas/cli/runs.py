@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import click
+
+from atlas.cli.options import echo_records, format_option
+
+# Run properties the store keeps as JSON text (Neo4j properties cannot nest): decoded for output.
+JSON_PROPERTIES = ("params", "dataset", "versions")
 
 
 @click.group()
@@ -11,11 +21,16 @@ def runs() -> None:
 
 
 @runs.command("list")
-def runs_list() -> None:
+@format_option
+def runs_list(output_format: str) -> None:
     """Every run with its model, method, status and prompt count."""
     from atlas.store.store import AtlasStore
 
     rows = AtlasStore.connect().list_runs()
+    echo_records(rows, output_format, table=_echo_run_lines)
+
+
+def _echo_run_lines(rows: Sequence[Mapping[str, Any]]) -> None:
     if not rows:
         click.echo("No runs in the atlas.")
     for row in rows:
@@ -27,18 +42,53 @@ def runs_list() -> None:
 
 @runs.command("show")
 @click.argument("run_id")
-def runs_show(run_id: str) -> None:
-    """A run's provenance and how many prompts, firings and edges it has."""
+@format_option
+def runs_show(run_id: str, output_format: str) -> None:
+    """A run's provenance and every count: prompts, firings, sparse-set uses, WRITES,
+    COMMUNICATES and validations.
+
+    --format json prints one object, {"run": {...provenance...}, "counts": {...}}, with the
+    run's params, dataset and versions as nested objects (csv: one row, those as JSON text).
+    """
     from atlas.errors import UnknownRunError
     from atlas.store.store import AtlasStore
 
-    summary = AtlasStore.connect().show_run(run_id)
+    store = AtlasStore.connect()
+    summary = store.show_run(run_id)
     if summary is None:
         raise UnknownRunError(f"Run '{run_id}' is not in the atlas (see `runs list`).")
-    for key, value in sorted(summary.pop("run").items()):
-        click.echo(f"{key + ':':16}{value}")
-    for key, value in summary.items():
-        click.echo(f"{key + ':':16}{value}")
+    provenance = decoded_provenance(summary["run"])
+    rows = store.read_template("run_counts", run_id=run_id)
+    counts = rows[0] if rows else {}
+    if output_format == "json":
+        click.echo(json.dumps({"run": provenance, "counts": counts}, indent=2, default=str))
+    elif output_format == "csv":
+        echo_records([{**provenance, **counts}], "csv")
+    else:
+        for key, value in sorted(provenance.items()):
+            shown = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
+            click.echo(f"{key + ':':17}{shown}")
+        for key, value in counts.items():
+            click.echo(f"{key + ':':17}{value}")
+
+
+def decoded_provenance(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's properties with :data:`JSON_PROPERTIES` decoded, and within them any text that
+    holds a JSON object or list (``versions.processing``); other text is kept as it is."""
+    decoded = dict(run)
+    for key in JSON_PROPERTIES:
+        value = _decoded(decoded.get(key))
+        decoded[key] = (
+            {k: _decoded(v) for k, v in value.items()} if isinstance(value, dict) else value
+        )
+    return {key: decoded[key] for key in sorted(decoded) if key in run}
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        with contextlib.suppress(json.JSONDecodeError):
+            return json.loads(value)
+    return value
 
 
 @runs.command("delete")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from atlas.cli.options import echo_records, format_option
+
 
 @click.group()
 def server() -> None:
@@ -54,12 +56,24 @@ def server_stop() -> None:
 
 
 @server.command("status")
-def server_status() -> None:
-    """Version, pid, ports, data folder and where the password is stored."""
+@format_option
+def server_status(output_format: str) -> None:
+    """Version, pid, ports, data folder and where the password is stored.
+
+    --format json prints one object (csv: a header and one row).
+    """
+    import json
+
     from atlas.server.local import LocalServer
 
-    for key, value in LocalServer.configured().status().items():
-        click.echo(f"{key + ':':13}{value}")
+    status = LocalServer.configured().status()
+    if output_format == "json":
+        click.echo(json.dumps(status, indent=2))
+    elif output_format == "csv":
+        echo_records([status], "csv")
+    else:
+        for key, value in status.items():
+            click.echo(f"{key + ':':13}{value}")
 
 
 @click.group()

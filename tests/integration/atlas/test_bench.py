@@ -1,0 +1,56 @@
+"""`circuit-atlas bench` on the toy model and the test server."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from atlas.bench import ROW_STAGES, bench_ingest
+from atlas.cli import main
+from atlas.store.store import AtlasStore
+from queries.templates import all_templates
+
+
+def toy_templates() -> set[str]:
+    return {t.name for t in all_templates() if t.mode == "read" and t.example_toy is not None}
+
+
+def test_bench_ingest_measures_a_run_and_deletes_it(atlas_store: AtlasStore) -> None:
+    runs_before = atlas_store.list_runs()
+    figures = bench_ingest(atlas_store, "toy-ioi", 8, batch_size=4, query_repeats=2)
+    assert set(ROW_STAGES) <= set(figures.stage_seconds)
+    assert figures.firings > 0 and figures.edges > 0
+    assert figures.relationships > figures.firings + figures.edges  # OF_HEAD, USES, ...
+    assert figures.relationships_per_second > 0 and figures.peak_rss_mb > 0
+    assert set(figures.query_latency) == toy_templates()
+    for times in figures.query_latency.values():
+        assert 0 < times["p50"] <= times["p95"]
+    assert atlas_store.list_runs() == runs_before
+
+
+def test_bench_cli_json(runner: CliRunner) -> None:
+    arguments = ["bench", "--workload", "toy-ioi", "--n-prompts", "4", "--repeats", "1"]
+    arguments += ["--reference-prompts", "1", "--query-repeats", "1", "--warmup-runs", "1"]
+    result = runner.invoke(main, [*arguments, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (warmup,) = report["warmup"]  # reported apart, not in the medians
+    assert (warmup["workload"], warmup["n_prompts"]) == ("toy-ioi", 4)
+    assert warmup["relationships"] > 0
+    assert len(report["measurements"]) == 1
+    (median,) = report["medians"]
+    assert (median["workload"], median["n_prompts"]) == ("toy-ioi", 4)
+    assert median["firings"] > 0 and median["relationships"] > 0
+    assert report["reference"]["identical"] is True
+    assert set(report["query_latency_ms"]) == toy_templates()
+
+
+def test_bench_cli_table(runner: CliRunner) -> None:
+    arguments = ["bench", "--workload", "toy-ioi", "--n-prompts", "4", "--repeats", "1"]
+    arguments += ["--reference-prompts", "0", "--query-repeats", "0", "--warmup-runs", "0"]
+    result = runner.invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    assert "Warm-up" not in result.stdout
+    assert "| stage | toy-ioi 4 |" in result.stdout
+    assert "| written rel/s |" in result.stdout

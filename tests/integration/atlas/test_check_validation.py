@@ -1,0 +1,108 @@
+"""`validate` end to end on a small toy-ioi run of its own: stored nodes, idempotence, resume,
+deletion with the run, and the numbers against a direct call of the intervention maths."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from atlas.check.validation import (
+    ValidationConfig,
+    edge_targets,
+    run_prompts,
+    stored_validations,
+    top_edges,
+    validate_circuit,
+)
+from atlas.store.store import AtlasStore
+from atlas.store.writer import ingest_run
+from ingest.decomposition.activations import model_qk_svd
+from ingest.interventions.edits import measure_edges, summarize
+from ingest.models.loading import LoadedModel
+from ingest.pipeline import IngestConfig
+
+CONFIG = ValidationConfig(top=2, max_prompts=6, n_controls=2, batch_size=6)
+COUNT = "MATCH (v:Validation {run_id: $run_id}) RETURN count(v) AS n"
+
+
+@pytest.fixture(scope="module")
+def small_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str]:
+    """A 16-prompt toy-ioi run this module may add validations to (deleted at the end)."""
+    run_id = f"test-validate-{uuid.uuid4().hex[:8]}"
+    config = IngestConfig(n_prompts=16, batch_size=16, seed=0)
+    ingest_run(atlas_store, toy_model, config, run_id=run_id, show_progress=False)
+    yield run_id
+    atlas_store.delete_run(run_id)
+
+
+def count(store: AtlasStore, run_id: str) -> int:
+    return store.driver.execute_query(COUNT, run_id=run_id, database_=store.database).records[0][
+        "n"
+    ]
+
+
+def test_validate_stores_one_node_per_edge_and_is_idempotent(
+    atlas_store: AtlasStore, toy_model: LoadedModel, small_run: str
+) -> None:
+    table = validate_circuit(atlas_store, toy_model, small_run, "3.1", CONFIG, show_progress=False)
+    assert list(table["status"]) == ["computed", "computed"]
+    assert count(atlas_store, small_run) == 2
+    stored = stored_validations(atlas_store, small_run)
+    assert set(stored["mode"]) == {"global"} and set(stored["factor"]) == {0.0}
+    assert all(len(row.signal_attention) == row.n_prompts for row in stored.itertuples())
+
+    again = validate_circuit(atlas_store, toy_model, small_run, "3.1", CONFIG, show_progress=False)
+    assert list(again["status"]) == ["stored", "stored"]
+    assert again[["dLD_signal", "dA_control"]].equals(table[["dLD_signal", "dA_control"]])
+    assert count(atlas_store, small_run) == 2
+
+    local = ValidationConfig(**{**CONFIG.__dict__, "mode": "local", "top": 1})
+    validate_circuit(atlas_store, toy_model, small_run, "3.1", local, show_progress=False)
+    assert count(atlas_store, small_run) == 3  # another mode: another node, same edge
+
+
+def test_stored_numbers_equal_a_direct_computation(
+    atlas_store: AtlasStore, toy_model: LoadedModel, small_run: str
+) -> None:
+    validate_circuit(atlas_store, toy_model, small_run, "3.1", CONFIG, show_progress=False)
+    edge = top_edges(atlas_store, small_run, "3.1", 1)[0]
+    targets, prompt_ids = edge_targets(
+        atlas_store, small_run, edge, run_prompts(atlas_store, small_run), CONFIG.max_prompts
+    )
+    writer = tuple(int(part) for part in edge.writer.split("."))
+    effects = measure_edges(
+        toy_model, model_qk_svd(toy_model.bridge), targets, [writer], edge.side,
+        n_controls=CONFIG.n_controls, batch_size=3,  # another batching, same numbers
+    )  # fmt: skip
+    stored = stored_validations(atlas_store, small_run, "global")
+    row = stored[(stored["writer"] == edge.writer) & (stored["head"] == edge.head_id)].iloc[0]
+    assert row["prompts"] == prompt_ids
+    assert row["signal_logit_mean"] == pytest.approx(summarize(effects).signal_logit_mean, abs=1e-4)
+    assert row["signal_attention"] == pytest.approx(effects.signal_attention.tolist(), abs=1e-5)
+
+
+def test_runs_delete_removes_validations(atlas_store: AtlasStore, toy_model: LoadedModel) -> None:
+    run_id = f"test-validate-del-{uuid.uuid4().hex[:8]}"
+    ingest_run(atlas_store, toy_model, IngestConfig(n_prompts=4, batch_size=4), run_id=run_id,
+               show_progress=False)  # fmt: skip
+    config = ValidationConfig(top=1, max_prompts=2, n_controls=1)
+    validate_circuit(atlas_store, toy_model, run_id, "3.1", config, show_progress=False)
+    assert count(atlas_store, run_id) == 1
+    atlas_store.delete_run(run_id)
+    assert count(atlas_store, run_id) == 0
+
+
+def test_cli_validate_prints_the_table_and_explains_errors(runner, small_run: str) -> None:
+    from atlas.cli import main
+
+    result = runner.invoke(
+        main, ["validate", "--run", small_run, "--root", "3.1", "--top", "2", "--prompts", "6",
+               "--controls", "2", "--batch-size", "6"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "dLD_signal" in result.output and "3.1 END→IO" in result.output
+    missing = runner.invoke(main, ["validate", "--run", "no-such-run", "--root", "3.1"])
+    assert missing.exit_code != 0 and "not in the atlas" in missing.output
+    assert "Traceback" not in missing.output
