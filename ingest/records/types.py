@@ -1,4 +1,4 @@
-"""Plain records that ingestion produces and :mod:`atlas.store.store` writes to Neo4j (DESIGN §4).
+"""Plain records that ingestion produces and :mod:`atlas.store` writes to Neo4j (DESIGN §4).
 
 One frozen dataclass per node and relationship type of the graph model. Pure data: no I/O.
 Model-scoped records (components, singular vectors) are shared by every run of a model;
