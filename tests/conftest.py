@@ -161,3 +161,14 @@ def tiny_llama() -> LoadedModel:
     from ingest.models.loading import random_llama
 
     return random_llama(seed=0)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> LoadedModel:
+    """SmolLM2-135M, loaded once for the whole run (`make models` installs it)."""
+    from ingest.models.loading import ModelUnavailableError
+
+    try:
+        return load_model("smollm2-135m")
+    except ModelUnavailableError:
+        pytest.skip("smollm2-135m not installed (circuit-atlas models install smollm2-135m)")

@@ -17,6 +17,7 @@ from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
 from ingest.decomposition.rotary import Rotary, expand_kv_heads, min_relative_singular_value
 from ingest.decomposition.sad import QKSVD, FiringRule, Firings, decompose_layer, qk_svd
+from ingest.runtime import torch_threads
 
 
 @dataclass(frozen=True)
@@ -127,12 +128,14 @@ def model_qk_svd(
         b_K = expand_kv_heads(_stacked_bias(bridge, "b_K", bridge.W_K), cfg.n_heads)
         svd = qk_svd(W_Q, b_Q, W_K, b_K, rotary=rotary)
     if rotary is not None:
-        assert svd.query_factor is not None and svd.key_factor is not None
-        worst = min(
-            min_relative_singular_value(svd.query_factor),
-            min_relative_singular_value(svd.key_factor),
-        )
-        if worst < 1e-7:
+        # σ(C) = 1/σ(R): the coefficients' condition is the factor's (r×r, cheap)
+        assert svd.query_coef is not None and svd.key_coef is not None
+        with torch_threads(1):
+            worst = min(
+                min_relative_singular_value(svd.query_coef),
+                min_relative_singular_value(svd.key_coef),
+            )
+        if not worst >= 1e-7:  # also catches NaN from a singular triangular factor
             raise ValueError(
                 "A head's query or key map is rank-deficient (σ_min/σ_max = "
                 f"{worst:.1e}); the unrotated frame is exact only for full-rank maps."

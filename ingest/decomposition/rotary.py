@@ -118,7 +118,8 @@ def frame_coefficients(
 
 
 def min_relative_singular_value(factor: Float[Tensor, "... d_aug r"]) -> float:
-    """Smallest ``σ_min / σ_max`` of any head's factor (full column rank makes the frame exact)."""
+    """Smallest ``σ_min / σ_max`` of any head's matrix (full column rank makes the frame exact;
+    the r×r frame coefficients ``R⁻¹A`` have the same ratio as the factor ``Q̃ = P R``)."""
     singular = torch.linalg.svdvals(factor.double())
     return float((singular[..., -1] / singular[..., 0].clamp_min(1e-300)).min())
 

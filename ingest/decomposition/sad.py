@@ -29,7 +29,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from ingest.decomposition.rotary import Rotary, frame_coefficients, rotated_projections
+from ingest.decomposition.rotary import Rotary, rotated_projections
 from ingest.runtime import torch_threads
 
 # The two sides of a bilinear score: the query (destination) side reads through U, the key
@@ -147,16 +147,20 @@ def qk_svd(
         U, V = p_q @ core_left, p_k @ core_right_t.transpose(-1, -2)
         if rotary is None:
             return QKSVD(U=U, sigma=sigma, V=V)
-        return QKSVD(
-            U=U,
-            sigma=sigma,
-            V=V,
-            rotary=rotary,
-            query_factor=q_factor,
-            key_factor=k_factor,
-            query_coef=frame_coefficients(q_factor, U),
-            key_coef=frame_coefficients(k_factor, V),
-        )
+        # Frame coefficients Q̃⁺U = R_q⁻¹ A (and K̃⁺V = R_k⁻¹ B) from the small triangular
+        # factors: exact for full-rank factors, and far cheaper than a pseudo-inverse of Q̃.
+        query_coef = torch.linalg.solve_triangular(r_q, core_left, upper=True)
+        key_coef = torch.linalg.solve_triangular(r_k, core_right_t.transpose(-1, -2), upper=True)
+    return QKSVD(
+        U=U,
+        sigma=sigma,
+        V=V,
+        rotary=rotary,
+        query_factor=q_factor,
+        key_factor=k_factor,
+        query_coef=query_coef,
+        key_coef=key_coef,
+    )
 
 
 def augment(x: Float[Tensor, "... d"]) -> Float[Tensor, "... d_aug"]:

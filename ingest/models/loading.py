@@ -36,6 +36,7 @@ import torch
 DEFAULT_MODEL = "openai-community/gpt2"
 RANDOM_GPT2 = "random-gpt2"
 TOY_IOI = "toy-ioi"
+SMOLLM2 = "smollm2-135m"  # installed with `circuit-atlas models install smollm2-135m`
 TOY_IOI_DIR = Path(__file__).parent / "fixtures" / "toy-ioi"
 HUB_ALIASES = {"gpt2": DEFAULT_MODEL, "gpt2-small": DEFAULT_MODEL}
 PROCESSING_FLAGS = {
@@ -61,7 +62,7 @@ class ModelProvenance:
     """Where a loaded model came from and how it was processed; stored with every run."""
 
     model_id: str
-    source: str  # "hub-cache" | "hub" | "directory" | "fixture" | "random"
+    source: str  # "hub-cache" | "hub" | "directory" | "fixture" | "random" | "installed"
     revision: str | None
     path: str | None
     n_layers: int
@@ -133,9 +134,29 @@ def load_model(
         return _boot_from_directory(TOY_IOI_DIR, model_id=TOY_IOI, source="fixture", device=device)
     if model == RANDOM_GPT2:
         return random_gpt2(seed=seed, device=device)
+    if model == SMOLLM2:
+        return _load_installed_smollm2(device)
     hub_id = HUB_ALIASES.get(model, model)
     path, source = _resolve_hub_snapshot(hub_id, revision)
     return _boot_from_directory(path, model_id=hub_id, source=source, device=device)
+
+
+def _load_installed_smollm2(device: str) -> LoadedModel:
+    """The converted SmolLM2-135M checkpoint (see :mod:`ingest.models.catalog`)."""
+    from ingest.models.catalog import not_installed_message, read_manifest, smollm2_dir
+
+    path = smollm2_dir()
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise ModelUnavailableError(not_installed_message())
+    return _boot_from_directory(
+        path,
+        model_id=SMOLLM2,
+        source="installed",
+        device=device,
+        weights=manifest,
+        revision="gguf-sha256:" + manifest.get("gguf_sha256", "")[:16],
+    )
 
 
 def _check_device(device: str) -> None:
@@ -168,8 +189,9 @@ def _resolve_hub_snapshot(hub_id: str, revision: str | None) -> tuple[Path, str]
         return Path(cached), "hub-cache"
     except HFValidationError as error:
         raise ModelUnavailableError(
-            f"{hub_id!r} is not a model name this tool knows ({TOY_IOI}, {RANDOM_GPT2}) nor a "
-            "valid Hugging Face model id (owner/name). For weights on disk use --model-dir DIR."
+            f"{hub_id!r} is not a model name this tool knows ({TOY_IOI}, {RANDOM_GPT2}, "
+            f"{SMOLLM2}) nor a valid Hugging Face model id (owner/name). For weights on disk use "
+            "--model-dir DIR."
         ) from error
     except OSError:
         pass
@@ -207,7 +229,15 @@ def _missing_weights_message(hub_id: str, reason: str) -> str:
     )
 
 
-def _boot_from_directory(path: Path, *, model_id: str, source: str, device: str) -> LoadedModel:
+def _boot_from_directory(
+    path: Path,
+    *,
+    model_id: str,
+    source: str,
+    device: str,
+    weights: dict[str, str] | None = None,
+    revision: str | None = None,
+) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not (path / "config.json").is_file():
@@ -222,7 +252,8 @@ def _boot_from_directory(path: Path, *, model_id: str, source: str, device: str)
         )
     except OSError as error:
         raise ModelUnavailableError(f"Cannot load the model in {path}: {error}") from error
-    revision = path.name if source == "hub-cache" or source == "hub" else _weights_digest(path)
+    if revision is None:
+        revision = path.name if source in ("hub-cache", "hub") else _weights_digest(path)
     return _boot(
         hf_model,
         tokenizer,
@@ -231,6 +262,7 @@ def _boot_from_directory(path: Path, *, model_id: str, source: str, device: str)
         path=path,
         revision=revision,
         device=device,
+        weights=weights,
     )
 
 

@@ -167,3 +167,17 @@ def test_writers_sum_to_side_total_tiny_llama(tiny_llama: LoadedModel) -> None:
     edges = trace_firings(firings, svd, results, scales)
     assert len(edges) > 0
     torch.testing.assert_close(edges.parts.sum(-1), edges.weight, rtol=1e-6, atol=1e-8)
+
+
+SMOLLM2_LAYERS = (1, 9, 20)
+
+
+def test_terms_sum_to_scaled_attention_scores_smollm2(smollm2: LoadedModel) -> None:
+    """SmolLM2-135M (30 layers, 9 query heads on 3 KV heads, θ = 100,000), three layers."""
+    assert smollm2.bridge.cfg.rotary_base == 100_000.0
+    assert smollm2.provenance.n_kv_heads == 3
+    _, cache = random_run(smollm2, n_prompts=2, n_pos=16, layers=SMOLLM2_LAYERS)
+    svd = model_qk_svd(smollm2.bridge)
+    assert max_relative_error(smollm2, cache, svd, SMOLLM2_LAYERS) <= RELATIVE_TOLERANCE
+    wrong = model_qk_svd(smollm2.bridge, rotary=Rotary(10_000.0, 64))
+    assert max_relative_error(smollm2, cache, wrong, SMOLLM2_LAYERS) > 1e-2
