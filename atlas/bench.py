@@ -322,7 +322,11 @@ def bench_reference(
 
     model = load_model(workload, seed=seed)
     svd = model_qk_svd(model.bridge)
-    batch = tokenize_prompts(generate_prompts(n_prompts, "mixed", seed=seed), model.tokenizer)
+    batch = tokenize_prompts(
+        generate_prompts(n_prompts, "mixed", seed=seed, tokenizer=model.tokenizer),
+        model.tokenizer,
+        prepend_bos=model.prepend_bos,
+    )
     activations = run_activations(model.bridge, batch.tokens, batch.mask)
     rule = FiringRule()
     vectorized = reference = 0.0

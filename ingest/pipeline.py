@@ -53,7 +53,7 @@ def process_batch(
 ) -> BatchResult:
     """Run the model on ``prompts``, decompose every head's firings, trace them if asked."""
     clock = _StageClock(model.bridge.cfg.device)
-    batch = tokenize_prompts(list(prompts), model.tokenizer)
+    batch = tokenize_prompts(list(prompts), model.tokenizer, prepend_bos=model.prepend_bos)
     activations = run_activations(
         model.bridge, batch.tokens, batch.mask, with_results=trace, logits_at=batch.roles["END"]
     )

@@ -421,6 +421,10 @@ class AtlasStore:
         self.refresh_planner_statistics()
         return communicates
 
+    def set_run_properties(self, run_id: str, properties: Mapping[str, Any]) -> None:
+        """Set scalar properties on a run (e.g. the model's IOI behaviour on its prompts)."""
+        self._execute(SET_RUN_PROPERTIES, run_id=run_id, properties=dict(properties))
+
     def fail_run(self, run_id: str, error: str) -> None:
         self._set_status(run_id, "failed", error)
 

@@ -26,7 +26,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -46,7 +46,7 @@ from ingest.decomposition.alignment import (
 from ingest.decomposition.sad import QKSVD, FiringRule
 from ingest.models.loading import LoadedModel
 from ingest.pipeline import chunks, process_batch
-from ingest.prompts.ioi import generate_prompts
+from ingest.prompts.ioi import IOIPrompt, generate_prompts
 from ingest.records.build import (
     aligned_records,
     batch_records,
@@ -129,10 +129,22 @@ class IngestSummary:
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     wall_seconds: float = 0.0
     peak_memory_mb: float = 0.0
+    behaviour: dict[str, float] = field(default_factory=dict)
 
     def relationships_per_second(self) -> float:
         seconds = self.stage_seconds["write"]
         return self.relationships_created / seconds if seconds else 0.0
+
+
+def ioi_behaviour(logit_diff: torch.Tensor) -> dict[str, float]:
+    """The model's IOI behaviour on a run's prompts: accuracy (IO−S logit difference > 0)
+    and the mean and minimum logit difference."""
+    values = logit_diff.double()
+    return {
+        "ioi_accuracy": round(float((values > 0).double().mean()), 4),
+        "logit_diff_mean": round(float(values.mean()), 4),
+        "logit_diff_min": round(float(values.min()), 4),
+    }
 
 
 def peak_memory_mb() -> float:
@@ -152,7 +164,11 @@ def run_record(run_id: str, model: LoadedModel, config: IngestConfig) -> RunReco
         method=METHOD,
         params=config.method_params(),
         dataset=config.dataset(),
-        versions={**provenance.versions, "processing": json.dumps(provenance.processing)},
+        versions={
+            **provenance.versions,
+            "processing": json.dumps(provenance.processing),
+            **({"weights": json.dumps(provenance.weights)} if provenance.weights else {}),
+        },
         git_commit=git_commit(),
     )
 
@@ -211,7 +227,9 @@ def ingest_run(
     run_id = run_id or config.default_run_id(model.provenance.model_id)
     summary = IngestSummary(run_id=run_id)
     job_started = time.perf_counter()
-    prompts = generate_prompts(config.n_prompts, config.prompt_type, seed=config.seed)
+    prompts = generate_prompts(
+        config.n_prompts, config.prompt_type, seed=config.seed, tokenizer=model.tokenizer
+    )
     run = run_record(run_id, model, config)
     check_resumable(store, run, resume, rewrite)
     done = set() if rewrite else store.done_batches(run_id)
@@ -257,6 +275,8 @@ def ingest_run(
 
     pending: _PendingWrite | None = None
     threads = compute_threads or default_compute_threads()
+    logit_diffs: dict[int, torch.Tensor] = {}
+    skipped: dict[int, Sequence[IOIPrompt]] = {}
     try:
         # Leaving the block waits for a write still in flight (after an error or Ctrl-C), so
         # the run is marked failed only once nothing more can commit.
@@ -267,6 +287,7 @@ def ingest_run(
         ):
             for index, batch_prompts in enumerate(chunks(prompts, config.batch_size)):
                 if index in done:
+                    skipped[index] = batch_prompts
                     summary.batches_skipped += 1
                     for bar in bars:
                         bar.update(len(batch_prompts))
@@ -279,6 +300,7 @@ def ingest_run(
                     trace=True,
                     edge_fraction=config.edge_fraction,
                 )
+                logit_diffs[index] = result.logit_diff
                 started = time.perf_counter()
                 offset = index * config.batch_size
                 records = batch_records(run_id, result, offset, model.tokenizer)
@@ -299,6 +321,11 @@ def ingest_run(
         raise
     _close(bars)
 
+    with torch_threads(threads):
+        for index, batch_prompts in skipped.items():  # resumed: behaviour of earlier batches
+            logit_diffs[index] = process_batch(model, svd, batch_prompts, config.rule).logit_diff
+    summary.behaviour = ioi_behaviour(torch.cat([logit_diffs[i] for i in sorted(logit_diffs)]))
+    store.set_run_properties(run_id, {**summary.behaviour, "prepend_bos": model.prepend_bos})
     started = time.perf_counter()
     summary.communicates = store.complete_run(run_id)
     seconds["aggregate"] += time.perf_counter() - started

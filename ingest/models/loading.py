@@ -87,6 +87,9 @@ class LoadedModel:
 
     bridge: Any  # transformer_lens.model_bridge.TransformerBridge
     provenance: ModelProvenance
+    # Whether IOI prompts start with BOS; the loader follows the tokenizer (see
+    # ingest.prompts.ioi.default_prepend_bos), callers may override it.
+    prepend_bos: bool = True
 
     @property
     def tokenizer(self) -> Any:
@@ -410,7 +413,11 @@ def _boot(
         n_kv_heads=getattr(cfg, "n_key_value_heads", None) or cfg.n_heads,
         weights=dict(weights or {}),
     )
-    return LoadedModel(bridge=bridge, provenance=provenance)
+    from ingest.prompts.ioi import default_prepend_bos
+
+    return LoadedModel(
+        bridge=bridge, provenance=provenance, prepend_bos=default_prepend_bos(tokenizer)
+    )
 
 
 def _bridge_name(hf_model: Any) -> str:
