@@ -46,7 +46,11 @@ from ingest.records.types import (
 )
 from queries.templates import all_templates
 
-WORKLOADS = ("toy-ioi", "random-gpt2")
+WORKLOADS = ("toy-ioi", "random-gpt2")  # the default set
+# Also accepted: SmolLM2-135M (needs `circuit-atlas models install smollm2-135m`; 256 prompts,
+# target ≤ 5 min wall and ≤ 6 GiB RSS on a 2-core machine).
+EXTRA_WORKLOADS = ("smollm2-135m",)
+ALL_WORKLOADS = WORKLOADS + EXTRA_WORKLOADS
 ROW_STAGES = (
     "model load",
     "svd",
