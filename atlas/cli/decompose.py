@@ -97,9 +97,9 @@ def decompose(
         behaviour = ioi_behaviour(torch.cat(logit_diffs))
         click.echo(
             f"{model.provenance.model_id}: {len(prompts)} {prompt_type} prompts (seed {seed}, "
-            f"{'with' if model.prepend_bos else 'no'} BOS), {len(all_firings)} firings; IOI "
-            f"accuracy {behaviour['ioi_accuracy']:.3f}, IO−S logit difference mean "
-            f"{behaviour['logit_diff_mean']:.3f}, min {behaviour['logit_diff_min']:.3f}"
+            f"{'with' if model.prepend_bos else 'no'} BOS), {len(all_firings)} firings, mean "
+            f"IO−S logit difference {behaviour['logit_diff_mean']:.3f} (min "
+            f"{behaviour['logit_diff_min']:.3f}), IOI accuracy {behaviour['ioi_accuracy']:.3f}"
         )
         firing_heads = summary[summary["firings"] > 0]
         table = firing_heads.assign(
