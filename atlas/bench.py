@@ -46,7 +46,11 @@ from ingest.records.types import (
 )
 from queries.templates import all_templates
 
-WORKLOADS = ("toy-ioi", "random-gpt2")
+WORKLOADS = ("toy-ioi", "random-gpt2")  # the default set
+# Also accepted: SmolLM2-135M (needs `circuit-atlas models install smollm2-135m`; 256 prompts,
+# target ≤ 5 min wall and ≤ 6 GiB RSS on a 2-core machine).
+EXTRA_WORKLOADS = ("smollm2-135m",)
+ALL_WORKLOADS = WORKLOADS + EXTRA_WORKLOADS
 ROW_STAGES = (
     "model load",
     "svd",
@@ -323,7 +327,11 @@ def bench_reference(
 
     model = load_model(workload, seed=seed)
     svd = model_qk_svd(model.bridge)
-    batch = tokenize_prompts(generate_prompts(n_prompts, "mixed", seed=seed), model.tokenizer)
+    batch = tokenize_prompts(
+        generate_prompts(n_prompts, "mixed", seed=seed, tokenizer=model.tokenizer),
+        model.tokenizer,
+        prepend_bos=model.prepend_bos,
+    )
     activations = run_activations(model.bridge, batch.tokens, batch.mask)
     rule = FiringRule()
     vectorized = reference = 0.0
@@ -485,7 +493,16 @@ def synthetic_batch(run_id: str, first_prompt: int, n_prompts: int) -> RecordBat
     for prompt in range(first_prompt, first_prompt + n_prompts):
         prompts.append(
             PromptRecord(
-                run_id, prompt, f"prompt {prompt}", "T", "ABBA", "Mary", "John", {"IO": 2}, ["x"]
+                run_id=run_id,
+                idx=prompt,
+                text=f"prompt {prompt}",
+                template="T",
+                order="ABBA",
+                io="Mary",
+                s="John",
+                roles={"IO": 2},
+                tokens=["x"],
+                logit_diff=1.0,
             )
         )
         for slot in range(FIRINGS_PER_PROMPT):

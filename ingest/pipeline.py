@@ -89,15 +89,22 @@ class IngestConfig:
 
 
 def run_record(run_id: str, model: LoadedModel, config: IngestConfig) -> RunRecord:
+    """The run's provenance: model, method parameters, prompts (with the model's BOS choice,
+    which changes every prompt's tokens), versions and, for converted weights, their source."""
     provenance = model.provenance
+    weights = {"weights": json.dumps(provenance.weights)} if provenance.weights else {}
     return RunRecord(
         id=run_id,
         model_id=provenance.model_id,
         model_revision=provenance.revision,
         method=METHOD,
         params=config.method_params(),
-        dataset=config.dataset(),
-        versions={**provenance.versions, "processing": json.dumps(provenance.processing)},
+        dataset={**config.dataset(), "prepend_bos": model.prepend_bos},
+        versions={
+            **provenance.versions,
+            "processing": json.dumps(provenance.processing),
+            **weights,
+        },
         git_commit=git_commit(),
     )
 
@@ -119,6 +126,17 @@ class BatchResult:
     seconds: Mapping[str, float] = field(default_factory=dict)
 
 
+def ioi_behaviour(logit_diff: Float[Tensor, " prompt"]) -> dict[str, float]:
+    """The model's IOI behaviour on prompts: ``ioi_accuracy`` (share with IO−S logit difference
+    > 0), ``logit_diff_mean`` and ``logit_diff_min``."""
+    values = logit_diff.double()
+    return {
+        "ioi_accuracy": float((values > 0).double().mean()),
+        "logit_diff_mean": float(values.mean()),
+        "logit_diff_min": float(values.min()),
+    }
+
+
 def chunks(items: Sequence[IOIPrompt], size: int) -> Iterator[Sequence[IOIPrompt]]:
     """Consecutive slices of ``size`` items (the last may be shorter)."""
     if size < 1:
@@ -138,7 +156,7 @@ def process_batch(
 ) -> BatchResult:
     """Run the model on ``prompts``, decompose every head's firings, trace them if asked."""
     clock = _StageClock(model.bridge.cfg.device)
-    batch = tokenize_prompts(list(prompts), model.tokenizer)
+    batch = tokenize_prompts(list(prompts), model.tokenizer, prepend_bos=model.prepend_bos)
     activations = run_activations(
         model.bridge, batch.tokens, batch.mask, with_results=trace, logits_at=batch.roles["END"]
     )
@@ -212,7 +230,9 @@ def trace_run(
     Batch ``index`` holds prompts ``[index · batch_size, (index + 1) · batch_size)`` of the
     seeded prompt list, so a resumed run recomputes exactly the batches it lacks.
     """
-    prompts = generate_prompts(config.n_prompts, config.prompt_type, seed=config.seed)
+    prompts = generate_prompts(
+        config.n_prompts, config.prompt_type, seed=config.seed, tokenizer=model.tokenizer
+    )
     for index, batch_prompts in enumerate(chunks(prompts, config.batch_size)):
         if index in skip:
             yield TracedBatch(index, len(batch_prompts), None)

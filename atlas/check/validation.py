@@ -149,8 +149,12 @@ def _is_head(component: str) -> bool:
     return True
 
 
-def run_prompts(store: AtlasStore, run_id: str) -> list[IOIPrompt]:
-    """The run's prompts, regenerated from its stored dataset parameters (index = prompt idx)."""
+def run_prompts(store: AtlasStore, run_id: str, tokenizer: Any = None) -> list[IOIPrompt]:
+    """The run's prompts, regenerated from its stored dataset parameters (index = prompt idx).
+
+    ``tokenizer``: the run's model's, whose single-token words the run's prompts were drawn
+    from (the same prompts as without it when every word is one token, as for GPT-2).
+    """
     summary = store.show_run(run_id)
     if summary is None:
         raise unknown_run(run_id)
@@ -161,7 +165,9 @@ def run_prompts(store: AtlasStore, run_id: str) -> list[IOIPrompt]:
             "validate needs a run made by `circuit-atlas ingest`."
         )
     dataset = json.loads(run["dataset"])
-    return generate_prompts(dataset["n_prompts"], dataset["prompt_type"], seed=dataset["seed"])
+    return generate_prompts(
+        dataset["n_prompts"], dataset["prompt_type"], seed=dataset["seed"], tokenizer=tokenizer
+    )
 
 
 def edge_targets(
@@ -233,7 +239,11 @@ def validate_circuit(
     Δattention and ΔIO−S logit difference of the signal and the control, their ratios,
     ``seconds`` spent and ``status`` (``computed`` or ``stored``).
     """
-    prompts = run_prompts(store, run_id)
+    prompts = run_prompts(store, run_id, model.tokenizer)
+    stored_run = (store.show_run(run_id) or {}).get("run", {})
+    dataset = json.loads(stored_run.get("dataset") or "{}")
+    if dataset.get("prepend_bos") is not None:  # tokenized as the run was
+        model.prepend_bos = bool(dataset["prepend_bos"])
     if store.schema_version() != SCHEMA_VERSION:  # the Validation constraint
         store.init_schema()
     edges = top_edges(store, run_id, root, config.top, config.dest_role, config.src_role)

@@ -6,18 +6,19 @@ import json
 
 import click
 
-from atlas.bench import WORKLOADS
+from atlas.bench import ALL_WORKLOADS, WORKLOADS
 
 
 @click.command()
 @click.option(
     "--workload",
     "workloads",
-    type=click.Choice(WORKLOADS),
+    type=click.Choice(ALL_WORKLOADS),
     multiple=True,
     default=WORKLOADS,
     show_default=True,
-    help="Model to ingest (repeat the option for several).",
+    help="Model to ingest (repeat the option for several). smollm2-135m must be installed "
+    "first (`circuit-atlas models install smollm2-135m`).",
 )
 @click.option(
     "--n-prompts",

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from atlas.cli.options import (
+    bos_option,
     firing_rule_or_exit,
     format_option,
     generate_prompts_or_exit,
@@ -20,6 +21,7 @@ from atlas.cli.options import (
 
 @click.command()
 @model_options
+@bos_option
 @format_option(
     help="table: heads that fire, human-readable; csv/json: every head, machine-readable."
 )
@@ -35,6 +37,7 @@ def decompose(
     min_attention: float,
     min_layer: int,
     sparse_fraction: float,
+    prepend_bos: bool | None,
     output_format: str,
 ) -> None:
     """Decompose every strong attention decision of every head on IOI prompts (no database).
@@ -54,11 +57,14 @@ def decompose(
     from ingest.decomposition.activations import model_qk_svd
     from ingest.decomposition.sad import Firings
     from ingest.decomposition.summary import format_top_roles, head_summary
-    from ingest.pipeline import chunks, process_batch
+    from ingest.pipeline import chunks, ioi_behaviour, process_batch
 
     rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
-    prompts = generate_prompts_or_exit(n_prompts, prompt_type, seed)
+    generate_prompts_or_exit(n_prompts, prompt_type, seed)  # bad settings fail before loading
     model = load_model_quietly(model_name, model_dir, revision, device, seed)
+    if prepend_bos is not None:
+        model.prepend_bos = prepend_bos
+    prompts = generate_prompts_or_exit(n_prompts, prompt_type, seed, model.tokenizer)
     svd = model_qk_svd(model.bridge, dtype=model.bridge.cfg.dtype)
     parts: list[Firings] = []
     role_labels: list[list[str]] = []
@@ -83,10 +89,12 @@ def decompose(
     elif output_format == "json":
         click.echo(summary.to_json(orient="records", indent=2))
     else:
-        mean_diff = float(torch.cat(logit_diffs).mean())
+        behaviour = ioi_behaviour(torch.cat(logit_diffs))
         click.echo(
-            f"{model.provenance.model_id}: {len(prompts)} {prompt_type} prompts (seed {seed}), "
-            f"{len(all_firings)} firings, mean IO−S logit difference {mean_diff:.3f}"
+            f"{model.provenance.model_id}: {len(prompts)} {prompt_type} prompts (seed {seed}, "
+            f"{'with' if model.prepend_bos else 'no'} BOS), {len(all_firings)} firings, mean "
+            f"IO−S logit difference {behaviour['logit_diff_mean']:.3f} (min "
+            f"{behaviour['logit_diff_min']:.3f}), IOI accuracy {behaviour['ioi_accuracy']:.3f}"
         )
         firing_heads = summary[summary["firings"] > 0]
         table = firing_heads.assign(

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from atlas.cli.options import (
+    bos_option,
     firing_rule_or_exit,
     generate_prompts_or_exit,
     load_model_quietly,
@@ -16,6 +17,7 @@ from atlas.cli.options import (
 
 @click.command()
 @model_options
+@bos_option
 @click.option(
     "--method",
     type=click.Choice(["sad"]),
@@ -67,6 +69,7 @@ def ingest(
     min_attention: float,
     min_layer: int,
     sparse_fraction: float,
+    prepend_bos: bool | None,
     method: str,
     edge_fraction: float,
     align_threshold: float,
@@ -103,6 +106,8 @@ def ingest(
     generate_prompts_or_exit(n_prompts, prompt_type, seed)
     store = AtlasStore.connect()  # fails fast, before the model loads, when Neo4j is down
     model = load_model_quietly(model_name, model_dir, revision, device, seed)
+    if prepend_bos is not None:
+        model.prepend_bos = prepend_bos
     config = IngestConfig(
         n_prompts=n_prompts,
         prompt_type=prompt_type,
@@ -138,5 +143,8 @@ def ingest(
         f"Time: {summary.wall_seconds:.1f}s in all ({seconds}; the write overlaps the "
         f"compute). Wrote {summary.relationships_created} relationships "
         f"({summary.relationships_per_second():,.0f}/s). "
-        f"Peak memory {summary.peak_memory_mb:,.0f} MiB."
+        f"Peak memory {summary.peak_memory_mb:,.0f} MiB.\n"
+        f"IOI behaviour: accuracy {summary.behaviour.get('ioi_accuracy', float('nan')):.3f}, "
+        f"IO−S logit difference mean {summary.behaviour.get('logit_diff_mean', float('nan')):.3f}"
+        f", min {summary.behaviour.get('logit_diff_min', float('nan')):.3f}."
     )

@@ -94,6 +94,17 @@ def _csv_cell(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
 
 
+def bos_option(command: Callable[..., None]) -> Callable[..., None]:
+    """``--bos/--no-bos``: start IOI prompts with BOS (default: as the tokenizer does)."""
+    return click.option(
+        "--bos/--no-bos",
+        "prepend_bos",
+        default=None,
+        help="Prepend the tokenizer's BOS token to every prompt, or not. Default: follow the "
+        "tokenizer (GPT-2 family: yes; SmolLM2: no).",
+    )(command)
+
+
 def model_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options every model-running command shares (model, weights, device, prompts)."""
     options = [
@@ -197,10 +208,12 @@ def firing_rule_or_exit(min_attention: float, min_layer: int, sparse_fraction: f
         raise click.BadParameter(str(error)) from error
 
 
-def generate_prompts_or_exit(n_prompts: int, prompt_type: str, seed: int) -> list[IOIPrompt]:
+def generate_prompts_or_exit(
+    n_prompts: int, prompt_type: str, seed: int, tokenizer: Any = None
+) -> list[IOIPrompt]:
     from ingest.prompts.ioi import generate_prompts
 
     try:
-        return generate_prompts(n_prompts, prompt_type, seed=seed)
+        return generate_prompts(n_prompts, prompt_type, seed=seed, tokenizer=tokenizer)
     except ValueError as error:
         raise click.BadParameter(str(error)) from error

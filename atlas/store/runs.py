@@ -29,6 +29,7 @@ from atlas.store.statements import (
     MERGE_RUN,
     RUN_MODEL_SHAPE,
     RUN_PROVENANCE,
+    SET_RUN_BEHAVIOUR,
     SET_RUN_PROPERTIES,
     SET_RUN_STATUS,
     SHOW_RUN,
@@ -68,6 +69,13 @@ class RunLifecycle(Database):
         self._set_status(run_id, "complete", None)
         self.refresh_planner_statistics()
         return communicates
+
+    def record_behaviour(self, run_id: str) -> dict[str, float]:
+        """Set and return the run's ``ioi_accuracy`` (share of prompts with IO−S logit
+        difference > 0), ``logit_diff_mean`` and ``logit_diff_min``, from its stored prompts
+        (all of them, also those written before a resume); empty when it has none."""
+        records = self._execute(SET_RUN_BEHAVIOUR, run_id=run_id)
+        return records[0].data() if records else {}
 
     def fail_run(self, run_id: str, error: str) -> None:
         self._set_status(run_id, "failed", error)

@@ -90,7 +90,7 @@ UNWIND $rows AS row
 MATCH (r:Run {id: row.run_id})
 MERGE (p:Prompt {run_id: row.run_id, idx: row.idx})
 SET p.text = row.text, p.template = row.template, p.order = row.order, p.io = row.io,
-    p.s = row.s, p.roles = row.roles, p.tokens = row.tokens
+    p.s = row.s, p.roles = row.roles, p.tokens = row.tokens, p.logit_diff = row.logit_diff
 MERGE (r)-[:HAS_PROMPT]->(p)
 RETURN count(p) AS written
 """
@@ -142,7 +142,8 @@ CREATE_PROMPTS = """
 UNWIND $rows AS row
 MATCH (r:Run {id: row.run_id})
 CREATE (p:Prompt {run_id: row.run_id, idx: row.idx, text: row.text, template: row.template,
-                  order: row.order, io: row.io, s: row.s, roles: row.roles, tokens: row.tokens})
+                  order: row.order, io: row.io, s: row.s, roles: row.roles, tokens: row.tokens,
+                  logit_diff: row.logit_diff})
 CREATE (r)-[:HAS_PROMPT]->(p)
 RETURN count(p) AS written
 """
@@ -228,6 +229,17 @@ RETURN r.method AS method, r.model_id AS model_id, r.read_only AS read_only,
 """
 
 SET_RUN_PROPERTIES = "MATCH (r:Run {id: $run_id}) SET r += $properties"
+
+# The model's IOI behaviour on the run's prompts, from each prompt's END logit difference.
+SET_RUN_BEHAVIOUR = """
+MATCH (r:Run {id: $run_id})-[:HAS_PROMPT]->(p:Prompt)
+WHERE p.logit_diff IS NOT NULL
+WITH r, count(p) AS n, avg(p.logit_diff) AS mean, min(p.logit_diff) AS low,
+     sum(CASE WHEN p.logit_diff > 0 THEN 1 ELSE 0 END) AS solved
+SET r.ioi_accuracy = toFloat(solved) / n, r.logit_diff_mean = mean, r.logit_diff_min = low
+RETURN r.ioi_accuracy AS ioi_accuracy, r.logit_diff_mean AS logit_diff_mean,
+       r.logit_diff_min AS logit_diff_min
+"""
 
 DELETE_OTHER_COMMUNICATES = """
 MATCH ()-[c:COMMUNICATES {run_id: $run_id}]->()

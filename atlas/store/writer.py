@@ -75,6 +75,7 @@ class IngestSummary:
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     wall_seconds: float = 0.0
     peak_memory_mb: float = 0.0
+    behaviour: dict[str, float] = field(default_factory=dict)
 
     def relationships_per_second(self) -> float:
         seconds = self.stage_seconds["write"]
@@ -220,6 +221,7 @@ def ingest_run(
     _close(bars)
 
     started = time.perf_counter()
+    summary.behaviour = store.record_behaviour(run_id)
     summary.communicates = store.complete_run(run_id)
     seconds["aggregate"] += time.perf_counter() - started
     summary.wall_seconds = time.perf_counter() - job_started

@@ -15,7 +15,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
+from ingest.decomposition.rotary import Rotary, expand_kv_heads, min_relative_singular_value
 from ingest.decomposition.sad import QKSVD, FiringRule, Firings, decompose_layer, qk_svd
+from ingest.runtime import torch_threads
 
 
 @dataclass(frozen=True)
@@ -106,13 +108,55 @@ def _stop_before_unembedding(tensor: Tensor, *, hook: Any) -> None:
     raise StopAtLayerException(tensor)
 
 
-def model_qk_svd(bridge: Any, dtype: torch.dtype = torch.float64) -> QKSVD:
+def model_qk_svd(
+    bridge: Any, dtype: torch.dtype = torch.float64, *, rotary: Rotary | None = None
+) -> QKSVD:
     """:func:`~ingest.decomposition.sad.qk_svd` of every head of a processed bridge.
 
     Computed in float64; pass the model's dtype to get factors ready for batch computations.
+    Bias-free projections get zero biases; grouped key heads are expanded to one per query
+    head. Rotary models get their frame from ``bridge.cfg`` (``rotary_base``, which the loader
+    sets from the Hugging Face config, and ``rotary_dim``) unless ``rotary`` overrides it.
     """
+    cfg = bridge.cfg
+    if rotary is None:
+        rotary = model_rotary(cfg)
     with torch.no_grad():
-        return qk_svd(bridge.W_Q, bridge.b_Q, bridge.W_K, bridge.b_K).to(dtype)
+        W_Q = bridge.W_Q
+        W_K = expand_kv_heads(bridge.W_K, cfg.n_heads)
+        b_Q = _stacked_bias(bridge, "b_Q", W_Q)
+        b_K = expand_kv_heads(_stacked_bias(bridge, "b_K", bridge.W_K), cfg.n_heads)
+        svd = qk_svd(W_Q, b_Q, W_K, b_K, rotary=rotary)
+    if rotary is not None:
+        # σ(C) = 1/σ(R): the coefficients' condition is the factor's (r×r, cheap)
+        assert svd.query_coef is not None and svd.key_coef is not None
+        with torch_threads(1):
+            worst = min(
+                min_relative_singular_value(svd.query_coef),
+                min_relative_singular_value(svd.key_coef),
+            )
+        if not worst >= 1e-7:  # also catches NaN from a singular triangular factor
+            raise ValueError(
+                "A head's query or key map is rank-deficient (σ_min/σ_max = "
+                f"{worst:.1e}); the unrotated frame is exact only for full-rank maps."
+            )
+    return svd.to(dtype)
+
+
+def model_rotary(cfg: Any) -> Rotary | None:
+    """The bridge config's RoPE (``None`` for absolute or no positions)."""
+    if getattr(cfg, "positional_embedding_type", "standard") != "rotary":
+        return None
+    dim = getattr(cfg, "rotary_dim", None) or cfg.d_head
+    return Rotary(theta=float(cfg.rotary_base), dim=int(dim))
+
+
+def _stacked_bias(bridge: Any, name: str, weights: Tensor) -> Tensor:
+    """``bridge.b_Q``/``b_K``, or zeros where the projection has no bias (Llama family)."""
+    try:
+        return getattr(bridge, name)
+    except AttributeError:
+        return weights.new_zeros(weights.shape[:-2] + weights.shape[-1:])
 
 
 def decompose_activations(activations: Activations, svd: QKSVD, rule: FiringRule) -> Firings:

@@ -5,6 +5,10 @@ vectorized engine can be checked against it (the tests do; ``circuit-atlas bench
 both on the same input). For pair (i, j) of head h it forms ``x̃ = [x; 1]``, the terms
 ``t_k = σ_k (x̃_i · u_k)(v_k · x̃_j)`` one dot product at a time, and the sparse set as the
 smallest descending prefix whose running sum exceeds ``fraction · Σ_k t_k``.
+
+Rotary models: pass the explicit unrotated-frame inputs ``x̂`` per head
+(:func:`~ingest.decomposition.rotary.unrotated_inputs`, already augmented) as ``x_query`` and
+``x_key``; the loop then reads ``x̂_i`` and ``x̂_j`` instead of ``[x; 1]``.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ def reference_firings(
     min_src: int = 1,
     min_layer: int = 1,
     fraction: float = 1.0,
+    x_query: Float[Tensor, "batch head pos d_aug"] | None = None,
+    x_key: Float[Tensor, "batch head pos d_aug"] | None = None,
 ) -> list[ReferenceFiring]:
     firings: list[ReferenceFiring] = []
     if layer < min_layer:
@@ -71,6 +77,8 @@ def reference_firings(
                         continue
                     xi = torch.cat([x[b, i], torch.ones(1, dtype=x.dtype)])
                     xj = torch.cat([x[b, j], torch.ones(1, dtype=x.dtype)])
+                    if x_query is not None and x_key is not None:
+                        xi, xj = x_query[b, h, i], x_key[b, h, j]
                     query = [float(torch.dot(xi, U[h, :, k])) for k in range(rank)]
                     key = [float(torch.dot(V[h, :, k], xj)) for k in range(rank)]
                     terms = [float(sigma[h, k]) * query[k] * key[k] for k in range(rank)]

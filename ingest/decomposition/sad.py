@@ -13,6 +13,11 @@ sum of r terms
 
 A pair *fires* when its attention is strong (:class:`FiringRule`); its *sparse set* is the
 smallest prefix of its terms, sorted in descending order, whose sum exceeds the score.
+
+Rotary positions (Llama family): the same SVD of the position-free Ω, with each position's
+input mapped into the unrotated frame ``x̂_t`` (:mod:`~ingest.decomposition.rotary`), so
+``x̃_i`` above reads ``x̂_i`` and the terms again sum exactly to the score. A :class:`QKSVD`
+built with ``rotary`` carries the factors and frame coefficients that map needs.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from ingest.decomposition.rotary import Rotary, rotated_projections
 from ingest.runtime import torch_threads
 
 # The two sides of a bilinear score: the query (destination) side reads through U, the key
@@ -60,14 +66,46 @@ class FiringRule:
 
 @dataclass(frozen=True)
 class QKSVD:
-    """SVD of every head's augmented bilinear matrix: ``Ω[l, h] = U diag(σ) Vᵀ``."""
+    """SVD of every head's augmented bilinear matrix: ``Ω[l, h] = U diag(σ) Vᵀ``.
+
+    With rotary positions, also the augmented factors ``Q̃``, ``K̃`` (per query head) and the
+    frame coefficients ``C_Q = Q̃⁺U``, ``C_K = K̃⁺V`` (see :mod:`~ingest.decomposition.rotary`).
+    """
 
     U: Float[Tensor, "layer head d_aug r"]
     sigma: Float[Tensor, "layer head r"]
     V: Float[Tensor, "layer head d_aug r"]
+    rotary: Rotary | None = None
+    query_factor: Float[Tensor, "layer head d_aug r"] | None = None
+    key_factor: Float[Tensor, "layer head d_aug r"] | None = None
+    query_coef: Float[Tensor, "layer head r r"] | None = None
+    key_coef: Float[Tensor, "layer head r r"] | None = None
 
     def to(self, dtype: torch.dtype) -> QKSVD:
-        return QKSVD(self.U.to(dtype), self.sigma.to(dtype), self.V.to(dtype))
+        def cast(tensor: Tensor | None) -> Tensor | None:
+            return None if tensor is None else tensor.to(dtype)
+
+        return QKSVD(
+            self.U.to(dtype),
+            self.sigma.to(dtype),
+            self.V.to(dtype),
+            self.rotary,
+            cast(self.query_factor),
+            cast(self.key_factor),
+            cast(self.query_coef),
+            cast(self.key_coef),
+        )
+
+    def frame(self, side: int) -> tuple[Tensor, Tensor]:
+        """``(factor, coefficients)`` of one side; only for a rotary SVD."""
+        factor, coef = (
+            (self.query_factor, self.query_coef)
+            if side == QUERY_SIDE
+            else (self.key_factor, self.key_coef)
+        )
+        if self.rotary is None or factor is None or coef is None:
+            raise ValueError("this SVD has no rotary frame")
+        return factor, coef
 
 
 def augmented_factors(
@@ -92,8 +130,9 @@ def qk_svd(
     b_Q: Float[Tensor, "layer head r"],
     W_K: Float[Tensor, "layer head d r"],
     b_K: Float[Tensor, "layer head r"],
+    rotary: Rotary | None = None,
 ) -> QKSVD:
-    """SVD of Ω through its factors, in float64.
+    """SVD of Ω through its factors, in float64 (with ``rotary``: and the frame coefficients).
 
     With thin QR factorisations ``Q̃ = P_q R_q`` and ``K̃ = P_k R_k``, ``Ω = P_q (R_q R_kᵀ) P_kᵀ``;
     the SVD ``R_q R_kᵀ = A diag(σ) Bᵀ`` of the small r×r core gives ``U = P_q A``, ``V = P_k B``.
@@ -105,7 +144,23 @@ def qk_svd(
         p_q, r_q = torch.linalg.qr(q_factor)
         p_k, r_k = torch.linalg.qr(k_factor)
         core_left, sigma, core_right_t = torch.linalg.svd(r_q @ r_k.transpose(-1, -2))
-    return QKSVD(U=p_q @ core_left, sigma=sigma, V=p_k @ core_right_t.transpose(-1, -2))
+        U, V = p_q @ core_left, p_k @ core_right_t.transpose(-1, -2)
+        if rotary is None:
+            return QKSVD(U=U, sigma=sigma, V=V)
+        # Frame coefficients Q̃⁺U = R_q⁻¹ A (and K̃⁺V = R_k⁻¹ B) from the small triangular
+        # factors: exact for full-rank factors, and far cheaper than a pseudo-inverse of Q̃.
+        query_coef = torch.linalg.solve_triangular(r_q, core_left, upper=True)
+        key_coef = torch.linalg.solve_triangular(r_k, core_right_t.transpose(-1, -2), upper=True)
+    return QKSVD(
+        U=U,
+        sigma=sigma,
+        V=V,
+        rotary=rotary,
+        query_factor=q_factor,
+        key_factor=k_factor,
+        query_coef=query_coef,
+        key_coef=key_coef,
+    )
 
 
 def augment(x: Float[Tensor, "... d"]) -> Float[Tensor, "... d_aug"]:
@@ -137,6 +192,25 @@ def pair_scores(
 ) -> Float[Tensor, "batch head dest src"]:
     """``Σ_k t_k(i, j)``: the unscaled score, without materialising the terms."""
     return torch.einsum("bhir,hr,bhjr->bhij", query_proj, sigma, key_proj)
+
+
+def layer_projections(
+    x_aug: Float[Tensor, "batch pos d_aug"], svd: QKSVD, layer: int
+) -> tuple[Float[Tensor, "batch head pos r"], Float[Tensor, "batch head pos r"]]:
+    """Query- and key-side projections ``x̃·u_k``, ``v_k·x̃`` (x̂ for rotary) of one layer."""
+    if svd.rotary is None:
+        U = svd.U[layer].to(x_aug.dtype)
+        V = svd.V[layer].to(x_aug.dtype)
+        return singular_projections(x_aug, U), singular_projections(x_aug, V)
+    sides = []
+    for side in (QUERY_SIDE, KEY_SIDE):
+        factor, coef = svd.frame(side)
+        sides.append(
+            rotated_projections(
+                x_aug, factor[layer].to(x_aug.dtype), coef[layer].to(x_aug.dtype), svd.rotary
+            )
+        )
+    return sides[0], sides[1]
 
 
 @dataclass(frozen=True)
@@ -231,14 +305,12 @@ def decompose_layer(
     """Firings of every head of ``layer`` with their SAD sparse sets.
 
     ``x`` is the layer's normalized input (``ln1.hook_normalized``), ``pattern`` its attention
-    probabilities, ``valid`` marks real (non-padding) tokens.
+    probabilities, ``valid`` marks real (non-padding) tokens. With a rotary ``svd`` the
+    projections are those of the unrotated-frame inputs ``x̂_t`` (positions 0 … pos−1).
     """
-    U = svd.U[layer].to(x.dtype)
-    V = svd.V[layer].to(x.dtype)
     sigma = svd.sigma[layer].to(x.dtype)
     x_aug = augment(x)
-    query_proj = singular_projections(x_aug, U)
-    key_proj = singular_projections(x_aug, V)
+    query_proj, key_proj = layer_projections(x_aug, svd, layer)
     scores = pair_scores(query_proj, key_proj, sigma)
     prompt, head, dest, src = firing_mask(pattern, scores, valid, layer, rule).nonzero(
         as_tuple=True

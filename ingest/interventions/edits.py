@@ -331,7 +331,9 @@ def _measure_batch(
 ) -> EdgeEffects:
     """One batch: variant 0 of each prompt is the signal, the others its controls."""
     bridge = model.bridge
-    batch = tokenize_prompts([targets.prompts[n] for n in indices], model.tokenizer)
+    batch = tokenize_prompts(
+        [targets.prompts[n] for n in indices], model.tokenizer, prepend_bos=model.prepend_bos
+    )
     dest = torch.tensor([targets.dest[n] for n in indices])
     src = torch.tensor([targets.src[n] for n in indices])
     clean = clean_run(bridge, batch.tokens, [layer for layer, _ in writers], [targets.layer])

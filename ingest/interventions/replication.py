@@ -67,7 +67,7 @@ def replicate(
     """The comparison table: ``quantity``, ``paper``, ``ours``, ``difference`` (ours − paper
     for numbers; for the writer list, how many of the paper's four are in our top four)."""
     svd = model_qk_svd(model.bridge, dtype=model.bridge.cfg.dtype)
-    prompts = generate_prompts(n_prompts, "mixed", seed=seed)
+    prompts = generate_prompts(n_prompts, "mixed", seed=seed, tokenizer=model.tokenizer)
     logit_diffs: list[torch.Tensor] = []
     fires: Counter[str] = Counter()
     roots: list[FiringTargets] = []

@@ -9,6 +9,13 @@ for corrupted runs.
 :func:`tokenize_prompts` finds role positions by tokenizing the text up to and including each name
 slot, so it works for any Hugging Face tokenizer and checks, rather than assumes, that every name
 is one token.
+
+Any tokenizer: :func:`ioi_vocabulary` keeps the names, places and objects that are one token
+with a leading space in the model's tokenizer (``generate_prompts(..., tokenizer=...)`` uses
+it; a clear error when too few survive), and :func:`default_prepend_bos` follows the tokenizer
+on BOS: prepend one when the tokenizer adds it itself, or when its BOS is its end-of-text token
+(GPT-2's convention, TransformerLens's default); otherwise (e.g. SmolLM2, whose "BOS" is the
+chat marker ``<|im_start|>``) none, unless the caller asks for one.
 """
 
 from __future__ import annotations
@@ -173,6 +180,54 @@ def render(
     return "".join(pieces), tuple(spans[slot] for slot in NAME_SLOTS)
 
 
+MIN_NAMES = 5  # 2 for the prompt, 3 for its ABC counterpart
+
+
+def single_tokens(tokenizer: Any, words: Sequence[str]) -> list[str]:
+    """The words that are one token (not the unknown token) with a leading space, in order."""
+    if not words:
+        return []
+    ids = tokenizer([" " + word for word in words], add_special_tokens=False)["input_ids"]
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    return [w for w, i in zip(words, ids, strict=True) if len(i) == 1 and i[0] != unknown]
+
+
+def ioi_vocabulary(
+    tokenizer: Any,
+    names: Sequence[str] = NAMES,
+    places: Sequence[str] = PLACES,
+    objects: Sequence[str] = OBJECTS,
+) -> tuple[list[str], list[str], list[str]]:
+    """Names, places and objects that are single tokens with a leading space for ``tokenizer``.
+
+    Raises ValueError saying how many survived when fewer than 5 names, or no place or no
+    object, are left.
+    """
+    kept = (
+        single_tokens(tokenizer, names),
+        single_tokens(tokenizer, places),
+        single_tokens(tokenizer, objects),
+    )
+    if len(set(kept[0])) < MIN_NAMES or not kept[1] or not kept[2]:
+        raise ValueError(
+            f"too few IOI words are single tokens (with a leading space) for this tokenizer: "
+            f"{len(kept[0])} of {len(names)} names (need {MIN_NAMES}), {len(kept[1])} of "
+            f"{len(places)} places, {len(kept[2])} of {len(objects)} objects (need 1 each)"
+        )
+    return kept
+
+
+def default_prepend_bos(tokenizer: Any) -> bool:
+    """Whether IOI prompts get a BOS token for this tokenizer (see the module docstring)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    if getattr(tokenizer, "bos_token", None) == getattr(tokenizer, "eos_token", None):
+        return True
+    encoded = tokenizer("x", add_special_tokens=True)["input_ids"]
+    return bool(encoded) and encoded[0] == bos
+
+
 def generate_prompts(
     n: int,
     prompt_type: str = "mixed",
@@ -183,12 +238,17 @@ def generate_prompts(
     places: Sequence[str] = PLACES,
     objects: Sequence[str] = OBJECTS,
     pair_filter: Callable[[str, str], bool] | None = None,
+    tokenizer: Any = None,
 ) -> list[IOIPrompt]:
     """``n`` prompts of type ``ABBA``, ``BABA`` or ``mixed`` (order drawn per prompt), seeded.
 
     ``templates`` maps ids to BABA-order templates (default :data:`TEMPLATES`). ``pair_filter``
     (io, s) → bool restricts the name pairs drawn, e.g. to hold pairs out of a training set.
+    With ``tokenizer``, the words are first filtered by :func:`ioi_vocabulary` (a no-op when
+    every word is one token, so the prompts are those without it).
     """
+    if tokenizer is not None:
+        names, places, objects = ioi_vocabulary(tokenizer, names, places, objects)
     if prompt_type not in PROMPT_TYPES:
         raise ValueError(
             f"unknown prompt type {prompt_type!r}: use one of {', '.join(PROMPT_TYPES)}"
@@ -241,10 +301,12 @@ def _draw_pair(
 def tokenize_prompts(
     prompts: Sequence[IOIPrompt],
     tokenizer: Any,
-    prepend_bos: bool = True,
+    prepend_bos: bool | None = True,
     corrupted: bool = False,
 ) -> PromptBatch:
     """Tokenize prompts (or, with ``corrupted``, their ABC texts) and locate every role.
+
+    ``prepend_bos=None`` follows the tokenizer (:func:`default_prepend_bos`).
 
     A name slot's position is the token count of the text before it; the text up to and including
     the name must add exactly one token, equal to the name tokenized on its own with a leading
@@ -252,6 +314,8 @@ def tokenize_prompts(
     """
     if not prompts:
         raise ValueError("no prompts to tokenize")
+    if prepend_bos is None:
+        prepend_bos = default_prepend_bos(tokenizer)
     offset = 1 if prepend_bos else 0
     if prepend_bos and tokenizer.bos_token_id is None:
         raise ValueError("tokenizer has no BOS token; call with prepend_bos=False")

@@ -113,6 +113,7 @@ def batch_records(
                 s=prompt.s,
                 roles={name: positions[b] for name, positions in roles.items()},
                 tokens=[tokenizer.decode([token]) for token in ids],
+                logit_diff=float(result.logit_diff[b]),
             )
         )
     f = result.firings.to("cpu")

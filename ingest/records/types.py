@@ -97,7 +97,10 @@ class AlignedRecord:
 
 @dataclass(frozen=True)
 class PromptRecord:
-    """An IOI prompt of a run; ``roles`` maps a role name (IO, S1, S2, END, ...) to a position."""
+    """An IOI prompt of a run; ``roles`` maps a role name (IO, S1, S2, END, ...) to a position.
+
+    ``logit_diff``: the model's ``logit(IO) − logit(S)`` at END on this prompt (> 0: solved).
+    """
 
     run_id: str
     idx: int
@@ -108,6 +111,7 @@ class PromptRecord:
     s: str
     roles: Mapping[str, int]
     tokens: Sequence[str]
+    logit_diff: float
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,11 @@ Per-vector parts: for the selected edges only, the contribution is also kept ter
 (``w_k`` = u_k on the query side, v_k on the key side), so ``Σ_m parts[m] = c(w)``: which
 feature of the sparse set a writer sent.
 
+Rotary positions: the head reads the unrotated-frame input ``x̂_p = M_p x̃_p`` (a linear map of
+position p, :mod:`~ingest.decomposition.rotary`), so a writer's output is read by the position's
+direction ``M_pᵀ a`` instead of ``a`` (and each ``w_k`` by ``M_pᵀ w_k`` in the parts). The map
+is linear: contributions still add up over writers exactly as without rotation.
+
 Edge rule: per side, sort writers by contribution, descending; the smallest top set whose
 cumulative contribution exceeds ``edge_fraction · Σ_w c(w)`` become edges. When the total is
 not positive no writer explains the signal and the side has no edges.
@@ -33,20 +38,27 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from ingest.decomposition.rotary import directions_at, outputs_read
 from ingest.decomposition.sad import KEY_SIDE, QKSVD, QUERY_SIDE, Firings
+
+
+def _signal_weights(firings: Firings, svd: QKSVD) -> Tensor:
+    """``sign_k √σ_k`` for k in the sparse set, 0 elsewhere, by singular index (firing × r)."""
+    rank = firings.sv_order.shape[-1]
+    in_set = torch.arange(rank, device=firings.n_svs.device)[None, :] < firings.n_svs[:, None]
+    sqrt_sigma = svd.sigma[firings.layer, firings.head].sqrt().to(firings.signs.dtype)
+    ranked_weights = firings.signs * sqrt_sigma.gather(-1, firings.sv_order) * in_set
+    return torch.zeros_like(ranked_weights).scatter(-1, firings.sv_order, ranked_weights)
 
 
 def signal_directions(firings: Firings, svd: QKSVD) -> tuple[Tensor, Tensor]:
     """``(a_q, a_k)`` per firing, each ``Float[Tensor, "firing d_aug"]``.
 
     ``a_q = Σ_{k∈S} sign_k √σ_k u_k`` and ``a_k = Σ_{k∈S} sign_k √σ_k v_k`` for the firing's
-    head, with S its sparse set.
+    head, with S its sparse set. For a rotary SVD these are the directions as read at the
+    firing's positions, ``M_iᵀ a_q`` (at dest) and ``M_jᵀ a_k`` (at src).
     """
-    rank = firings.sv_order.shape[-1]
-    in_set = torch.arange(rank, device=firings.n_svs.device)[None, :] < firings.n_svs[:, None]
-    sqrt_sigma = svd.sigma[firings.layer, firings.head].sqrt().to(firings.signs.dtype)
-    ranked_weights = firings.signs * sqrt_sigma.gather(-1, firings.sv_order) * in_set
-    weights = torch.zeros_like(ranked_weights).scatter(-1, firings.sv_order, ranked_weights)
+    weights = _signal_weights(firings, svd)
     d_aug = svd.U.shape[-2]
     a_query = weights.new_zeros((len(firings), d_aug))
     a_key = weights.new_zeros((len(firings), d_aug))
@@ -55,8 +67,19 @@ def signal_directions(firings: Firings, svd: QKSVD) -> tuple[Tensor, Tensor]:
     for flat in torch.unique(head_id).tolist():
         rows = head_id == flat
         layer, head = divmod(flat, n_heads)
-        a_query[rows] = weights[rows] @ svd.U[layer, head].to(weights.dtype).T
-        a_key[rows] = weights[rows] @ svd.V[layer, head].to(weights.dtype).T
+        if svd.rotary is None:
+            a_query[rows] = weights[rows] @ svd.U[layer, head].to(weights.dtype).T
+            a_key[rows] = weights[rows] @ svd.V[layer, head].to(weights.dtype).T
+            continue
+        for side, target, pos in (
+            (QUERY_SIDE, a_query, firings.dest),
+            (KEY_SIDE, a_key, firings.src),
+        ):
+            factor, coef = svd.frame(side)
+            coefficients = weights[rows] @ coef[layer, head].to(weights.dtype).T
+            target[rows] = directions_at(
+                coefficients, factor[layer, head], pos[rows], svd.rotary
+            ).to(target.dtype)
     return a_query, a_key
 
 
@@ -109,12 +132,14 @@ def edge_parts(
     firing: Int[Tensor, " edge"],
     side: int,
     outputs: Float[Tensor, "edge d"],
+    pos: Int[Tensor, " edge"] | None = None,
 ) -> Float[Tensor, "edge r"]:
     """Per-singular-vector parts of the edges' contributions, in the firings' rank order.
 
     ``outputs`` are the writers' outputs already divided by the downstream LN scale. Row e,
     column m is ``sign_m √σ_{k_m} (w_{k_m}[:d] · outputs[e])`` with ``k_m = sv_order[f, m]``
     for ``m < n_svs[f]`` and 0 past the sparse set, so each row sums to the edge's weight.
+    A rotary SVD needs the positions ``pos`` the outputs were written at (w_k read there).
     """
     d = outputs.shape[-1]
     basis = svd.U if side == QUERY_SIDE else svd.V
@@ -124,6 +149,15 @@ def edge_parts(
     head_id = layer * n_heads + head
     for flat in torch.unique(head_id).tolist():
         rows = head_id == flat
+        if svd.rotary is not None:
+            if pos is None:
+                raise ValueError("a rotary SVD needs the edges' positions")
+            factor, coef = svd.frame(side)
+            lh = divmod(flat, n_heads)
+            by_index[rows] = outputs_read(
+                outputs[rows], factor[lh], coef[lh], pos[rows], svd.rotary
+            ).to(by_index.dtype)
+            continue
         vectors = basis[divmod(flat, n_heads)][:d].to(outputs.dtype)
         by_index[rows] = outputs[rows] @ vectors
     order = firings.sv_order[firing]
@@ -194,7 +228,7 @@ def trace_firings(
                     side=torch.full_like(firing_idx, side),
                     pos=at,
                     weight=contributions[firing_idx, writer],
-                    parts=edge_parts(firings, svd, chosen, side, outputs),
+                    parts=edge_parts(firings, svd, chosen, side, outputs, at),
                 )
             )
     if not found:

@@ -40,6 +40,7 @@ def sample_batch(
             s="John",
             roles={"IO": 2, "END": 5},
             tokens=["a"],
+            logit_diff=2.0 - 3 * idx,
         )
         for idx in (0, 1)
     ]
@@ -194,6 +195,17 @@ def test_complete_run_counts_distinct_prompts(
     assert rows[0]["mean"] == pytest.approx(0.5)
     summary = atlas_store.show_run(atlas_run.id)
     assert summary is not None and summary["run"]["status"] == "complete"
+
+
+def test_run_behaviour_is_aggregated_from_its_prompts(
+    atlas_store: AtlasStore, atlas_run: RunRecord
+) -> None:
+    assert atlas_store.record_behaviour(atlas_run.id) == {}  # no prompts yet
+    atlas_store.write_batch(sample_batch(atlas_run.id))  # logit differences 2.0 and -1.0
+    behaviour = atlas_store.record_behaviour(atlas_run.id)
+    assert behaviour == {"ioi_accuracy": 0.5, "logit_diff_mean": 0.5, "logit_diff_min": -1.0}
+    stored = atlas_store.show_run(atlas_run.id)
+    assert stored is not None and stored["run"]["ioi_accuracy"] == 0.5
 
 
 def test_delete_removes_one_run_and_nothing_else(

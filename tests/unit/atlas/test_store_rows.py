@@ -61,7 +61,16 @@ SAMPLES: dict[type, Any] = {
     SingularVectorRecord: SingularVectorRecord("gpt", 9, 6, 3, 1.5),
     AlignedRecord: AlignedRecord("gpt", (1, 2, 3), "q", (4, 5, 6), "k", 0.875),
     PromptRecord: PromptRecord(
-        "run", 4, "When Mary and John", "t0", "ABBA", "Mary", "John", {"IO": 2}, ("When", " Mary")
+        run_id="run",
+        idx=4,
+        text="When Mary and John",
+        template="t0",
+        order="ABBA",
+        io="Mary",
+        s="John",
+        roles={"IO": 2},
+        tokens=("When", " Mary"),
+        logit_diff=1.25,
     ),
     SparseTerm: _TERMS[0],
     FiringRecord: _FIRING,

@@ -23,7 +23,9 @@ def test_trace_run_yields_every_batch_in_order_with_its_marker(small_model: Load
 
     assert [b.index for b in batches] == [0, 1, 2]
     assert [b.n_prompts for b in batches] == [3, 3, 1]
-    expected = generate_prompts(CONFIG.n_prompts, CONFIG.prompt_type, seed=CONFIG.seed)
+    expected = generate_prompts(
+        CONFIG.n_prompts, CONFIG.prompt_type, seed=CONFIG.seed, tokenizer=small_model.tokenizer
+    )
     for batch in batches:
         assert batch.records is not None
         assert batch.records.done is not None
