@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
+
+from atlas.cli.options import echo_records, format_option
 
 
 @click.group()
@@ -20,13 +24,21 @@ def models() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Also show this Hugging Face checkpoint directory (repeatable).",
 )
-def models_list(model_dirs: tuple[Path, ...]) -> None:
+@format_option
+def models_list(model_dirs: tuple[Path, ...], output_format: str) -> None:
     """Every model name `--model` accepts, whether it is installed, and where it lives."""
+    from dataclasses import asdict
+
     from ingest.models.catalog import list_models
 
-    for entry in list_models(tuple(p.expanduser().resolve() for p in model_dirs)):
-        state = "installed" if entry.installed else "missing"
-        click.echo(f"{entry.name:14} {entry.kind:9} {state:9} {entry.detail}")
+    entries = list_models(tuple(p.expanduser().resolve() for p in model_dirs))
+    echo_records([asdict(entry) for entry in entries], output_format, table=_model_lines)
+
+
+def _model_lines(rows: Sequence[Mapping[str, Any]]) -> None:
+    for row in rows:
+        state = "installed" if row["installed"] else "missing"
+        click.echo(f"{row['name']:14} {row['kind']:9} {state:9} {row['detail']}")
 
 
 @models.command("install")
@@ -37,9 +49,6 @@ def models_install(name: str, force: bool) -> None:
     dequantized once to a float32 checkpoint in the atlas's data directory)."""
     from ingest.models.catalog import install_smollm2
 
-    try:
-        result = install_smollm2(force=force, say=lambda line: click.echo(line, err=True))
-    except RuntimeError as error:
-        raise click.ClickException(str(error)) from error
+    result = install_smollm2(force=force, say=lambda line: click.echo(line, err=True))
     verb = "already installed" if result.already else "installed"
     click.echo(f"{name} {verb}: {result.path} ({result.manifest.get('conversion')})")

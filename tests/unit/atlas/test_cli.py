@@ -78,3 +78,21 @@ def test_server_status_as_json(tmp_path) -> None:
     status = json.loads(result.output)
     assert status["installed"] is False and status["running"] is False
     assert status["jars"] == str(tmp_path / "neo4j")
+
+
+def test_models_list_shows_what_is_installed_in_the_data_directory(tmp_path) -> None:
+    import json
+
+    runner = CliRunner(env={"CIRCUIT_ATLAS_HOME": str(tmp_path)})
+    result = runner.invoke(main, ["models", "list", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    installed = {row["name"]: row["installed"] for row in json.loads(result.output)}
+    assert installed == {"toy-ioi": True, "random-gpt2": True, "smollm2-135m": False}
+
+
+def test_a_missing_smollm2_says_how_to_install_it_in_one_line(tmp_path) -> None:
+    runner = CliRunner(env={"CIRCUIT_ATLAS_HOME": str(tmp_path)})
+    result = runner.invoke(main, ["decompose", "--model", "smollm2-135m", "--n-prompts", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    error = result.output.strip().splitlines()[-1]  # after the "Loading …" progress line
+    assert error.startswith("Error: ") and "circuit-atlas models install smollm2-135m" in error
