@@ -31,7 +31,12 @@ from atlas.interchange.graphml import (
 from atlas.store.store import AtlasStore, WriteCounts
 from ingest.models.loading import DEFAULT_MODEL
 from ingest.records.build import ioi_class_of
-from ingest.records.types import ComponentRecord, ModelRecord, RunRecord
+from ingest.records.types import (
+    ComponentRecord,
+    ImportedCommunicatesRecord,
+    ModelRecord,
+    RunRecord,
+)
 from ingest.runtime import git_commit
 
 IMPORT_METHOD = "sad-import"
@@ -101,8 +106,9 @@ def import_graphml(
         "support": parsed.facts.get("support"),
         "head_firings": json.dumps(dict(parsed.head_firings), sort_keys=True),
     }
+    communicates = [_communicates_record(edge, run_id) for edge in parsed.edges]
     counts = store.write_imported_run(
-        run, provenance, KNOWN_SHAPES.get(model_id), components, parsed.edges
+        run, provenance, KNOWN_SHAPES.get(model_id), components, communicates
     )
     heads = sum(c.kind == "head" for c in parsed.components)
     return ImportSummary(run_id, model_id, parsed.format, sha, heads, len(parsed.edges), counts)
@@ -158,6 +164,24 @@ def _component_records(parsed: AuthorsGraph, model_id: str) -> list[ComponentRec
         )
         for c in found.values()
     ]
+
+
+def _communicates_record(edge: Edge, run_id: str) -> ImportedCommunicatesRecord:
+    """A parsed edge as the record the store writes for an imported run."""
+    return ImportedCommunicatesRecord(
+        run_id=run_id,
+        writer_kind=edge.writer.kind,
+        writer_layer=edge.writer.layer,
+        writer_head=edge.writer.head,
+        target_kind=edge.target.kind,
+        target_layer=edge.target.layer,
+        target_head=edge.target.head,
+        side=edge.side,
+        role=edge.role,
+        n_prompts=edge.n_prompts,
+        mean_weight=edge.mean_weight,
+        source=edge.source,
+    )
 
 
 def _edge(row: dict[str, Any]) -> Edge:

@@ -35,7 +35,8 @@ import torch
 from tqdm import tqdm
 
 from atlas.errors import AtlasError
-from atlas.store.store import AtlasStore, PreparedWrite, WriteCounts, read_only_message
+from atlas.store.runs import read_only_message
+from atlas.store.store import AtlasStore, PreparedWrite, WriteCounts
 from ingest.decomposition.activations import model_qk_svd
 from ingest.decomposition.sad import QKSVD
 from ingest.models.loading import LoadedModel

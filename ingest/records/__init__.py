@@ -1,9 +1,9 @@
 """Records: the graph model as plain frozen dataclasses, and their construction from tensors.
 
 :mod:`~ingest.records.types` has one dataclass per node and relationship (a model, a run, heads,
-singular vectors, prompts, firings, per-prompt WRITES edges, aggregate COMMUNICATES);
-:mod:`~ingest.records.build` turns a batch's tensors into a :class:`RecordBatch`. Pure data, no
-I/O: ``atlas.store`` writes them.
+singular vectors, prompts, firings, per-prompt WRITES edges, aggregate COMMUNICATES, and
+COMMUNICATES as a graph file gives them); :mod:`~ingest.records.build` turns a batch's tensors
+into a :class:`RecordBatch`. Pure data, no I/O: ``atlas.store`` writes them.
 """
 
 from ingest.records.build import (
@@ -19,6 +19,7 @@ from ingest.records.types import (
     ComponentRecord,
     FiringKey,
     FiringRecord,
+    ImportedCommunicatesRecord,
     ModelRecord,
     PromptRecord,
     RecordBatch,
@@ -36,6 +37,7 @@ __all__ = [
     "ComponentRecord",
     "FiringKey",
     "FiringRecord",
+    "ImportedCommunicatesRecord",
     "ModelRecord",
     "PromptRecord",
     "RecordBatch",

@@ -1,4 +1,4 @@
-"""Plain records that ingestion produces and :mod:`atlas.store.store` writes to Neo4j.
+"""Plain records that ingestion produces and :mod:`atlas.store` writes to Neo4j.
 
 One frozen dataclass per node and relationship type of the graph model. Pure data: no I/O.
 Model-scoped records (components, singular vectors) are shared by every run of a model;
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ingest.decomposition.sad import Side
 
@@ -197,6 +197,37 @@ class CommunicatesRecord:
     @property
     def writer_id(self) -> str:
         return component_id(self.writer_kind, self.writer_layer, self.writer_head)
+
+
+@dataclass(frozen=True)
+class ImportedCommunicatesRecord:
+    """Aggregate communication writer → target of a run imported from a graph file.
+
+    Unlike :class:`CommunicatesRecord` the target may be any component (the logit direction,
+    say), and ``source`` holds the file's own fields, which are kept on the relationship as they
+    are (:mod:`atlas.interchange.graphml` parses them; the store writes this record).
+    """
+
+    run_id: str
+    writer_kind: ComponentKind
+    writer_layer: int | None
+    writer_head: int | None
+    target_kind: ComponentKind
+    target_layer: int | None
+    target_head: int | None
+    side: Side
+    role: str
+    n_prompts: int
+    mean_weight: float
+    source: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def writer_id(self) -> str:
+        return component_id(self.writer_kind, self.writer_layer, self.writer_head)
+
+    @property
+    def target_id(self) -> str:
+        return component_id(self.target_kind, self.target_layer, self.target_head)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,6 @@ The rules:
 
 Every import counts, including those inside functions and under ``if TYPE_CHECKING:``: a
 type-only import still ties the two packages together.
-
-``KNOWN_VIOLATIONS`` lists the imports that break a rule today and are being removed in other
-branches. The test fails on any violation not listed, and on a listed one that no longer
-exists (delete its line then), so the list can only shrink.
 """
 
 from __future__ import annotations
@@ -32,13 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("ingest", "atlas", "queries")
 
 ABOVE_THE_STORE = ("atlas.browser", "atlas.interchange", "atlas.check", "atlas.ask", "atlas.cli")
-
-# (importing module, imported module): broken today, fixed elsewhere.
-KNOWN_VIOLATIONS = {
-    # The store's import of authors' graphs types its argument with the GraphML Edge
-    # (TYPE_CHECKING only); the store split moves that type below the store.
-    ("atlas.store.store", "atlas.interchange.graphml"),
-}
 
 
 @dataclass(frozen=True)
@@ -119,14 +108,8 @@ def test_every_package_is_scanned() -> None:
 
 
 def test_no_import_breaks_the_layering() -> None:
-    found = violations(ROOT)
-    new = [message for key, message in sorted(found.items()) if key not in KNOWN_VIOLATIONS]
-    assert not new, "imports that break docs/architecture.md's rules:\n" + "\n".join(new)
-
-
-def test_known_violations_still_exist() -> None:
-    gone = sorted(KNOWN_VIOLATIONS - set(violations(ROOT)))
-    assert not gone, f"fixed, so delete them from KNOWN_VIOLATIONS: {gone}"
+    found = sorted(violations(ROOT).values())
+    assert not found, "imports that break docs/architecture.md's rules:\n" + "\n".join(found)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,202 @@
+"""The run lifecycle: create, complete, fail, list, show and delete runs, and import one.
+
+An ingested run is created ``running`` (:meth:`RunLifecycle.create_run`), gets its batches
+(:class:`~atlas.store.store.AtlasStore`), and is completed, which aggregates its per-prompt
+edges into ``COMMUNICATES``, or failed. An imported run is written whole, read-only, in one
+transaction (:meth:`RunLifecycle.write_imported_run`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from neo4j import ManagedTransaction
+from neo4j.time import DateTime
+
+from atlas.errors import AtlasError, UnknownRunError
+from atlas.store.connection import explained_errors
+from atlas.store.database import Database, WriteCounts
+from atlas.store.rows import component_row, imported_communicates_row, model_row, run_row
+from atlas.store.schema import SCHEMA_VERSION
+from atlas.store.statements import (
+    DELETE_OTHER_COMMUNICATES,
+    DELETE_RUN,
+    DONE_BATCHES,
+    HEAD_FIRINGS,
+    LIST_RUNS,
+    MERGE_MODEL,
+    MERGE_RUN,
+    RUN_MODEL_SHAPE,
+    RUN_PROVENANCE,
+    SET_RUN_PROPERTIES,
+    SET_RUN_STATUS,
+    SHOW_RUN,
+    STALE_RUNS,
+    WRITE_COMMUNICATES,
+    WRITE_COMPONENTS,
+)
+from ingest.records.types import (
+    ComponentRecord,
+    ImportedCommunicatesRecord,
+    ModelRecord,
+    RunRecord,
+    component_id,
+)
+from queries.templates import load_template
+
+
+class RunLifecycle(Database):
+    """Runs in the atlas: their status, summaries and deletion (a base of ``AtlasStore``)."""
+
+    def create_run(self, run: RunRecord) -> None:
+        """Record a run and its provenance (status ``running`` unless the record says else).
+
+        An imported (read-only) run of the same id is refused.
+        """
+        self._ensure_schema()
+        existing = self._execute(RUN_PROVENANCE, run_id=run.id)
+        if existing and existing[0]["read_only"]:
+            raise AtlasError(read_only_message(run.id, existing[0].data()))
+        self._execute(MERGE_RUN, row=run_row(run))
+        self._run_models[run.id] = run.model_id
+
+    def complete_run(self, run_id: str) -> int:
+        """Aggregate the run's communication and mark it complete; returns #COMMUNICATES."""
+        self._model_of(run_id)
+        communicates = self.aggregate_communication(run_id)
+        self._set_status(run_id, "complete", None)
+        self.refresh_planner_statistics()
+        return communicates
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        self._set_status(run_id, "failed", error)
+
+    def aggregate_communication(self, run_id: str) -> int:
+        """(Re)compute the run's COMMUNICATES relationships from its per-prompt edges."""
+        query = load_template("aggregate_communication").cypher
+        return int(self._execute(query, run_id=run_id)[0][0])
+
+    def done_batches(self, run_id: str) -> set[int]:
+        """Indices of the batches of ``run_id`` already written (empty for an unknown run)."""
+        records = self._execute(DONE_BATCHES, run_id=run_id)
+        return set(records[0]["done"]) if records else set()
+
+    def stale_runs(self) -> list[tuple[str, int]]:
+        """Runs written under an older schema version (id, version), which lack its data."""
+        records = self._execute(STALE_RUNS, version=SCHEMA_VERSION)
+        return [(record["id"], record["version"]) for record in records]
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        return [record.data() for record in self._execute(LIST_RUNS)]
+
+    def show_run(self, run_id: str) -> dict[str, Any] | None:
+        records = self._execute(SHOW_RUN, run_id=run_id)
+        if not records:
+            return None
+        summary = records[0].data()
+        summary["run"] = {key: _plain(value) for key, value in summary["run"].items()}
+        return summary
+
+    def run_model(self, run_id: str) -> dict[str, Any] | None:
+        """The run's ``model_id``, ``n_layers`` and ``n_heads`` (None if unknown); None: no run."""
+        records = self._execute(RUN_MODEL_SHAPE, run_id=run_id)
+        return records[0].data() if records else None
+
+    def head_firings(self, run_id: str) -> dict[str, int]:
+        """How often each head fires in the run (ingested runs; empty for imported ones)."""
+        records = self._execute(HEAD_FIRINGS, run_id=run_id)
+        return {component_id("head", r["layer"], r["head"]): r["firings"] for r in records}
+
+    def delete_run(self, run_id: str) -> WriteCounts:
+        """Delete everything of one run (and nothing else) in bounded transactions."""
+        deleted_nodes = deleted_relationships = 0
+        with explained_errors(self.settings), self.driver.session(database=self.database) as s:
+            for statement in DELETE_RUN:
+                counters = s.run(statement, run_id=run_id).consume().counters
+                deleted_nodes += counters.nodes_deleted
+                deleted_relationships += counters.relationships_deleted
+        self._run_models.pop(run_id, None)
+        self.refresh_planner_statistics()
+        return WriteCounts(-deleted_nodes, -deleted_relationships)
+
+    def write_imported_run(
+        self,
+        run: RunRecord,
+        provenance: Mapping[str, Any],
+        model: ModelRecord | None,
+        components: Sequence[ComponentRecord],
+        communicates: Sequence[ImportedCommunicatesRecord],
+    ) -> WriteCounts:
+        """Write a read-only run from a graph file, in ONE transaction, idempotently.
+
+        ``provenance`` (``source_file``, ``source_sha256``, ...) is set on the run with
+        ``read_only: true``. An existing run of the same id must be this same import (same
+        model and ``source_sha256``); anything else is refused. Re-importing leaves the same
+        graph: edges are merged on their key and their properties set again; edges of the run
+        that the file no longer has are removed.
+        """
+        if any(edge.run_id != run.id for edge in communicates):
+            raise ValueError(f"an imported run's edges belong to it (run_id '{run.id}')")
+        self._ensure_schema()
+        comm_rows = [imported_communicates_row(c, model_id=run.model_id) for c in communicates]
+        keys = [[r["writer_id"], r["head_id"], r["side"], r["role"]] for r in comm_rows]
+
+        def work(tx: ManagedTransaction) -> WriteCounts:
+            existing = tx.run(RUN_PROVENANCE, run_id=run.id).single()
+            if existing is not None and not (
+                existing["read_only"]
+                and existing["model_id"] == run.model_id
+                and existing["source_sha256"] == provenance["source_sha256"]
+            ):
+                raise AtlasError(
+                    f"Run '{run.id}' already exists ({_describe_run(existing.data())}); "
+                    "choose another --run-id or remove it first with "
+                    f"`circuit-atlas runs delete {run.id}`."
+                )
+            statements: list[tuple[str, dict[str, Any]]] = []
+            if model is not None:
+                statements.append((MERGE_MODEL, {"row": model_row(model)}))
+            statements += [
+                (MERGE_RUN, {"row": run_row(run)}),
+                (SET_RUN_PROPERTIES, {"run_id": run.id, "properties": dict(provenance)}),
+                (WRITE_COMPONENTS, {"rows": [component_row(c) for c in components]}),
+                (DELETE_OTHER_COMMUNICATES, {"run_id": run.id, "keys": keys}),
+                (WRITE_COMMUNICATES, {"rows": comm_rows}),
+            ]
+            total = WriteCounts()
+            for query, parameters in statements:
+                counters = tx.run(query, parameters).consume().counters
+                total += WriteCounts(
+                    counters.nodes_created, counters.relationships_created, counters.properties_set
+                )
+            return total
+
+        with explained_errors(self.settings), self.driver.session(database=self.database) as s:
+            counts = s.execute_write(work)
+        self._run_models[run.id] = run.model_id
+        self.refresh_planner_statistics()
+        return counts
+
+    def _set_status(self, run_id: str, status: str, error: str | None) -> None:
+        if not self._execute(SET_RUN_STATUS, run_id=run_id, status=status, error=error):
+            raise UnknownRunError(f"Run '{run_id}' is not in the atlas.")
+
+
+def read_only_message(run_id: str, run: Mapping[str, Any]) -> str:
+    """Why a read-only (imported) run cannot be written to, and what to do instead."""
+    return (
+        f"Run '{run_id}' is read-only ({_describe_run(run)}); it cannot be resumed or "
+        f"rewritten. Use another --run-id, or `circuit-atlas runs delete {run_id}` first."
+    )
+
+
+def _describe_run(run: Mapping[str, Any]) -> str:
+    if run.get("read_only"):
+        return f"imported from {run.get('source_file')}, sha256 {run.get('source_sha256')}"
+    return f"made by method '{run.get('method')}' for model {run.get('model_id')}"
+
+
+def _plain(value: object) -> object:
+    """Neo4j temporal values as ISO strings; everything else unchanged."""
+    return value.iso_format() if isinstance(value, DateTime) else value

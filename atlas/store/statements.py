@@ -1,0 +1,255 @@
+"""The Cypher text of every write and run-lifecycle statement the store sends.
+
+Text only: :mod:`atlas.store.store` and :mod:`atlas.store.runs` send these, with the parameters
+:mod:`atlas.store.rows` and :mod:`atlas.store.columns` build. Each ``UNWIND $rows`` writer
+returns ``written``, the count of rows it wrote, which the store checks against the rows sent.
+The analysts' read templates are elsewhere, in ``queries/``.
+"""
+
+MERGE_MODEL = """
+MERGE (m:Model {id: $row.id})
+SET m.n_layers = $row.n_layers, m.n_heads = $row.n_heads,
+    m.d_model = $row.d_model, m.d_head = $row.d_head
+"""
+
+MERGE_RUN = """
+MERGE (m:Model {id: $row.model_id})
+MERGE (r:Run {id: $row.id})
+ON CREATE SET r.created_at = $row.created_at
+SET r.model_id = $row.model_id, r.model_revision = $row.model_revision, r.method = $row.method,
+    r.params = $row.params, r.dataset = $row.dataset, r.versions = $row.versions,
+    r.git_commit = $row.git_commit, r.status = $row.status,
+    r.schema_version = $row.schema_version
+MERGE (r)-[:OF_MODEL]->(m)
+"""
+
+SET_RUN_STATUS = """
+MATCH (r:Run {id: $run_id})
+SET r.status = $status, r.finished_at = datetime(), r.error = $error
+RETURN r.id AS id
+"""
+
+# Imported runs are left out: they have no WRITES to re-ingest and cannot be rewritten.
+STALE_RUNS = """
+MATCH (r:Run) WHERE coalesce(r.schema_version, 1) < $version AND NOT coalesce(r.read_only, false)
+RETURN r.id AS id, coalesce(r.schema_version, 1) AS version ORDER BY id
+"""
+
+RUN_MODEL = "MATCH (r:Run {id: $run_id}) RETURN r.model_id AS model_id"
+
+RUN_MODEL_SHAPE = """
+MATCH (r:Run {id: $run_id})
+OPTIONAL MATCH (r)-[:OF_MODEL]->(m:Model)
+RETURN r.model_id AS model_id, m.n_layers AS n_layers, m.n_heads AS n_heads
+"""
+
+WRITE_COMPONENTS = """
+UNWIND $rows AS row
+MERGE (c:Component {model_id: row.model_id, id: row.id})
+SET c.kind = row.kind, c.layer = row.layer, c.head = row.head,
+    c.ioi_class = coalesce(row.ioi_class, c.ioi_class)
+FOREACH (_ IN CASE WHEN row.kind = 'head' THEN [1] ELSE [] END | SET c:Head)
+SET c:$(row.labels)
+RETURN count(c) AS written
+"""
+
+WRITE_SINGULAR_VECTORS = """
+UNWIND $rows AS row
+MATCH (h:Component {model_id: row.model_id, id: row.head_id})
+MERGE (sv:SingularVector {model_id: row.model_id, layer: row.layer, head: row.head,
+                          index: row.index})
+SET sv.sigma = row.sigma,
+    sv.caption = 'v' + row.index + ' σ' + toString(round(row.sigma, 2)) // Browser style caption
+MERGE (h)-[:HAS_SV]->(sv)
+RETURN count(sv) AS written
+"""
+
+WRITE_ALIGNED = """
+UNWIND $rows AS row
+MATCH (a:SingularVector {model_id: row.model_id, layer: row.a[0], head: row.a[1],
+                         index: row.a[2]})
+MATCH (b:SingularVector {model_id: row.model_id, layer: row.b[0], head: row.b[1],
+                         index: row.b[2]})
+MERGE (a)-[r:ALIGNED {side_a: row.side_a, side_b: row.side_b}]->(b)
+SET r.model_id = row.model_id, r.cos = row.cos
+RETURN count(r) AS written
+"""
+
+ALIGNED_PARAMS = "MATCH (m:Model {id: $model_id}) RETURN properties(m)['aligned_params'] AS params"
+
+# The model's ALIGNED edges, dropped before a recomputation with other parameters.
+DELETE_ALIGNED = """
+MATCH (:SingularVector {model_id: $model_id})-[r:ALIGNED]->()
+DELETE r
+"""
+
+SET_ALIGNED_PARAMS = "MATCH (m:Model {id: $model_id}) SET m.aligned_params = $params"
+
+WRITE_PROMPTS = """
+UNWIND $rows AS row
+MATCH (r:Run {id: row.run_id})
+MERGE (p:Prompt {run_id: row.run_id, idx: row.idx})
+SET p.text = row.text, p.template = row.template, p.order = row.order, p.io = row.io,
+    p.s = row.s, p.roles = row.roles, p.tokens = row.tokens
+MERGE (r)-[:HAS_PROMPT]->(p)
+RETURN count(p) AS written
+"""
+
+WRITE_FIRINGS = """
+UNWIND $rows AS row
+MATCH (h:Component {model_id: row.model_id, id: row.head_id})
+MATCH (p:Prompt {run_id: row.run_id, idx: row.prompt})
+MERGE (f:Firing {run_id: row.run_id, prompt: row.prompt, layer: row.layer, head: row.head,
+                 dest: row.dest, src: row.src})
+SET f.dest_role = row.dest_role, f.src_role = row.src_role, f.attn = row.attn,
+    f.score = row.score, f.n_svs = row.n_svs
+MERGE (f)-[:OF_HEAD]->(h)
+MERGE (f)-[:IN_PROMPT]->(p)
+WITH f, row
+CALL (f, row) {
+  UNWIND row.sparse_set AS term
+  MERGE (sv:SingularVector {model_id: row.model_id, layer: row.layer, head: row.head,
+                            index: term.index})
+  MERGE (f)-[u:USES]->(sv)
+  SET u.rank = term.rank, u.term = term.term, u.sign = term.sign
+}
+RETURN count(f) AS written
+"""
+
+WRITE_EDGES = """
+UNWIND $rows AS row
+MATCH (f:Firing {run_id: row.run_id, prompt: row.prompt, layer: row.layer, head: row.head,
+                 dest: row.dest, src: row.src})
+USING INDEX f:Firing(run_id, prompt, layer, head, dest, src)
+MATCH (w:Component {model_id: row.model_id, id: row.writer_id})
+MERGE (w)-[e:WRITES {side: row.side}]->(f)
+SET e.weight = row.weight, e.pos = row.pos, e.role = row.role, e.parts = row.parts
+RETURN count(e) AS written
+"""
+
+WRITE_COMMUNICATES = """
+UNWIND $rows AS row
+MATCH (w:Component {model_id: row.model_id, id: row.writer_id})
+MATCH (h:Component {model_id: row.model_id, id: row.head_id})
+MERGE (w)-[c:COMMUNICATES {run_id: row.run_id, writer: w.id, head: h.id, side: row.side,
+                           role: row.role}]->(h)
+SET c.n_prompts = row.n_prompts, c.mean_weight = row.mean_weight
+SET c += coalesce(row.source, {}) // an imported run's own fields (atlas.interchange.graphml)
+RETURN count(c) AS written
+"""
+
+CREATE_PROMPTS = """
+UNWIND $rows AS row
+MATCH (r:Run {id: row.run_id})
+CREATE (p:Prompt {run_id: row.run_id, idx: row.idx, text: row.text, template: row.template,
+                  order: row.order, io: row.io, s: row.s, roles: row.roles, tokens: row.tokens})
+CREATE (r)-[:HAS_PROMPT]->(p)
+RETURN count(p) AS written
+"""
+
+# Columnar: `$firings`, `$uses` and `$edges` are maps of equally long lists, one entry per
+# firing, sparse-set term and edge (lists of primitives pack and unpack far faster than one map
+# per row). A firing's terms are `$uses` entries `uses_from[i] .. uses_from[i + 1] - 1`, its
+# edges likewise by `edges_from`. `*_ref` are positions in the lists $components,
+# $singular_vectors and $prompts of the nodes linked; a missing node shortens its list, and then
+# nothing is written (count check).
+CREATE_FIRINGS = """
+CALL () {
+  UNWIND $components AS id
+  MATCH (c:Component {model_id: $model_id, id: id})
+  RETURN collect(c) AS components
+}
+CALL () {
+  UNWIND $singular_vectors AS key
+  MATCH (sv:SingularVector {model_id: $model_id, layer: key[0], head: key[1], index: key[2]})
+  RETURN collect(sv) AS vectors
+}
+CALL () {
+  UNWIND $prompts AS idx
+  MATCH (p:Prompt {run_id: $run_id, idx: idx})
+  RETURN collect(p) AS prompts
+}
+WITH components, vectors, prompts
+WHERE size(components) = size($components) AND size(vectors) = size($singular_vectors)
+  AND size(prompts) = size($prompts)
+UNWIND range(0, size($firings.layer) - 1) AS i
+WITH components, vectors, i, components[$firings.head_ref[i]] AS h,
+     prompts[$firings.prompt_ref[i]] AS p
+CREATE (f:Firing {run_id: $run_id, prompt: $firings.prompt[i], layer: $firings.layer[i],
+                  head: $firings.head[i], dest: $firings.dest[i], src: $firings.src[i],
+                  dest_role: $firings.dest_role[i], src_role: $firings.src_role[i],
+                  attn: $firings.attn[i], score: $firings.score[i], n_svs: $firings.n_svs[i]})
+CREATE (f)-[:OF_HEAD]->(h)
+CREATE (f)-[:IN_PROMPT]->(p)
+WITH f, i, components, vectors
+CALL (f, i, vectors) {
+  UNWIND range($firings.uses_from[i], $firings.uses_from[i + 1] - 1) AS j
+  WITH f, j, vectors[$uses.sv_ref[j]] AS sv
+  CREATE (f)-[:USES {rank: $uses.rank[j], term: $uses.term[j], sign: $uses.sign[j]}]->(sv)
+}
+CALL (f, i, components) {
+  UNWIND range($firings.edges_from[i], $firings.edges_from[i + 1] - 1) AS j
+  WITH f, j, components[$edges.writer_ref[j]] AS w
+  CREATE (w)-[:WRITES {side: $edges.side[j], weight: $edges.weight[j], pos: $edges.pos[j],
+                       role: $edges.role[j], parts: $edges.parts[j]}]->(f)
+}
+RETURN count(f) AS written
+"""
+
+MARK_BATCH_DONE = """
+UNWIND $rows AS row
+MATCH (r:Run {id: row.run_id})
+SET r.done_batches = [b IN coalesce(r.done_batches, []) WHERE b <> row.index] + row.index
+RETURN count(r) AS written
+"""
+
+DONE_BATCHES = "MATCH (r:Run {id: $run_id}) RETURN coalesce(r.done_batches, []) AS done"
+
+LIST_RUNS = """
+MATCH (r:Run)
+RETURN r.id AS id, r.model_id AS model_id, r.method AS method, r.status AS status,
+       toString(r.created_at) AS created_at, COUNT { (r)-[:HAS_PROMPT]->() } AS prompts
+ORDER BY r.created_at DESC
+"""
+
+SHOW_RUN = """
+MATCH (r:Run {id: $run_id})
+RETURN properties(r) AS run,
+       COUNT { (r)-[:HAS_PROMPT]->() } AS prompts,
+       COUNT { MATCH (f:Firing {run_id: $run_id}) } AS firings,
+       COUNT { MATCH (:Firing {run_id: $run_id})<-[e:WRITES]-() } AS edges,
+       COUNT { MATCH ()-[c:COMMUNICATES {run_id: $run_id}]->() } AS communicates
+"""
+
+RUN_PROVENANCE = """
+MATCH (r:Run {id: $run_id})
+RETURN r.method AS method, r.model_id AS model_id, r.read_only AS read_only,
+       r.source_file AS source_file, r.source_sha256 AS source_sha256
+"""
+
+SET_RUN_PROPERTIES = "MATCH (r:Run {id: $run_id}) SET r += $properties"
+
+DELETE_OTHER_COMMUNICATES = """
+MATCH ()-[c:COMMUNICATES {run_id: $run_id}]->()
+WHERE NOT [c.writer, c.head, c.side, c.role] IN $keys
+DELETE c
+"""
+
+HEAD_FIRINGS = """
+MATCH (f:Firing {run_id: $run_id})
+RETURN f.layer AS layer, f.head AS head, count(*) AS firings
+"""
+
+# Auto-commit statements: each deletes in bounded inner transactions.
+DELETE_RUN = (
+    "MATCH ()-[c:COMMUNICATES {run_id: $run_id}]->() "
+    "CALL (c) { DELETE c } IN TRANSACTIONS OF 10000 ROWS",
+    "MATCH (f:Firing {run_id: $run_id}) CALL (f) { DETACH DELETE f } IN TRANSACTIONS OF 1000 ROWS",
+    "MATCH (p:Prompt {run_id: $run_id}) CALL (p) { DETACH DELETE p } IN TRANSACTIONS OF 5000 ROWS",
+    "MATCH (v:Validation {run_id: $run_id}) DETACH DELETE v",
+    "MATCH (r:Run {id: $run_id}) DETACH DELETE r",
+)
+
+
+# Resample the indexes and drop cached plans (see AtlasStore.refresh_planner_statistics).
+PREPARE_FOR_REPLANNING = "CALL db.prepareForReplanning(60)"
