@@ -22,6 +22,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ingest import run_ids
 from ingest.decomposition.activations import decompose_activations, run_activations
 from ingest.decomposition.alignment import (
     DEFAULT_ALIGN_THRESHOLD,
@@ -80,12 +81,15 @@ class IngestConfig:
 
     def default_run_id(self, model_id: str) -> str:
         """``<model>-<type>-n<N>-seed<S>-<hash of every parameter>``: re-running finds it."""
-        slug = model_id.rstrip("/").split("/")[-1]
+        slug = run_ids.slug(model_id.rstrip("/").split("/")[-1])
         fingerprint = json.dumps(
             [model_id, self.method_params(), self.dataset()], sort_keys=True
         ).encode()
         digest = hashlib.sha256(fingerprint).hexdigest()[:8]
-        return f"{slug}-{self.prompt_type}-n{self.n_prompts}-seed{self.seed}-{digest}"
+        tail = f"-{self.prompt_type}-n{self.n_prompts}-seed{self.seed}-{digest}"
+        if len(tail) > run_ids.MAX_RUN_ID_LENGTH - 8:  # absurd numbers: the hash alone
+            tail = f"-{digest}"
+        return run_ids.check_run_id(slug[: run_ids.MAX_RUN_ID_LENGTH - len(tail)] + tail)
 
 
 def run_record(run_id: str, model: LoadedModel, config: IngestConfig) -> RunRecord:

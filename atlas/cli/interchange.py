@@ -48,6 +48,9 @@ def import_graphml_command(file: Path, run_id: str, model: str, graph_format: st
         $CIRCUIT_ATLAS_REFERENCE/sad-gpt2-ioi/nms-p256-f1.0-folded-expandedO-scaled.graphml \\
         --run-id gpt2-sad-authors
     """
+    from ingest.run_ids import check_run_id
+
+    check_run_id(run_id)  # before the file is read
     from atlas.interchange.runs import import_graphml
     from atlas.store.store import AtlasStore
 
