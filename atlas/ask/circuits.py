@@ -373,5 +373,6 @@ def _no_circuit_message(
     hint = f"It fires at {found}." if found else f"{root} does not fire at all there."
     return (
         f"Head {root} has no {dest_role}→{src_role} firing in {where}. {hint} Pick other roles "
-        "with --dest-role/--src-role, or another root (SAD's name movers: 9.9, 9.6, 10.0)."
+        f"(`circuit --dest-role/--src-role`, `report --root {root}:DEST:SRC`) or another root "
+        "(GPT-2's name movers: 9.9, 9.6, 10.0)."
     )

@@ -78,7 +78,21 @@ def write_report(
     if counts.empty:
         raise AtlasError(f"Run '{run_id}' has no firings to draw (an imported or empty run).")
     sizes = pd.DataFrame(store.read_template("sparse_set_sizes", run_id=run_id))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    circuits = []  # every root checked (and fetched) before anything is written
+    for spec in roots or [default_root(counts)]:
+        root, dest_role, src_role = [*spec.split(":"), "END", "IO"][:3]
+        circuits.append(
+            (root, dest_role, src_role, fetch_circuit(store, run_id, root, dest_role, src_role))
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / ".write-check").touch()
+        (out_dir / ".write-check").unlink()
+    except OSError as error:
+        raise AtlasError(
+            f"Cannot write the report into {str(out_dir)[:80]}: {error.strerror or error}. "
+            "Choose a folder you can write to with --out."
+        ) from error
     written: list[ReportFigure] = []
 
     def save(figure: Figure, file: str, title: str, caption: str) -> None:
@@ -101,9 +115,7 @@ def write_report(
         "In how many prompts each head fires from a destination role to a source role.",
     )
     threshold = min_prompts if min_prompts is not None else max(1, n_prompts // 10)
-    for spec in roots or [default_root(counts)]:
-        root, dest_role, src_role = [*spec.split(":"), "END", "IO"][:3]
-        circuit = fetch_circuit(store, run_id, root, dest_role, src_role)
+    for root, dest_role, src_role, circuit in circuits:
         name = f"{root} {dest_role}→{src_role}"
         suffix = "" if (dest_role, src_role) == ("END", "IO") else f"_{dest_role}_{src_role}"
         save(

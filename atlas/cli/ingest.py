@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from atlas.cli.options import (
+    check_model_choice,
     firing_rule_or_exit,
-    generate_prompts_or_exit,
     load_model_quietly,
     model_options,
 )
@@ -89,19 +89,27 @@ def ingest(
       circuit-atlas ingest --model toy-ioi --n-prompts 256 --seed 0
       circuit-atlas ingest --model gpt2 --n-prompts 256 --batch-size 16 --resume
     """
-    from atlas.store.store import AtlasStore
-    from atlas.store.writer import ingest_run
-    from ingest.pipeline import IngestConfig
+    # Cheap checks first, before Neo4j, torch or the model: their errors come at once.
+    from ingest.run_ids import check_run_id
 
+    if run_id is not None:
+        check_run_id(run_id)
     if resume and rewrite:
         raise click.UsageError("--resume and --rewrite exclude each other.")
     if not 0.0 < edge_fraction <= 1.0:
         raise click.BadParameter(
             f"must lie in (0, 1], got {edge_fraction}", param_hint="--edge-fraction"
         )
-    rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
-    generate_prompts_or_exit(n_prompts, prompt_type, seed)
+    check_model_choice(model_name, model_dir, device)
+    click.echo("Checking the settings and Neo4j ...", err=True)  # first feedback, in < 1 s
+    from atlas.store.store import AtlasStore
+    from atlas.store.writer import check_run_id_free, ingest_run
+    from ingest.pipeline import IngestConfig
+
     store = AtlasStore.connect()  # fails fast, before the model loads, when Neo4j is down
+    if run_id is not None:
+        check_run_id_free(store, run_id, resume, rewrite)
+    rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
     model = load_model_quietly(model_name, model_dir, revision, device, seed)
     config = IngestConfig(
         n_prompts=n_prompts,

@@ -156,11 +156,17 @@ def paths(
     Example: circuit-atlas paths 7.3 9.9 --run gpt2-sad-256 --min-prompts 5
     """
     from atlas.ask.lookups import alternative_routes, head, run_query, write_graphml
+    from atlas.errors import ParameterError
 
     (a_layer, a_head), (b_layer, b_head) = head(source), head(target)
     if (a_layer, a_head) > (b_layer, b_head):
         source, target = target, source
         (a_layer, a_head), (b_layer, b_head) = (b_layer, b_head), (a_layer, a_head)
+    if a_layer == b_layer:
+        raise ParameterError(
+            f"{source} and {target} are in the same layer ({a_layer}): a route runs from a head "
+            "to a head of a later layer, so none can join them. Pick heads of two layers."
+        )
     store = connect()
     options = {"max_hops": max_hops, "min_prompts": min_prompts, "consistent": not any_role}
     params = dict(
