@@ -1,6 +1,6 @@
 """The job's pipeline: model → prompts → decomposition → tracing → records, batch by batch.
 
-:func:`trace_run` is the one entry point: it generates a run's seeded prompts, and for every
+:func:`trace_run` is the one entry point: it draws a run's seeded prompts lazily, and for every
 batch not already stored runs the forward pass (:mod:`ingest.decomposition.activations`), the
 decomposition (:mod:`ingest.decomposition.sad`), the tracing (:mod:`ingest.tracing`) and builds
 its records (:mod:`ingest.records`), yielding one :class:`TracedBatch` at a time, so memory is
@@ -12,9 +12,10 @@ touches a database. :func:`process_batch` is the same for one batch of given pro
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -35,7 +36,7 @@ from ingest.models.loading import LoadedModel
 from ingest.prompts.ioi import (
     IOIPrompt,
     PromptBatch,
-    generate_prompts,
+    iter_prompts,
     position_roles,
     tokenize_prompts,
 )
@@ -123,12 +124,13 @@ class BatchResult:
     seconds: Mapping[str, float] = field(default_factory=dict)
 
 
-def chunks(items: Sequence[IOIPrompt], size: int) -> Iterator[Sequence[IOIPrompt]]:
-    """Consecutive slices of ``size`` items (the last may be shorter)."""
+def chunks(items: Iterable[IOIPrompt], size: int) -> Iterator[Sequence[IOIPrompt]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), read lazily."""
     if size < 1:
         raise ValueError(f"batch size must be at least 1, got {size}")
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def process_batch(
@@ -216,7 +218,9 @@ def trace_run(
     Batch ``index`` holds prompts ``[index · batch_size, (index + 1) · batch_size)`` of the
     seeded prompt list, so a resumed run recomputes exactly the batches it lacks.
     """
-    prompts = generate_prompts(config.n_prompts, config.prompt_type, seed=config.seed)
+    # Prompts are drawn lazily, batch by batch (the same seeded sequence as generate_prompts):
+    # memory does not grow with n_prompts, and the first batch starts at once.
+    prompts = iter_prompts(config.n_prompts, config.prompt_type, seed=config.seed)
     for index, batch_prompts in enumerate(chunks(prompts, config.batch_size)):
         if index in skip:
             yield TracedBatch(index, len(batch_prompts), None)
