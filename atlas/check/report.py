@@ -55,6 +55,9 @@ def default_root(counts: pd.DataFrame) -> str:
     return f"{best['layer']}.{best['head']}"
 
 
+PUBLISHED_MODEL = "openai-community/gpt2"  # the authors' published interventions are GPT-2's
+
+
 def write_report(
     store: AtlasStore,
     run_id: str,
@@ -68,7 +71,8 @@ def write_report(
     ``roots`` (``"9.9"`` for END→IO, or ``"8.6:END:S2"``) are drawn as circuits (default:
     :func:`default_root`), without edges seen in
     fewer than ``min_prompts`` prompts (default: 10 % of the run's prompts). ``published`` is
-    the authors' intervention table for the side-by-side figure (None: left out).
+    the authors' intervention table for the side-by-side figure (None: left out; also left out
+    for a run of another model than GPT-2 small, which it would leave half empty).
     """
     summary = store.show_run(run_id)
     if summary is None:
@@ -139,7 +143,7 @@ def write_report(
             "the IO−S logit difference when the edge's signal is changed (red) vs a random set "
             "of as many other singular vectors (grey), ±1 std; ratios mean|signal|/mean|control|.",
         )
-    if published is not None:
+    if published is not None and model.get("model_id") == PUBLISHED_MODEL:
         removals = validations[validations["factor"] == 0] if not validations.empty else None
         save(
             figures.published_figure(published, removals, f"This atlas: run {run_id}"),

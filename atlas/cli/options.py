@@ -49,15 +49,31 @@ def format_option(command: Any = None, *, help: str = FORMAT_HELP) -> Any:
 
 def echo_frame(frame: pd.DataFrame, output_format: str) -> None:
     """Print a result in the chosen format (an empty table says so)."""
-    if output_format == "json":
-        click.echo(frame.to_json(orient="records", indent=2, force_ascii=False))
+    if output_format == "json":  # full float precision, as CSV has (pandas' to_json: 10 digits)
+        records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False, default=_json_value))
     elif output_format == "csv":
         frame.to_csv(sys.stdout, index=False, lineterminator="\n")
     elif frame.empty:
         click.echo("No rows.")
     else:
-        with_lists = frame.map(lambda v: " ".join(map(_cell, v)) if isinstance(v, list) else v)
-        click.echo(with_lists.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        shown = frame.map(_table_cell)  # missing values (None, NaN, <NA>) read "-"
+        click.echo(shown.to_string(index=False))
+
+
+def _json_value(value: Any) -> Any:
+    """numpy scalars and arrays (list cells) as plain JSON values."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def _table_cell(value: Any) -> Any:
+    import pandas as pd
+
+    if isinstance(value, list):
+        return " ".join(map(_cell, value))
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "-"
+    return _cell(value)
 
 
 def _cell(value: Any) -> str:
