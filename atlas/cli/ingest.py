@@ -139,10 +139,13 @@ def ingest(
             f"plus --resume (run id {chosen_id})."
         ) from None
     seconds = ", ".join(f"{stage} {value:.1f}s" for stage, value in summary.stage_seconds.items())
+    totals = store.show_run(summary.run_id) or {}  # the run's, not only this invocation's
     click.echo(
-        f"Run {summary.run_id} complete: {summary.prompts} prompts, {summary.firings} firings, "
-        f"{summary.edges} edges, {summary.communicates} COMMUNICATES "
-        f"({summary.batches_written} batches written, {summary.batches_skipped} already done).\n"
+        f"Run {summary.run_id} complete: {totals.get('prompts', summary.prompts)} prompts, "
+        f"{totals.get('firings', summary.firings)} firings, "
+        f"{totals.get('edges', summary.edges)} edges, {summary.communicates} COMMUNICATES "
+        f"(this time {summary.batches_written} batches written, {summary.prompts} prompts; "
+        f"{summary.batches_skipped} batches already done).\n"
         f"Time: {summary.wall_seconds:.1f}s in all ({seconds}; the write overlaps the "
         f"compute). Wrote {summary.relationships_created} relationships "
         f"({summary.relationships_per_second():,.0f}/s). "
