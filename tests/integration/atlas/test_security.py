@@ -99,7 +99,17 @@ def test_no_command_prints_the_password(neo4j_env: dict[str, str], toy_ioi_run: 
         ["server", "status", "--format", "json"],
         ["runs", "list", "--format", "json"],
         ["runs", "show", toy_ioi_run, "--format", "json"],
-        ["browse", "--run", toy_ioi_run, "--query", "circuit", "-p", "layer=3", "-p", "head=1"],
+        [
+            "browse",
+            "--run",
+            toy_ioi_run,
+            "--query",
+            "circuit",
+            "--param",
+            "layer=3",
+            "--param",
+            "head=1",
+        ],
         ["inputs", "3.1", "--run", toy_ioi_run, "--link"],
     ]
     for args in commands:
