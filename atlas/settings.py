@@ -135,8 +135,8 @@ def load_settings(credentials_file: Path | None = None) -> Neo4jSettings:
     if stray:
         raise Neo4jUnavailableError(
             f"{' and '.join(stray)} {'is' if len(stray) == 1 else 'are'} set but NEO4J_URI is "
-            f"not, so {'it' if len(stray) == 1 else 'they'} would be ignored in favour of the local "
-            "server's credentials file. Set "
+            f"not, so {'it' if len(stray) == 1 else 'they'} would be ignored in favour of the "
+            "local server's credentials file. Set "
             f"NEO4J_URI too (e.g. bolt://localhost:7687), or unset {' and '.join(stray)}."
         )
     path = credentials_file or default_credentials_file()
