@@ -94,16 +94,50 @@ def read_credentials(path: Path) -> Neo4jSettings | None:
     )
 
 
+URI_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+
+
+def check_uri(uri: str) -> None:
+    """A ``NEO4J_URI`` the driver can use: a known scheme, a host, a numeric port if any."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    problem = ""
+    if parts.scheme not in URI_SCHEMES:
+        problem = f"the scheme {parts.scheme!r} is not one of {', '.join(URI_SCHEMES)}"
+    else:
+        try:
+            parts.port  # noqa: B018 (raises for a port that is not a number in 0-65535)
+        except ValueError:
+            problem = "the port is not a number in 0-65535"
+        if not problem and not parts.hostname:
+            problem = "it names no host"
+    if problem:
+        raise Neo4jUnavailableError(
+            f"NEO4J_URI {uri[:80]!r} cannot work: {problem}. Use e.g. bolt://localhost:7687 "
+            "(or neo4j+s://host:7687 for TLS to a remote server)."
+        )
+
+
 def load_settings(credentials_file: Path | None = None) -> Neo4jSettings:
     """Settings from the environment, else from the local server's credentials file."""
     uri = os.environ.get("NEO4J_URI")
     database = os.environ.get("NEO4J_DATABASE") or DEFAULT_DATABASE
     if uri:
+        check_uri(uri)
         return Neo4jSettings(
             uri=uri,
             user=os.environ.get("NEO4J_USER") or DEFAULT_USER,
             password=os.environ.get("NEO4J_PASSWORD", ""),
             database=database,
+        )
+    stray = [name for name in ("NEO4J_USER", "NEO4J_PASSWORD") if os.environ.get(name)]
+    if stray:
+        raise Neo4jUnavailableError(
+            f"{' and '.join(stray)} {'is' if len(stray) == 1 else 'are'} set but NEO4J_URI is "
+            f"not, so {'it' if len(stray) == 1 else 'they'} would be ignored in favour of the "
+            "local server's credentials file. Set "
+            f"NEO4J_URI too (e.g. bolt://localhost:7687), or unset {' and '.join(stray)}."
         )
     path = credentials_file or default_credentials_file()
     stored = read_credentials(path)

@@ -1,6 +1,6 @@
 """The job's pipeline: model → prompts → decomposition → tracing → records, batch by batch.
 
-:func:`trace_run` is the one entry point: it generates a run's seeded prompts, and for every
+:func:`trace_run` is the one entry point: it draws a run's seeded prompts lazily, and for every
 batch not already stored runs the forward pass (:mod:`ingest.decomposition.activations`), the
 decomposition (:mod:`ingest.decomposition.sad`), the tracing (:mod:`ingest.tracing`) and builds
 its records (:mod:`ingest.records`), yielding one :class:`TracedBatch` at a time, so memory is
@@ -12,9 +12,10 @@ touches a database. :func:`process_batch` is the same for one batch of given pro
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ingest import run_ids
 from ingest.decomposition.activations import decompose_activations, run_activations
 from ingest.decomposition.alignment import (
     DEFAULT_ALIGN_THRESHOLD,
@@ -34,7 +36,7 @@ from ingest.models.loading import LoadedModel
 from ingest.prompts.ioi import (
     IOIPrompt,
     PromptBatch,
-    generate_prompts,
+    iter_prompts,
     position_roles,
     tokenize_prompts,
 )
@@ -80,12 +82,15 @@ class IngestConfig:
 
     def default_run_id(self, model_id: str) -> str:
         """``<model>-<type>-n<N>-seed<S>-<hash of every parameter>``: re-running finds it."""
-        slug = model_id.rstrip("/").split("/")[-1]
+        slug = run_ids.slug(model_id.rstrip("/").split("/")[-1])
         fingerprint = json.dumps(
             [model_id, self.method_params(), self.dataset()], sort_keys=True
         ).encode()
         digest = hashlib.sha256(fingerprint).hexdigest()[:8]
-        return f"{slug}-{self.prompt_type}-n{self.n_prompts}-seed{self.seed}-{digest}"
+        tail = f"-{self.prompt_type}-n{self.n_prompts}-seed{self.seed}-{digest}"
+        if len(tail) > run_ids.MAX_RUN_ID_LENGTH - 8:  # absurd numbers: the hash alone
+            tail = f"-{digest}"
+        return run_ids.check_run_id(slug[: run_ids.MAX_RUN_ID_LENGTH - len(tail)] + tail)
 
 
 def run_record(run_id: str, model: LoadedModel, config: IngestConfig) -> RunRecord:
@@ -137,12 +142,13 @@ def ioi_behaviour(logit_diff: Float[Tensor, " prompt"]) -> dict[str, float]:
     }
 
 
-def chunks(items: Sequence[IOIPrompt], size: int) -> Iterator[Sequence[IOIPrompt]]:
-    """Consecutive slices of ``size`` items (the last may be shorter)."""
+def chunks(items: Iterable[IOIPrompt], size: int) -> Iterator[Sequence[IOIPrompt]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), read lazily."""
     if size < 1:
         raise ValueError(f"batch size must be at least 1, got {size}")
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def process_batch(
@@ -230,7 +236,9 @@ def trace_run(
     Batch ``index`` holds prompts ``[index · batch_size, (index + 1) · batch_size)`` of the
     seeded prompt list, so a resumed run recomputes exactly the batches it lacks.
     """
-    prompts = generate_prompts(
+    # Prompts are drawn lazily, batch by batch (the same seeded sequence as generate_prompts):
+    # memory does not grow with n_prompts, and the first batch starts at once.
+    prompts = iter_prompts(
         config.n_prompts, config.prompt_type, seed=config.seed, tokenizer=model.tokenizer
     )
     for index, batch_prompts in enumerate(chunks(prompts, config.batch_size)):

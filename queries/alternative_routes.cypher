@@ -1,12 +1,12 @@
 // name: alternative_routes
 // purpose: The subgraph of every route between two heads (as in `paths`), one row per hop, with how many routes use it.
 // param: run_id string — the run
-// param: from_layer int — the upstream (writing) head's layer
-// param: from_head int — the upstream head's index in its layer
-// param: to_layer int — the downstream (reading) head's layer
-// param: to_head int — the downstream head's index in its layer
-// param: max_hops int = 3 — longest route, in COMMUNICATES hops (at most 6)
-// param: min_prompts int = 1 — every hop must be seen in at least this many prompts
+// param: from_layer int[0..] — the upstream (writing) head's layer
+// param: from_head int[0..] — the upstream head's index in its layer
+// param: to_layer int[0..] — the downstream (reading) head's layer
+// param: to_head int[0..] — the downstream head's index in its layer
+// param: max_hops int[1..6] = 3 — longest route, in COMMUNICATES hops (at most 6)
+// param: min_prompts int[1..] = 1 — every hop must be seen in at least this many prompts
 // param: consistent bool = true — keep only role-consistent routes (as in `paths`)
 // returns: writer string, reader string, side string, role string, n_prompts int,
 //   mean_weight float, routes int, total_routes int

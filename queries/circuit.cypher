@@ -1,11 +1,11 @@
 // name: circuit
 // purpose: The SAD circuit of a root head, one row per communication edge.
 // param: run_id string — the run
-// param: layer int — the root head's layer
-// param: head int — the root head's index in its layer
+// param: layer int[0..] — the root head's layer
+// param: head int[0..] — the root head's index in its layer
 // param: dest_role string = "END" — the root firings' query (destination) role
 // param: src_role string = "IO" — the root firings' key (source) role
-// param: prompt int? = null — one prompt's firings, or null for all prompts
+// param: prompt int[0..]? = null — one prompt's firings, or null for all prompts
 // returns: prompt int, depth int, layer int, head int, dest int, src int, dest_role string,
 //   src_role string, writer string, writer_layer int, writer_head int, side string, pos int,
 //   role string, weight float, writer_src int?, writer_src_role string?

@@ -2,14 +2,14 @@
 // purpose: Two prompt groups of a run (or two runs) side by side: each communication edge's prompt support in both, largest difference first.
 // param: run_id string — the run of group A (and of group B unless other_run_id is given)
 // param: other_run_id string? = null — the run of group B (null: the same run)
-// param: order_a string? = null — group A's prompts with this name order (ABBA or BABA); null and no templates: the whole run
-// param: order_b string? = null — group B's name order
+// param: order_a string[ABBA|BABA]? = null — group A's prompts with this name order (ABBA or BABA); null and no templates: the whole run
+// param: order_b string[ABBA|BABA]? = null — group B's name order
 // param: templates_a list<string>? = null — group A's prompts of these templates
 // param: templates_b list<string>? = null — group B's prompts of these templates
-// param: layer int? = null — only edges into heads of this layer
-// param: head int? = null — only edges into heads with this index (with layer: one head)
-// param: min_prompts int = 1 — edges seen in at least this many prompts of either group
-// param: limit int = 50 — at most this many rows
+// param: layer int[0..]? = null — only edges into heads of this layer
+// param: head int[0..]? = null — only edges into heads with this index (with layer: one head)
+// param: min_prompts int[1..] = 1 — edges seen in at least this many prompts of either group
+// param: limit int[1..] = 50 — at most this many rows
 // returns: writer string, reader string, side string, role string, prompts_a int, prompts_b int,
 //   share_a float?, share_b float?, difference float?, group_a int, group_b int
 // example: {"run_id": "gpt2-sad-256", "other_run_id": null, "order_a": "ABBA", "order_b": "BABA", "templates_a": null, "templates_b": null, "layer": 9, "head": 9, "min_prompts": 5, "limit": 50}

@@ -2,9 +2,9 @@
 // purpose: The downstream firings one communication edge explains, with their sparse sets.
 // param: run_id string — the run
 // param: writer string — the writer's component id, e.g. "8.6"
-// param: layer int — the downstream head's layer
-// param: head int — the downstream head's index in its layer
-// param: side string — "q" (query side, written at dest) or "k" (key side, written at src)
+// param: layer int[0..] — the downstream head's layer
+// param: head int[0..] — the downstream head's index in its layer
+// param: side string[q|k] — "q" (query side, written at dest) or "k" (key side, written at src)
 // param: role string — the role of the position written (as on COMMUNICATES)
 // param: dest_role string = "END" — the downstream firings' query role
 // param: src_role string = "IO" — the downstream firings' key role

@@ -1,12 +1,12 @@
 // name: head_inputs
 // purpose: The writers into a head over a run (aggregated COMMUNICATES), per side and role, most prompts first.
 // param: run_id string — the run
-// param: layer int — the reading head's layer
-// param: head int — the reading head's index in its layer
-// param: side string? = null — q (query side), k (key side), or null for both
+// param: layer int[0..] — the reading head's layer
+// param: head int[0..] — the reading head's index in its layer
+// param: side string[q|k]? = null — q (query side), k (key side), or null for both
 // param: role string? = null — the role of the position written (END, IO, S2, ...), or null for all
-// param: min_prompts int = 1 — hide edges seen in fewer prompts
-// param: limit int = 50 — at most this many rows
+// param: min_prompts int[1..] = 1 — hide edges seen in fewer prompts
+// param: limit int[1..] = 50 — at most this many rows
 // returns: writer string, writer_class string?, side string, role string, n_prompts int,
 //   prompt_share float, mean_weight float
 // example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9, "side": "q", "role": "END", "min_prompts": 1, "limit": 50}

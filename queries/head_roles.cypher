@@ -1,9 +1,9 @@
 // name: head_roles
 // purpose: Where a head fires in a run: its (dest_role → src_role) pairs, most frequent first.
 // param: run_id string — the run
-// param: layer int — the head's layer
-// param: head int — the head's index in its layer
-// param: prompt int? = null — one prompt, or null for all prompts
+// param: layer int[0..] — the head's layer
+// param: head int[0..] — the head's index in its layer
+// param: prompt int[0..]? = null — one prompt, or null for all prompts
 // returns: dest_role string, src_role string, firings int, prompts int
 // example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9, "prompt": null}
 // example-toy: {"run_id": "toy-ioi-run", "layer": 3, "head": 1, "prompt": null}

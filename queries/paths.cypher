@@ -1,14 +1,14 @@
 // name: paths
 // purpose: Ranked routes from an upstream head to a downstream head over a run's COMMUNICATES, strongest weakest hop first.
 // param: run_id string — the run
-// param: from_layer int — the upstream (writing) head's layer
-// param: from_head int — the upstream head's index in its layer
-// param: to_layer int — the downstream (reading) head's layer
-// param: to_head int — the downstream head's index in its layer
-// param: max_hops int = 3 — longest route, in COMMUNICATES hops (at most 6)
-// param: min_prompts int = 1 — every hop must be seen in at least this many prompts
+// param: from_layer int[0..] — the upstream (writing) head's layer
+// param: from_head int[0..] — the upstream head's index in its layer
+// param: to_layer int[0..] — the downstream (reading) head's layer
+// param: to_head int[0..] — the downstream head's index in its layer
+// param: max_hops int[1..6] = 3 — longest route, in COMMUNICATES hops (at most 6)
+// param: min_prompts int[1..] = 1 — every hop must be seen in at least this many prompts
 // param: consistent bool = true — keep only role-consistent routes (see below)
-// param: limit int = 20 — at most this many routes
+// param: limit int[1..] = 20 — at most this many routes
 // returns: route string, hops int, min_prompts int, heads list<string>, sides list<string>,
 //   roles list<string>, prompts list<int>, mean_weights list<float>
 // example: {"run_id": "gpt2-sad-256", "from_layer": 7, "from_head": 3, "to_layer": 9, "to_head": 9, "max_hops": 3, "min_prompts": 5, "consistent": true, "limit": 20}

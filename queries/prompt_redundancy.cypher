@@ -1,11 +1,11 @@
 // name: prompt_redundancy
 // purpose: Per prompt, how many independent routes reach a head's root firing, per side; prompts that hang on a single route come first.
 // param: run_id string — the run
-// param: layer int — the root head's layer
-// param: head int — the root head's index in its layer
+// param: layer int[0..] — the root head's layer
+// param: head int[0..] — the root head's index in its layer
 // param: dest_role string = "END" — the root firing's query (destination) role
 // param: src_role string = "IO" — the root firing's key (source) role
-// param: limit int = 100 — at most this many prompts
+// param: limit int[1..] = 100 — at most this many prompts
 // returns: prompt int, template string?, order string?, q_routes int, k_routes int,
 //   q_writers list<string>, k_writers list<string>, q_relayed int, single_route bool
 // example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9, "dest_role": "END", "src_role": "IO", "limit": 100}

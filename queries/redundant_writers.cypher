@@ -1,12 +1,12 @@
 // name: redundant_writers
 // purpose: For a head, side and role: pairs of writers that each carry a large share of the same firings' signal, with how often they co-occur.
 // param: run_id string — the run
-// param: layer int — the reading head's layer
-// param: head int — the reading head's index in its layer
-// param: side string = "q" — q (query side) or k (key side)
+// param: layer int[0..] — the reading head's layer
+// param: head int[0..] — the reading head's index in its layer
+// param: side string[q|k] = "q" — q (query side) or k (key side)
 // param: role string = "END" — the role of the position written
-// param: min_share float = 0.2 — a writer counts in a firing when its weight is at least this share of the firing's edges on that side
-// param: limit int = 25 — at most this many pairs
+// param: min_share float[0..1] = 0.2 — a writer counts in a firing when its weight is at least this share of the firing's edges on that side
+// param: limit int[1..] = 25 — at most this many pairs
 // returns: writer_a string, writer_b string, together int, prompts_together int,
 //   firings_a int, firings_b int, jaccard float, firings int
 // example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9, "side": "q", "role": "END", "min_share": 0.2, "limit": 25}

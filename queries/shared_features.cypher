@@ -1,13 +1,13 @@
 // name: shared_features
 // purpose: The features a head uses that other heads read too (ALIGNED singular vectors), and the writers that broadcast each feature into both.
 // param: run_id string — the run
-// param: layer int — the head's layer
-// param: head int — the head's index in its layer
+// param: layer int[0..] — the head's layer
+// param: head int[0..] — the head's index in its layer
 // param: dest_role string? = "END" — only the head's firings with this query role (null: all)
 // param: src_role string? = "IO" — only the head's firings with this key role (null: all)
-// param: min_share float = 0.3 — the head's vectors in at least this share of those firings' sparse sets
-// param: min_cos float = 0.5 — the least |cos| of an ALIGNED pair shown (stored pairs have at least the ingest threshold)
-// param: limit int = 50 — at most this many rows
+// param: min_share float[0..1] = 0.3 — the head's vectors in at least this share of those firings' sparse sets
+// param: min_cos float[0..1] = 0.5 — the least |cos| of an ALIGNED pair shown (stored pairs have at least the ingest threshold)
+// param: limit int[1..] = 50 — at most this many rows
 // returns: index int, side string, firings int, share float, partner string, partner_index int,
 //   partner_side string, cos float, partner_firings int, broadcast_writers list<string>,
 //   writers int

@@ -1,12 +1,12 @@
 // name: shared_signals
 // purpose: The singular vectors a head uses in at least a share of its firings at a role pair, and who writes each of them (from WRITES.parts).
 // param: run_id string — the run
-// param: layer int — the head's layer
-// param: head int — the head's index in its layer
+// param: layer int[0..] — the head's layer
+// param: head int[0..] — the head's index in its layer
 // param: dest_role string = "END" — the firings' query (destination) role
 // param: src_role string = "IO" — the firings' key (source) role
-// param: min_share float = 0.5 — keep vectors in the sparse set of at least this share of the firings
-// param: writers int = 5 — per vector and side, the strongest writers listed
+// param: min_share float[0..1] = 0.5 — keep vectors in the sparse set of at least this share of the firings
+// param: writers int[1..] = 5 — per vector and side, the strongest writers listed
 // returns: index int, sigma float, firings int, share float, mean_rank float, side string,
 //   writers list<string>, writer_firings list<int>, mean_parts list<float>
 // example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9, "dest_role": "END", "src_role": "IO", "min_share": 0.5, "writers": 5}

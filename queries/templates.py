@@ -14,8 +14,11 @@ so the CLI help, the Python API and ``queries/catalogue.md`` all come from one p
     //
     // Free text after an empty ``//`` line: how to read the result, how the query runs.
 
-``param`` lines are ``name type[?] [= default] — description``; types are ``string``,
-``int``, ``float``, ``bool`` and ``list<string|int|float>``; ``?`` allows null. Defaults and
+``param`` lines are ``name type[range][?] [= default] — description``; types are ``string``,
+``int``, ``float``, ``bool`` and ``list<string|int|float>``; ``?`` allows null. A number's
+range is ``[low..high]`` with either end left open (``int[1..]``: at least 1; ``int[1..8]``;
+``float[0..1]``), a string's is its allowed values (``string[q|k]``); a list's range applies
+to its items. Every ``int`` also fits in 64 bits (Cypher's integer). Defaults and
 the examples are JSON (which the Browser's ``:params`` also accepts): ``example`` for a GPT-2
 run, and optionally ``example-toy`` for a run of the shipped toy-ioi model (the benchmark times
 every template with it, its ``run_id`` replaced). ``mode`` is ``read``
@@ -38,11 +41,13 @@ from atlas.errors import ParameterError
 
 SCALAR_TYPES = {"string": str, "int": int, "float": float, "bool": bool}
 _PARAM = re.compile(
-    r"(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>[a-z<>]+)(?P<nullable>\?)?"
+    r"(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>[a-z<>]+)(?:\[(?P<range>[^\]]*)\])?"
+    r"(?P<nullable>\?)?"
     r"(?:\s*=\s*(?P<default>.+?))?\s+—\s+(?P<description>.+)"
 )
 _RETURN = re.compile(r"(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>[a-z<>?|]+)")
 _NO_DEFAULT = object()
+INT64 = (-(2**63), 2**63 - 1)
 _FIELDS = {"name", "purpose", "mode", "param", "returns", "example", "example-toy"}
 
 
@@ -59,13 +64,24 @@ class Parameter:
     nullable: bool
     description: str
     default: Any = _NO_DEFAULT
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
 
     @property
     def required(self) -> bool:
         return self.default is _NO_DEFAULT
 
+    def range_text(self) -> str:
+        """The header's range (``[1..8]``, ``[1..]``, ``[q|k]``), or "" for none."""
+        if self.choices:
+            return f"[{'|'.join(self.choices)}]"
+        if self.low is None and self.high is None:
+            return ""
+        return f"[{_number(self.low)}..{_number(self.high)}]"
+
     def signature(self) -> str:
-        text = f"{self.name}: {self.type}{'?' if self.nullable else ''}"
+        text = f"{self.name}: {self.type}{self.range_text()}{'?' if self.nullable else ''}"
         return text if self.required else f"{text} = {json.dumps(self.default)}"
 
     def coerce(self, value: Any) -> Any:
@@ -78,7 +94,10 @@ class Parameter:
             item = self.type[5:-1]
             if isinstance(value, str):
                 text = value.strip()
-                value = json.loads(text) if text.startswith("[") else text.split(",")
+                try:
+                    value = json.loads(text) if text.startswith("[") else text.split(",")
+                except json.JSONDecodeError as error:
+                    raise self._mistyped(value, f"not a JSON list ({error.msg})") from None
             if not isinstance(value, list | tuple):
                 raise self._mistyped(value, f"expected a list of {item}")
             return [self._scalar(element, item) for element in value]
@@ -93,17 +112,40 @@ class Parameter:
                     if text.lower() not in {"true", "false"}:
                         raise ValueError(text)
                     return text.lower() == "true"
-                return python_type(text)
+                parsed = python_type(text)
             except ValueError:
                 raise self._mistyped(value, f"expected {kind}") from None
+            return self._in_range(parsed)
         if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+            return self._in_range(float(value))
         if not isinstance(value, python_type) or (kind == "int" and isinstance(value, bool)):
             raise self._mistyped(value, f"expected {kind}")
+        return self._in_range(value)
+
+    def _in_range(self, value: Any) -> Any:
+        if self.choices and value not in self.choices:
+            raise self._mistyped(value, f"expected one of {', '.join(self.choices)}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return value
+        if isinstance(value, float) and value != value:
+            raise self._mistyped(value, "not a number")
+        low, high = self.low, self.high
+        if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+            raise self._mistyped(value, "beyond a 64-bit integer")
+        if (low is not None and value < low) or (high is not None and value > high):
+            if low is not None and high is not None:
+                why = f"must lie in {_number(low)}..{_number(high)}"
+            elif low is not None:
+                why = f"must be at least {_number(low)}"
+            else:
+                why = f"must be at most {_number(high)}"
+            raise self._mistyped(value, why)
         return value
 
     def _mistyped(self, value: Any, why: str) -> TemplateError:
-        return TemplateError(f"Parameter '{self.name}' got {value!r}: {why} ({self.signature()}).")
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else f"{shown[:37]}..."
+        return TemplateError(f"Parameter '{self.name}' got {shown}: {why} ({self.signature()}).")
 
 
 @dataclass(frozen=True)
@@ -196,15 +238,17 @@ def parse_template(name: str, text: str) -> Template:
         if match is None or not _known_type(match["type"]):
             raise ValueError(f"{name}.cypher: cannot read parameter line {line!r}")
         default = match["default"]
-        parameters.append(
-            Parameter(
-                name=match["name"],
-                type=match["type"],
-                nullable=bool(match["nullable"]),
-                description=match["description"],
-                default=_NO_DEFAULT if default is None else json.loads(default),
-            )
+        parameter = Parameter(
+            name=match["name"],
+            type=match["type"],
+            nullable=bool(match["nullable"]),
+            description=match["description"],
+            default=_NO_DEFAULT if default is None else json.loads(default),
+            **_range(name, match["type"], match["range"]),
         )
+        if not parameter.required and parameter.default is not None:
+            parameter.coerce(parameter.default)  # a default outside its range is a header bug
+        parameters.append(parameter)
     returns = []
     for part in fields["returns"][0].split(","):
         match = _RETURN.fullmatch(part.strip())
@@ -225,6 +269,30 @@ def parse_template(name: str, text: str) -> Template:
         cypher="\n".join(lines).strip() + "\n",
         example_toy=json.loads(fields["example-toy"][0]) if "example-toy" in fields else None,
     )
+
+
+def _range(name: str, kind: str, text: str | None) -> dict[str, Any]:
+    """``low``/``high`` or ``choices`` of a header's ``[...]`` after the type."""
+    if text is None:
+        return {}
+    item = kind[5:-1] if kind.startswith("list<") else kind
+    if item == "string":
+        choices = tuple(choice.strip() for choice in text.split("|"))
+        if not all(choices):
+            raise ValueError(f"{name}.cypher: empty choice in [{text}]")
+        return {"choices": choices}
+    low, sep, high = text.partition("..")
+    if not sep or item not in ("int", "float"):
+        raise ValueError(f"{name}.cypher: cannot read the range [{text}] of a {kind}")
+    number = int if item == "int" else float
+    return {
+        "low": number(low) if low.strip() else None,
+        "high": number(high) if high.strip() else None,
+    }
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _known_type(kind: str) -> bool:

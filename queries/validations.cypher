@@ -1,7 +1,7 @@
 // name: validations
 // purpose: The intervention results `circuit-atlas validate` stored for a run, one row per edge.
 // param: run_id string — the run
-// param: mode string? = null — "global" or "local", or null for both
+// param: mode string[global|local]? = null — "global" or "local", or null for both
 // returns: writer string, head string, side string, role string, dest_role string,
 //   src_role string, mode string, factor float, n_prompts int, n_controls int, support int,
 //   attention float, logit_diff float, signal_attention_mean float, signal_attention_std float,

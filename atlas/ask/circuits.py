@@ -238,12 +238,24 @@ class _TreeText:
                 self.add_source(source, line, prefix + inner, depth + 1)
                 continue
             self.lines.append(prefix + branch + _edge_text(edge, None))
-            for position, source in enumerate(edge.sources):
-                last = position == len(edge.sources) - 1
+            # the writer's own firings there, each seen in enough prompts (--min-prompts)
+            sources = [
+                source
+                for source in edge.sources
+                if source.prompt is not None
+                or self.circuit.prompts.get(source, 0) >= self.min_prompts
+            ]
+            hidden = len(edge.sources) - len(sources)
+            for position, source in enumerate(sources):
+                last = position == len(sources) - 1 and not hidden
                 sub_branch, sub_inner = ("└─ ", "   ") if last else ("├─ ", "│  ")
                 label = f"{source.label}  {_prompts_text(self.circuit, source)}"
                 line = prefix + inner + sub_branch + label
                 self.add_source(source, line, prefix + inner + sub_inner, depth + 1)
+            if hidden:
+                self.lines.append(
+                    f"{prefix}{inner}└─ ({hidden} more in < {self.min_prompts} prompts)"
+                )
 
     def add_source(self, source: Node, line: str, prefix: str, depth: int) -> None:
         """The writer's line, then its own firing's edges once (``(repeat)`` or ``…`` otherwise)."""
@@ -373,5 +385,6 @@ def _no_circuit_message(
     hint = f"It fires at {found}." if found else f"{root} does not fire at all there."
     return (
         f"Head {root} has no {dest_role}→{src_role} firing in {where}. {hint} Pick other roles "
-        "with --dest-role/--src-role, or another root (SAD's name movers: 9.9, 9.6, 10.0)."
+        f"(`circuit --dest-role/--src-role`, `report --root {root}:DEST:SRC`) or another root "
+        "(GPT-2's name movers: 9.9, 9.6, 10.0)."
     )

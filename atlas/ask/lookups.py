@@ -53,7 +53,11 @@ def run_query(store: AtlasStore, name: str, **parameters: Any) -> pd.DataFrame:
     if "run_id" in bound:
         check_heads(store, bound["run_id"], bound)
     rows = store.read_template(name, **bound)
-    return pd.DataFrame(rows, columns=[column.name for column in template.returns])
+    frame = pd.DataFrame(rows, columns=[column.name for column in template.returns])
+    for column in template.returns:  # declared ints stay ints where a null made pandas use floats
+        if column.type.rstrip("?") == "int" and frame[column.name].dtype.kind == "f":
+            frame[column.name] = frame[column.name].astype("Int64")
+    return frame
 
 
 def check_heads(store: AtlasStore, run_id: str, bound: Mapping[str, Any]) -> None:

@@ -55,6 +55,9 @@ def default_root(counts: pd.DataFrame) -> str:
     return f"{best['layer']}.{best['head']}"
 
 
+PUBLISHED_MODEL = "openai-community/gpt2"  # the authors' published interventions are GPT-2's
+
+
 def write_report(
     store: AtlasStore,
     run_id: str,
@@ -68,7 +71,8 @@ def write_report(
     ``roots`` (``"9.9"`` for END→IO, or ``"8.6:END:S2"``) are drawn as circuits (default:
     :func:`default_root`), without edges seen in
     fewer than ``min_prompts`` prompts (default: 10 % of the run's prompts). ``published`` is
-    the authors' intervention table for the side-by-side figure (None: left out).
+    the authors' intervention table for the side-by-side figure (None: left out; also left out
+    for a run of another model than GPT-2 small, which it would leave half empty).
     """
     summary = store.show_run(run_id)
     if summary is None:
@@ -78,7 +82,21 @@ def write_report(
     if counts.empty:
         raise AtlasError(f"Run '{run_id}' has no firings to draw (an imported or empty run).")
     sizes = pd.DataFrame(store.read_template("sparse_set_sizes", run_id=run_id))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    circuits = []  # every root checked (and fetched) before anything is written
+    for spec in roots or [default_root(counts)]:
+        root, dest_role, src_role = [*spec.split(":"), "END", "IO"][:3]
+        circuits.append(
+            (root, dest_role, src_role, fetch_circuit(store, run_id, root, dest_role, src_role))
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / ".write-check").touch()
+        (out_dir / ".write-check").unlink()
+    except OSError as error:
+        raise AtlasError(
+            f"Cannot write the report into {str(out_dir)[:80]}: {error.strerror or error}. "
+            "Choose a folder you can write to with --out."
+        ) from error
     written: list[ReportFigure] = []
 
     def save(figure: Figure, file: str, title: str, caption: str) -> None:
@@ -101,9 +119,7 @@ def write_report(
         "In how many prompts each head fires from a destination role to a source role.",
     )
     threshold = min_prompts if min_prompts is not None else max(1, n_prompts // 10)
-    for spec in roots or [default_root(counts)]:
-        root, dest_role, src_role = [*spec.split(":"), "END", "IO"][:3]
-        circuit = fetch_circuit(store, run_id, root, dest_role, src_role)
+    for root, dest_role, src_role, circuit in circuits:
         name = f"{root} {dest_role}→{src_role}"
         suffix = "" if (dest_role, src_role) == ("END", "IO") else f"_{dest_role}_{src_role}"
         save(
@@ -127,7 +143,7 @@ def write_report(
             "the IO−S logit difference when the edge's signal is changed (red) vs a random set "
             "of as many other singular vectors (grey), ±1 std; ratios mean|signal|/mean|control|.",
         )
-    if published is not None:
+    if published is not None and model.get("model_id") == PUBLISHED_MODEL:
         removals = validations[validations["factor"] == 0] if not validations.empty else None
         save(
             figures.published_figure(published, removals, f"This atlas: run {run_id}"),

@@ -6,7 +6,10 @@ import json
 
 import click
 
-from atlas.bench import ALL_WORKLOADS, WORKLOADS
+# atlas.bench's workloads, named here so that `circuit-atlas` starts without torch (a unit test
+# keeps the two equal).
+WORKLOADS = ("toy-ioi", "random-gpt2")
+ALL_WORKLOADS = (*WORKLOADS, "smollm2-135m")
 
 
 @click.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,10 @@ def browse(
             click.echo(f"Wrote {path}")
         return
     given = _parse_params(params)
+    if query is not None and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", query.strip()):
+        from queries.templates import load_template
+
+        load_template(query.strip())  # one word is a template name, never Cypher: check it
     if query is not None:
         if run_id is not None:
             given["run_id"] = run_id

@@ -65,6 +65,9 @@ def circuit(
 
     store = AtlasStore.connect()
     found = fetch_circuit(store, run_id, root, dest_role, src_role, prompt)
+    from atlas.cli.query import warn_if_incomplete
+
+    warn_if_incomplete(store, run_id)
     if link:
         from atlas.ask.circuits import parse_head
 

@@ -11,6 +11,7 @@ import click
 
 from atlas.cli.options import (
     bos_option,
+    check_model_choice,
     firing_rule_or_exit,
     format_option,
     generate_prompts_or_exit,
@@ -51,6 +52,7 @@ def decompose(
 
     Example: circuit-atlas decompose --model toy-ioi --n-prompts 256 --seed 0
     """
+    check_model_choice(model_name, model_dir, device)  # before torch loads
     import torch
     from tqdm import tqdm
 

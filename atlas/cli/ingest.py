@@ -8,8 +8,8 @@ import click
 
 from atlas.cli.options import (
     bos_option,
+    check_model_choice,
     firing_rule_or_exit,
-    generate_prompts_or_exit,
     load_model_quietly,
     model_options,
 )
@@ -92,19 +92,27 @@ def ingest(
       circuit-atlas ingest --model toy-ioi --n-prompts 256 --seed 0
       circuit-atlas ingest --model gpt2 --n-prompts 256 --batch-size 16 --resume
     """
-    from atlas.store.store import AtlasStore
-    from atlas.store.writer import ingest_run
-    from ingest.pipeline import IngestConfig
+    # Cheap checks first, before Neo4j, torch or the model: their errors come at once.
+    from ingest.run_ids import check_run_id
 
+    if run_id is not None:
+        check_run_id(run_id)
     if resume and rewrite:
         raise click.UsageError("--resume and --rewrite exclude each other.")
     if not 0.0 < edge_fraction <= 1.0:
         raise click.BadParameter(
             f"must lie in (0, 1], got {edge_fraction}", param_hint="--edge-fraction"
         )
-    rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
-    generate_prompts_or_exit(n_prompts, prompt_type, seed)
+    check_model_choice(model_name, model_dir, device)
+    click.echo("Checking the settings and Neo4j ...", err=True)  # first feedback, in < 1 s
+    from atlas.store.store import AtlasStore
+    from atlas.store.writer import check_run_id_free, ingest_run
+    from ingest.pipeline import IngestConfig
+
     store = AtlasStore.connect()  # fails fast, before the model loads, when Neo4j is down
+    if run_id is not None:
+        check_run_id_free(store, run_id, resume, rewrite)
+    rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
     model = load_model_quietly(model_name, model_dir, revision, device, seed)
     if prepend_bos is not None:
         model.prepend_bos = prepend_bos
@@ -136,10 +144,13 @@ def ingest(
             f"plus --resume (run id {chosen_id})."
         ) from None
     seconds = ", ".join(f"{stage} {value:.1f}s" for stage, value in summary.stage_seconds.items())
+    totals = store.show_run(summary.run_id) or {}  # the run's, not only this invocation's
     click.echo(
-        f"Run {summary.run_id} complete: {summary.prompts} prompts, {summary.firings} firings, "
-        f"{summary.edges} edges, {summary.communicates} COMMUNICATES "
-        f"({summary.batches_written} batches written, {summary.batches_skipped} already done).\n"
+        f"Run {summary.run_id} complete: {totals.get('prompts', summary.prompts)} prompts, "
+        f"{totals.get('firings', summary.firings)} firings, "
+        f"{totals.get('edges', summary.edges)} edges, {summary.communicates} COMMUNICATES "
+        f"(this time {summary.batches_written} batches written, {summary.prompts} prompts; "
+        f"{summary.batches_skipped} batches already done).\n"
         f"Time: {summary.wall_seconds:.1f}s in all ({seconds}; the write overlaps the "
         f"compute). Wrote {summary.relationships_created} relationships "
         f"({summary.relationships_per_second():,.0f}/s). "

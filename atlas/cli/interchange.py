@@ -42,12 +42,17 @@ def import_graphml_command(file: Path, run_id: str, model: str, graph_format: st
     k for s; role = the role of the position written to), with the properties ingested runs
     have, so every template and `circuit` query works on the run. Display links (weight 2000)
     are skipped. One transaction; importing the same file again changes nothing; a run id
-    that exists with other content is refused. Example, the published GPT-2 IOI graph:
+    that exists with other content is refused.
 
+    \b
+    Example, the published GPT-2 IOI graph:
       circuit-atlas import graphml \\
         $CIRCUIT_ATLAS_REFERENCE/sad-gpt2-ioi/nms-p256-f1.0-folded-expandedO-scaled.graphml \\
         --run-id gpt2-sad-authors
     """
+    from ingest.run_ids import check_run_id
+
+    check_run_id(run_id)  # before the file is read
     from atlas.interchange.runs import import_graphml
     from atlas.store.store import AtlasStore
 

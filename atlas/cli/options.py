@@ -7,6 +7,8 @@ Every command that prints a table of results takes :func:`format_option` and pri
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -47,15 +49,31 @@ def format_option(command: Any = None, *, help: str = FORMAT_HELP) -> Any:
 
 def echo_frame(frame: pd.DataFrame, output_format: str) -> None:
     """Print a result in the chosen format (an empty table says so)."""
-    if output_format == "json":
-        click.echo(frame.to_json(orient="records", indent=2, force_ascii=False))
+    if output_format == "json":  # full float precision, as CSV has (pandas' to_json: 10 digits)
+        records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False, default=_json_value))
     elif output_format == "csv":
         frame.to_csv(sys.stdout, index=False, lineterminator="\n")
     elif frame.empty:
         click.echo("No rows.")
     else:
-        with_lists = frame.map(lambda v: " ".join(map(_cell, v)) if isinstance(v, list) else v)
-        click.echo(with_lists.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        shown = frame.map(_table_cell)  # missing values (None, NaN, <NA>) read "-"
+        click.echo(shown.to_string(index=False))
+
+
+def _json_value(value: Any) -> Any:
+    """numpy scalars and arrays (list cells) as plain JSON values."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def _table_cell(value: Any) -> Any:
+    import pandas as pd
+
+    if isinstance(value, list):
+        return " ".join(map(_cell, value))
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "-"
+    return _cell(value)
 
 
 def _cell(value: Any) -> str:
@@ -182,6 +200,41 @@ def model_options(command: Callable[..., None]) -> Callable[..., None]:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+# Names ingest.models.loading knows without a hub (a unit test keeps them equal to its own):
+# named here so that a wrong name is reported before torch loads.
+SHIPPED_MODELS = ("toy-ioi", "random-gpt2", "smollm2-135m")
+MODEL_ALIASES = ("gpt2", "gpt2-small")
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def check_model_choice(model_name: str, model_dir: Path | None, device: str) -> None:
+    """Reject, before torch or a model loads, a device that is not ``cpu``/``cuda[:N]`` and a
+    model that is neither shipped, an alias, a Hugging Face id (``owner/name``) nor a name
+    found in the local Hugging Face cache. (CUDA's presence and the weights are checked when
+    the model loads.)"""
+    from atlas.errors import ParameterError
+
+    if not _DEVICE.fullmatch(device):
+        raise ParameterError(f"Unsupported device {device[:40]!r}: use 'cpu' or 'cuda[:N]'.")
+    if model_dir is not None or model_name in SHIPPED_MODELS + MODEL_ALIASES:
+        return
+    if _HUB_ID.fullmatch(model_name) or _in_hub_cache(model_name):
+        return
+    raise ParameterError(
+        f"Unknown model {model_name[:40]!r}: use {', '.join(SHIPPED_MODELS + MODEL_ALIASES)}, "
+        "a Hugging Face id owner/name (from your cache, else the hub), or --model-dir DIR."
+    )
+
+
+def _in_hub_cache(name: str) -> bool:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", name):
+        return False
+    home = os.environ.get("HF_HOME") or str(Path("~/.cache/huggingface").expanduser())
+    cache = Path(os.environ.get("HF_HUB_CACHE") or Path(home) / "hub")
+    return (cache / f"models--{name}").is_dir()
 
 
 def load_model_quietly(

@@ -27,6 +27,18 @@ def connect() -> Any:
     return AtlasStore.connect()
 
 
+def warn_if_incomplete(store: Any, run_id: str | None) -> None:
+    """One line on stderr when the run asked about is not complete: its answers are partial
+    (an interrupted ingest has WRITES for some batches and no COMMUNICATES yet)."""
+    status = store.run_status(run_id) if isinstance(run_id, str) else None
+    if status not in (None, "complete"):
+        click.echo(
+            f"Warning: run '{run_id}' is {status}, not complete: answers cover only the batches "
+            "written so far (finish it with `ingest ... --resume`).",
+            err=True,
+        )
+
+
 @click.command()
 @click.option("--markdown", is_flag=True, help="Print queries/catalogue.md (generated).")
 @format_option
@@ -96,7 +108,9 @@ def query(
         given[key.strip()] = value
     if run_id is not None:
         given["run_id"] = run_id
-    frame = run_query(connect(), name, **given)
+    store = connect()
+    frame = run_query(store, name, **given)
+    warn_if_incomplete(store, given.get("run_id"))
     if link:
         echo_link(name, given)
     echo_frame(frame, output_format)
@@ -113,7 +127,13 @@ def query(
 @click.argument("source")
 @click.argument("target")
 @run_option
-@click.option("--max-hops", default=3, show_default=True, type=click.IntRange(1, 6))
+@click.option(
+    "--max-hops",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 6),
+    help="Longest route, in COMMUNICATES hops (1 to 6).",
+)
 @click.option(
     "--min-prompts",
     default=1,
@@ -126,7 +146,13 @@ def query(
     is_flag=True,
     help="Also routes that are not role-consistent (see `templates`: paths).",
 )
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="At most this many routes listed (the counts below cover them all).",
+)
 @click.option(
     "--graphml",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -156,11 +182,17 @@ def paths(
     Example: circuit-atlas paths 7.3 9.9 --run gpt2-sad-256 --min-prompts 5
     """
     from atlas.ask.lookups import alternative_routes, head, run_query, write_graphml
+    from atlas.errors import ParameterError
 
     (a_layer, a_head), (b_layer, b_head) = head(source), head(target)
     if (a_layer, a_head) > (b_layer, b_head):
         source, target = target, source
         (a_layer, a_head), (b_layer, b_head) = (b_layer, b_head), (a_layer, a_head)
+    if a_layer == b_layer:
+        raise ParameterError(
+            f"{source} and {target} are in the same layer ({a_layer}): a route runs from a head "
+            "to a head of a later layer, so none can join them. Pick heads of two layers."
+        )
     store = connect()
     options = {"max_hops": max_hops, "min_prompts": min_prompts, "consistent": not any_role}
     params = dict(
@@ -173,6 +205,7 @@ def paths(
         **options,
     )
     frame = run_query(store, "paths", **params)
+    warn_if_incomplete(store, run_id)
     routes = alternative_routes(store, run_id, source, target, **options)
     if link:
         echo_link("paths", params)
@@ -197,7 +230,9 @@ def echo_head_query(
 
     layer, index = head(head_name)
     given = {key: value for key, value in options.items() if value is not None}
-    frame = run_query(connect(), template, run_id=run_id, layer=layer, head=index, **given)
+    store = connect()
+    frame = run_query(store, template, run_id=run_id, layer=layer, head=index, **given)
+    warn_if_incomplete(store, run_id)
     if link:
         echo_link(template, dict(run_id=run_id, layer=layer, head=index, **given))
     echo_frame(frame, output_format)

@@ -13,6 +13,7 @@ from atlas.cli.options import echo_records, format_option
 
 # Run properties the store keeps as JSON text (Neo4j properties cannot nest): decoded for output.
 JSON_PROPERTIES = ("params", "dataset", "versions")
+IMPORT_METHOD = "sad-import"  # atlas.interchange.runs.IMPORT_METHOD (not imported: no networkx)
 
 
 @click.group()
@@ -33,11 +34,22 @@ def runs_list(output_format: str) -> None:
 def _echo_run_lines(rows: Sequence[Mapping[str, Any]]) -> None:
     if not rows:
         click.echo("No runs in the atlas.")
-    for row in rows:
-        click.echo(
-            f"{row['id']}  {row['status']:9} {row['model_id']}  {row['method']}  "
-            f"{row['prompts']} prompts  {row['created_at']}"
-        )
+        return
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "run": row["id"],
+            "status": row["status"],
+            "model": row["model_id"],
+            "method": row["method"],
+            # an imported graph has edges but no prompts of its own
+            "prompts": "imported" if row["method"] == IMPORT_METHOD else row["prompts"],
+            "created": str(row["created_at"])[:19].replace("T", " "),
+        }
+        for row in rows
+    )
+    click.echo(table.to_string(index=False, justify="left"))
 
 
 @runs.command("show")

@@ -37,6 +37,7 @@ from ingest.records.types import (
     ModelRecord,
     RunRecord,
 )
+from ingest.run_ids import check_run_id
 from ingest.runtime import git_commit
 
 IMPORT_METHOD = "sad-import"
@@ -81,6 +82,7 @@ def import_graphml(
     graph_format: GraphFormat | None = None,
 ) -> ImportSummary:
     """Import an authors' GraphML file as the read-only run ``run_id`` (idempotent)."""
+    check_run_id(run_id)
     parsed = parse_graph(read_graphml(path), graph_format)
     sha = file_sha256(path)
     if not parsed.edges:

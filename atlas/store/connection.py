@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from neo4j import Driver, GraphDatabase
-from neo4j.exceptions import AuthError, ServiceUnavailable
+from neo4j.exceptions import AuthError, ClientError, ConfigurationError, ServiceUnavailable
 
 from atlas.errors import Neo4jUnavailableError
 from atlas.settings import Neo4jSettings
@@ -19,15 +19,20 @@ def get_driver(settings: Neo4jSettings) -> Driver:
     """The process-wide driver for these settings (created on first use, closed at exit)."""
     key = (settings.uri, settings.user, settings.password)
     if key not in _drivers:
-        _drivers[key] = GraphDatabase.driver(
-            settings.uri,
-            auth=(settings.user, settings.password),
-            connection_timeout=5.0,
-            # The server's query notifications (e.g. "label does not exist" before the first
-            # run) are advice for query authors; errors still raise as exceptions.
-            notifications_min_severity="OFF",
-        )
+        with explained_errors(settings):
+            _drivers[key] = _new_driver(settings)
     return _drivers[key]
+
+
+def _new_driver(settings: Neo4jSettings) -> Driver:
+    return GraphDatabase.driver(
+        settings.uri,
+        auth=(settings.user, settings.password),
+        connection_timeout=5.0,
+        # The server's query notifications (e.g. "label does not exist" before the first
+        # run) are advice for query authors; errors still raise as exceptions.
+        notifications_min_severity="OFF",
+    )
 
 
 def close_drivers() -> None:
@@ -49,6 +54,19 @@ def explained_errors(settings: Neo4jSettings) -> Iterator[None]:
             f"(credentials from {settings.source}): wrong user or password. Fix NEO4J_USER / "
             "NEO4J_PASSWORD, or unset NEO4J_URI to use the local server's stored credentials "
             "(`circuit-atlas server status` shows where they are)."
+        ) from error
+    except ConfigurationError as error:
+        raise Neo4jUnavailableError(
+            f"Cannot use the Neo4j URI {settings.uri!r} (settings from {settings.source}): "
+            f"{' '.join(str(error).split('. Examples')[0].split())}."
+        ) from error
+    except ClientError as error:
+        if error.code != "Neo.ClientError.Database.DatabaseNotFound":
+            raise
+        raise Neo4jUnavailableError(
+            f"Neo4j at {settings.uri} has no database {settings.database!r} (settings from "
+            f"{settings.source}). Set NEO4J_DATABASE to an existing database (Community "
+            "edition has one, 'neo4j'), or unset it."
         ) from error
     except (ServiceUnavailable, OSError) as error:
         raise Neo4jUnavailableError(

@@ -95,6 +95,11 @@ class RunLifecycle(Database):
         records = self._execute(STALE_RUNS, version=SCHEMA_VERSION)
         return [(record["id"], record["version"]) for record in records]
 
+    def run_status(self, run_id: str) -> str | None:
+        """The run's status (``running``, ``failed``, ``complete``); None: no such run."""
+        records = self._execute("MATCH (r:Run {id: $run_id}) RETURN r.status AS s", run_id=run_id)
+        return records[0]["s"] if records else None
+
     def list_runs(self) -> list[dict[str, Any]]:
         return [record.data() for record in self._execute(LIST_RUNS)]
 

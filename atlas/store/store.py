@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from neo4j import ManagedTransaction
+from neo4j.exceptions import ClientError
 
 from atlas.errors import AtlasError, ParameterError
 from atlas.settings import Neo4jSettings, load_settings
@@ -142,10 +143,17 @@ class AtlasStore(RunLifecycle):
                 f"Template '{name}' writes to the database; it is not a read query."
             )
         bound = template.bind(parameters)
-        with explained_errors(self.settings):
-            records = self.driver.execute_query(
-                template.cypher, parameters_=bound, database_=self.database, routing_="r"
-            ).records
+        try:
+            with explained_errors(self.settings):
+                records = self.driver.execute_query(
+                    template.cypher, parameters_=bound, database_=self.database, routing_="r"
+                ).records
+        except ClientError as error:  # a value the header admits but the query cannot take
+            given = ", ".join(f"{key}={value!r}"[:60] for key, value in parameters.items())
+            raise ParameterError(
+                f"Neo4j rejected template '{name}' with {given or 'its defaults'}: "
+                f"{' '.join((error.message or str(error)).split())[:300]}"
+            ) from error
         return [record.data() for record in records]
 
     # ----- batched writers -----------------------------------------------------------------

@@ -43,6 +43,7 @@ from ingest.models.loading import LoadedModel
 from ingest.pipeline import IngestConfig, model_aligned_records, run_record, trace_run
 from ingest.records.build import model_component_records, model_record
 from ingest.records.types import RecordBatch, RunRecord
+from ingest.run_ids import check_run_id
 from ingest.runtime import torch_threads
 
 # A batch handed to the writer thread: its index, its records, the write's counts and seconds.
@@ -90,20 +91,33 @@ def peak_memory_mb() -> float:
     return peak
 
 
-def check_resumable(store: AtlasStore, run: RunRecord, resume: bool, rewrite: bool) -> None:
-    """Refuse to mix runs: an existing id must be resumed (or rewritten) with equal settings."""
-    existing = store.show_run(run.id)
+def check_run_id_free(
+    store: AtlasStore, run_id: str, resume: bool, rewrite: bool
+) -> dict[str, Any] | None:
+    """The stored run ``run_id`` when it may be resumed or rewritten, None when there is none;
+    an error when it exists and neither was asked (or it is read-only). Needs no model, so the
+    CLI asks it before loading one."""
+    check_run_id(run_id)
+    existing = store.show_run(run_id)
     if existing is None:
-        return
-    stored = existing["run"]
+        return None
+    stored: dict[str, Any] = existing["run"]
     if stored.get("read_only"):
-        raise AtlasError(read_only_message(run.id, stored))
+        raise AtlasError(read_only_message(run_id, stored))
     if not (resume or rewrite):
         raise AtlasError(
-            f"Run '{run.id}' already exists (status {stored.get('status')}). Continue it with "
+            f"Run '{run_id}' already exists (status {stored.get('status')}). Continue it with "
             "--resume, recompute it in place with --rewrite, or remove it with "
-            f"`circuit-atlas runs delete {run.id}`."
+            f"`circuit-atlas runs delete {run_id}`."
         )
+    return stored
+
+
+def check_resumable(store: AtlasStore, run: RunRecord, resume: bool, rewrite: bool) -> None:
+    """Refuse to mix runs: an existing id must be resumed (or rewritten) with equal settings."""
+    stored = check_run_id_free(store, run.id, resume, rewrite)
+    if stored is None:
+        return
     mismatched = [
         name
         for name, value in (

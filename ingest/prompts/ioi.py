@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,6 +247,35 @@ def generate_prompts(
     With ``tokenizer``, the words are first filtered by :func:`ioi_vocabulary` (a no-op when
     every word is one token, so the prompts are those without it).
     """
+    return list(
+        iter_prompts(
+            n,
+            prompt_type,
+            seed,
+            templates=templates,
+            names=names,
+            places=places,
+            objects=objects,
+            pair_filter=pair_filter,
+            tokenizer=tokenizer,
+        )
+    )
+
+
+def iter_prompts(
+    n: int,
+    prompt_type: str = "mixed",
+    seed: int = 0,
+    *,
+    templates: Mapping[str, str] | None = None,
+    names: Sequence[str] = NAMES,
+    places: Sequence[str] = PLACES,
+    objects: Sequence[str] = OBJECTS,
+    pair_filter: Callable[[str, str], bool] | None = None,
+    tokenizer: Any = None,
+) -> Iterator[IOIPrompt]:
+    """:func:`generate_prompts` one prompt at a time (the same prompts, in the same order), so
+    a run of any size holds only the batch it works on. The arguments are checked at once."""
     if tokenizer is not None:
         names, places, objects = ioi_vocabulary(tokenizer, names, places, objects)
     if prompt_type not in PROMPT_TYPES:
@@ -256,10 +285,23 @@ def generate_prompts(
     if len(set(names)) < 5:
         raise ValueError("need at least 5 distinct names (2 for the prompt, 3 for its ABC)")
     chosen = dict(TEMPLATES if templates is None else templates)
-    rng = random.Random(seed)
+    return _prompts(
+        n, prompt_type, random.Random(seed), chosen, names, places, objects, pair_filter
+    )
+
+
+def _prompts(
+    n: int,
+    prompt_type: str,
+    rng: random.Random,
+    chosen: Mapping[str, str],
+    names: Sequence[str],
+    places: Sequence[str],
+    objects: Sequence[str],
+    pair_filter: Callable[[str, str], bool] | None,
+) -> Iterator[IOIPrompt]:
     template_ids = sorted(chosen)
     unique_names = sorted(set(names))
-    prompts = []
     for _ in range(n):
         template_id = rng.choice(template_ids)
         order = rng.choice(("ABBA", "BABA")) if prompt_type == "mixed" else prompt_type
@@ -270,22 +312,19 @@ def generate_prompts(
         abc = rng.sample([name for name in unique_names if name not in (io, s)], 3)
         text, spans = render(template, io, s, s, place, obj)
         corrupted_text, corrupted_spans = render(template, abc[0], abc[1], abc[2], place, obj)
-        prompts.append(
-            IOIPrompt(
-                text=text,
-                io=io,
-                s=s,
-                template=template_id,
-                order=order,
-                place=place,
-                obj=obj,
-                spans=spans,
-                corrupted_text=corrupted_text,
-                corrupted_names=(abc[0], abc[1], abc[2]),
-                corrupted_spans=corrupted_spans,
-            )
+        yield IOIPrompt(
+            text=text,
+            io=io,
+            s=s,
+            template=template_id,
+            order=order,
+            place=place,
+            obj=obj,
+            spans=spans,
+            corrupted_text=corrupted_text,
+            corrupted_names=(abc[0], abc[1], abc[2]),
+            corrupted_spans=corrupted_spans,
         )
-    return prompts
 
 
 def _draw_pair(

@@ -126,3 +126,13 @@ def test_flat_edges_are_breadth_first_with_depth() -> None:
     ]
     assert records[0]["writer_firings"] == ["2.1 END→S2"]
     assert len(circuit_edges(build_circuit(ALL_ROWS, aggregate=True), max_depth=1)) == 3
+
+
+def test_min_prompts_also_hides_a_writer_firing_seen_in_fewer_prompts() -> None:
+    rows = [row(p, 0, ROOT, "2.1", "q", 0.9, writer_src=6) for p in range(3)]
+    rows.append(row(0, 0, ROOT, "2.1", "q", 0.9, writer_src=4))
+    circuit = build_circuit(rows, aggregate=True)
+    shown = render_tree(circuit, min_prompts=2)
+    assert "2.1 END→S2" in shown and "2.1 END→S1" not in shown
+    assert "(1 more in < 2 prompts)" in shown
+    assert "2.1 END→S1" in render_tree(circuit, min_prompts=1)

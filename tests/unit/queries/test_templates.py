@@ -107,3 +107,59 @@ def test_catalogue_file_is_generated_from_the_headers() -> None:
         "queries/catalogue.md is out of date: regenerate it with "
         "`circuit-atlas templates --markdown > queries/catalogue.md`"
     )
+
+
+RANGED = """// name: ranged
+// purpose: Ranges in headers.
+// param: limit int[1..] = 20 — at most this many
+// param: hops int[1..6] = 3 — hops
+// param: share float[0..1] = 0.5 — a share
+// param: prompt int[0..]? = null — one prompt
+// param: side string[q|k]? = null — a side
+// param: layers list<int>[0..]? = null — layers
+// returns: a int
+// example: {}
+MATCH (n) RETURN 1 AS a
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "why"),
+    [
+        ("limit", "0", "at least 1"),
+        ("limit", "-1", "at least 1"),
+        ("limit", "9" * 30, "beyond a 64-bit integer"),
+        ("hops", "-3", "must lie in 1..6"),
+        ("hops", 7, "must lie in 1..6"),
+        ("share", "1.5", "must lie in 0..1"),
+        ("share", "nan", "not a number"),
+        ("prompt", "-5", "at least 0"),
+        ("side", "x", "one of q, k"),
+        ("layers", "[0,-1]", "at least 0"),
+        ("layers", "[1,2", "not a JSON list"),
+    ],
+)
+def test_ranges_are_checked_where_parameters_are_parsed(name: str, value: object, why: str) -> None:
+    template = parse_template("ranged", RANGED)
+    with pytest.raises(TemplateError, match=f"Parameter '{name}' got .*{why}"):
+        template.bind({name: value})
+
+
+def test_values_in_range_pass_and_signatures_show_the_range() -> None:
+    template = parse_template("ranged", RANGED)
+    bound = template.bind({"limit": "1", "hops": 6, "share": "0", "prompt": "0", "side": "k"})
+    assert (bound["limit"], bound["hops"], bound["share"], bound["side"]) == (1, 6, 0.0, "k")
+    assert template.parameter("hops").signature() == "hops: int[1..6] = 3"
+    assert template.parameter("side").signature() == "side: string[q|k]? = null"
+
+
+def test_a_default_outside_its_range_is_a_header_error() -> None:
+    with pytest.raises(TemplateError):
+        parse_template("ranged", RANGED.replace("int[1..] = 20", "int[1..] = 0"))
+
+
+def test_every_shipped_limit_and_hop_count_has_a_range() -> None:
+    for template in all_templates():
+        for parameter in template.parameters:
+            if parameter.name in {"limit", "max_hops", "min_prompts", "layer", "head", "prompt"}:
+                assert parameter.low is not None, (template.name, parameter.name)
