@@ -70,7 +70,11 @@ DISPLAY_WEIGHT = 2000
 SIDE_OF_TYPE: dict[str, Side] = {"d": "q", "s": "k"}
 TYPE_OF_SIDE = {side: kind for kind, side in SIDE_OF_TYPE.items()}
 _ATLAS_ROLE = {role.lower(): role for role in ROLES}
-_ACC_KINDS: dict[str, ComponentKind] = {"MLP": "mlp", "AH bias": "bias", "Embedding": "embed"}
+_ACC_KINDS: dict[str, ComponentKind] = {
+    "MLP": "mlp",
+    "AH bias": "attn_bias",
+    "Embedding": "embed",
+}
 
 
 @dataclass(frozen=True)
@@ -223,7 +227,7 @@ def parse_acc(graph: nx.Graph) -> AuthorsGraph:
         writer = _acc_component(up, u)
         side = _side(data, u, v)
         if len(down) == 2 and isinstance(down[0], str):
-            target, role = Component("logit"), down[1]
+            target, role = Component("logit_direction"), down[1]
             roots.add(down[0])
         elif len(down) == 4 and isinstance(down[1], int):
             target = Component("head", *_layer_head(down[:2], v))

@@ -20,6 +20,7 @@ from atlas.store.database import Database, WriteCounts
 from atlas.store.rows import component_row, imported_communicates_row, model_row, run_row
 from atlas.store.schema import SCHEMA_VERSION
 from atlas.store.statements import (
+    AGGREGATE_ANSWER,
     DELETE_OTHER_COMMUNICATES,
     DELETE_RUN,
     DONE_BATCHES,
@@ -75,7 +76,9 @@ class RunLifecycle(Database):
     def aggregate_communication(self, run_id: str) -> int:
         """(Re)compute the run's COMMUNICATES relationships from its per-prompt edges."""
         query = load_template("aggregate_communication").cypher
-        return int(self._execute(query, run_id=run_id)[0][0])
+        communicates = int(self._execute(query, run_id=run_id)[0][0])
+        # ACC runs: the seeds into the logit direction (nothing for a SAD run)
+        return communicates + int(self._execute(AGGREGATE_ANSWER, run_id=run_id)[0][0])
 
     def done_batches(self, run_id: str) -> set[int]:
         """Indices of the batches of ``run_id`` already written (empty for an unknown run)."""

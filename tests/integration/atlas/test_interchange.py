@@ -213,13 +213,13 @@ def test_acc_import_keeps_other_components(atlas_store: AtlasStore, tmp_path: Pa
             assert stored[key]["n_prompts"] == n_prompts
             assert math.isclose(stored[key]["mean_weight"], mean_weight)
         kinds = atlas_store._execute(
-            "MATCH (c:Component {model_id: $m}) WHERE c.id IN ['mlp0', 'embed', 'bias3', "
-            "'logit'] RETURN c.id AS id, c.kind AS kind, c:Head AS head",
+            "MATCH (c:Component {model_id: $m}) WHERE c.id IN ['mlp0', 'embed', 'attn_bias3', "
+            "'logit_direction'] RETURN c.id AS id, c.kind AS kind, c:Head AS head",
             m=DEFAULT_MODEL,
         )
         assert {r["id"]: (r["kind"], r["head"]) for r in kinds} == {
-            "mlp0": ("mlp", False), "embed": ("embed", False), "bias3": ("bias", False),
-            "logit": ("logit", False),
+            "mlp0": ("mlp", False), "embed": ("embed", False), "attn_bias3": ("attn_bias", False),
+            "logit_direction": ("logit_direction", False),
         }  # fmt: skip
         exported = export_graphml(atlas_store, run_id, tmp_path / "out.graphml")
         assert exported.skipped == 4
