@@ -186,6 +186,37 @@ def load_model_quietly(
     return load_model(model_name, model_dir=model_dir, revision=revision, device=device, seed=seed)
 
 
+METHOD_HELP = (
+    "sad: Franco & Crovella 2024, raw scores of pairs with attention ≥ --min-attention, heads "
+    "as writers. acc: their NeurIPS 2025 follow-up, relative attention per side of pairs "
+    "attended above uniform, every upstream component (heads per source token, MLPs, "
+    "attention biases, embeddings), traced from the IO − S answer (--min-attention and "
+    "--min-layer are SAD's and do not apply)."
+)
+
+
+def method_option(command: Any = None, *, help: str = METHOD_HELP) -> Any:
+    """``--method sad|acc`` (default sad); the value arrives as ``method``."""
+    option = click.option(
+        "--method",
+        type=click.Choice(["sad", "acc"]),
+        default="sad",
+        show_default=True,
+        help=help,
+    )
+    return option if command is None else option(command)
+
+
+def acc_rule_or_exit(sparse_fraction: float) -> Any:
+    """ACC's firing rule (above uniform) with the sparse sets' ``--sparse-fraction``."""
+    from ingest.decomposition.acc import AccFiringRule
+
+    try:
+        return AccFiringRule(sparse_fraction=sparse_fraction)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+
+
 def firing_rule_or_exit(min_attention: float, min_layer: int, sparse_fraction: float) -> FiringRule:
     from ingest.decomposition.sad import FiringRule
 
