@@ -131,7 +131,8 @@ FOREACH (_ IN CASE WHEN row.writer_pos IS NULL THEN [1] ELSE [] END |
   SET e.weight = row.weight, e.pos = row.pos, e.role = row.role, e.parts = row.parts)
 FOREACH (_ IN CASE WHEN row.writer_pos IS NULL THEN [] ELSE [1] END |
   MERGE (w)-[e:WRITES {side: row.side, writer_pos: row.writer_pos}]->(f)
-  SET e.weight = row.weight, e.pos = row.pos, e.role = row.role, e.parts = row.parts)
+  SET e.weight = row.weight, e.pos = row.pos, e.role = row.role, e.parts = row.parts,
+      e.writer_role = row.writer_role)
 RETURN count(*) AS written
 """
 
@@ -204,7 +205,7 @@ CALL (f, i, components) {
   WITH f, j, components[$edges.writer_ref[j]] AS w
   CREATE (w)-[:WRITES {side: $edges.side[j], weight: $edges.weight[j], pos: $edges.pos[j],
                        role: $edges.role[j], parts: $edges.parts[j],
-                       writer_pos: $edges.writer_pos[j]}]->(f)
+                       writer_pos: $edges.writer_pos[j], writer_role: $edges.writer_role[j]}]->(f)
 }
 RETURN count(f) AS written
 """
@@ -221,6 +222,21 @@ ON CREATE SET l.kind = 'logit_direction'
 MERGE (h)-[c:COMMUNICATES {run_id: $run_id, writer: h.id, head: l.id, side: 'q', role: role}]->(l)
 SET c.n_prompts = n_prompts, c.mean_weight = mean_weight
 RETURN count(c) AS communicates
+"""
+
+# An ACC run in the authors' combined format: per (writer node, firing roles, side), the
+# prompts of every occurrence and the weights' sum; the seeds' edges into the logit direction.
+ACC_GRAPH_EDGES = """
+MATCH (f:Firing {run_id: $run_id})<-[e:WRITES]-(w:Component)
+RETURN w.kind AS kind, w.layer AS layer, w.head AS head, e.role AS role,
+       e.writer_role AS writer_role, f.layer AS f_layer, f.head AS f_head,
+       f.dest_role AS dest_role, f.src_role AS src_role, e.side AS side,
+       collect(f.prompt) AS prompts, sum(e.weight) AS total
+UNION ALL
+MATCH (f:Firing {run_id: $run_id}) WHERE f.seed_weight IS NOT NULL
+RETURN 'head' AS kind, f.layer AS layer, f.head AS head, f.dest_role AS role,
+       f.src_role AS writer_role, null AS f_layer, null AS f_head, f.dest_role AS dest_role,
+       null AS src_role, 'q' AS side, collect(f.prompt) AS prompts, sum(f.seed_weight) AS total
 """
 
 MARK_BATCH_DONE = """

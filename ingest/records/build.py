@@ -283,6 +283,7 @@ def acc_batch_records(
         downstream = firings[stored[firing]]
         writer_kind = _ACC_KINDS[COMPONENT_KINDS[kind]]
         is_head = writer_kind == "head"
+        prompt_labels = labels[downstream.prompt - prompt_offset]
         edges.append(
             WriteEdgeRecord(
                 firing=downstream.key,
@@ -291,9 +292,10 @@ def acc_batch_records(
                 side=ACC_SIDES[side],
                 weight=weight,
                 pos=pos,
-                role=labels[downstream.prompt - prompt_offset][pos],
+                role=prompt_labels[pos],
                 writer_kind=writer_kind,
                 writer_pos=src_pos if is_head else None,
+                writer_role=prompt_labels[src_pos] if is_head else None,
             )
         )
     logit = ComponentRecord(model_id, "logit_direction")

@@ -181,7 +181,7 @@ class WriteEdgeRecord:
     carried by the singular vector the firing USES with rank m (``sum(parts) == weight``);
     empty when unknown. ``writer_pos`` (ACC): the source token the writing head read, its
     output ``A(pos, writer_pos) · v W_O`` being the component (None: the head's whole output,
-    SAD, or a writer that is not a head).
+    SAD, or a writer that is not a head), and ``writer_role`` names that token.
     """
 
     firing: FiringKey
@@ -194,6 +194,7 @@ class WriteEdgeRecord:
     writer_kind: ComponentKind = "head"
     parts: Sequence[float] = ()
     writer_pos: int | None = None
+    writer_role: str | None = None
 
     @property
     def writer_id(self) -> str:

@@ -202,6 +202,7 @@ def test_fresh_batch_columns_cover_every_field() -> None:
         "role": "IO",
         "parts": [0.5],
         "writer_pos": None,
+        "writer_role": None,
     }
     for name in FIRING_PROPERTIES:
         assert columns["firings"][name] == [getattr(_FIRING, name)]
