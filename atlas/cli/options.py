@@ -207,6 +207,37 @@ def method_option(command: Any = None, *, help: str = METHOD_HELP) -> Any:
     return option if command is None else option(command)
 
 
+def run_method_option(command: Any) -> Any:
+    """``--method sad|acc`` of a command reading a run: the method the run must have been
+    made with (default: whatever it was)."""
+    return click.option(
+        "--method",
+        type=click.Choice(["sad", "acc"]),
+        default=None,
+        help="Check that the run was made with this method (sad, or acc: ingested with "
+        "--method acc or imported from the authors' ACC format); default: the run's own.",
+    )(command)
+
+
+def check_run_method(store: Any, run_id: str, method: str | None) -> str:
+    """The run's method (``sad`` or ``acc``); a mismatch with ``method`` is one-line error."""
+    from atlas.errors import ParameterError, UnknownRunError
+
+    shown = store.show_run(run_id)
+    if shown is None:
+        raise UnknownRunError(
+            f"Run '{run_id}' is not in the atlas (see `circuit-atlas runs list`)."
+        )
+    run = shown["run"]
+    actual = "acc" if "acc" in (run.get("method"), run.get("source_format")) else "sad"
+    if method is not None and method != actual:
+        raise ParameterError(
+            f"Run '{run_id}' was made with method {actual}, not {method}; drop --method or "
+            f"choose a {method} run (`circuit-atlas runs list` shows each run's method)."
+        )
+    return actual
+
+
 def acc_rule_or_exit(sparse_fraction: float) -> Any:
     """ACC's firing rule (above uniform) with the sparse sets' ``--sparse-fraction``."""
     from ingest.decomposition.acc import AccFiringRule
