@@ -82,6 +82,12 @@ class IngestFigures:
     peak_rss_mb: float
     load_average: float
     query_latency: dict[str, dict[str, float]] = field(default_factory=dict)
+    method: str = "sad"
+
+    @property
+    def label(self) -> str:
+        """The workload, with its method when it is not SAD (``toy-ioi acc``)."""
+        return self.workload if self.method == "sad" else f"{self.workload} {self.method}"
 
     @property
     def relationships_per_second(self) -> float:
@@ -122,7 +128,7 @@ class BenchReport:
         """Per (workload, n_prompts): the median of every figure over the repeats."""
         grouped: dict[tuple[str, int], list[IngestFigures]] = {}
         for figures in self.measurements:
-            grouped.setdefault((figures.workload, figures.n_prompts), []).append(figures)
+            grouped.setdefault((figures.label, figures.n_prompts), []).append(figures)
         return {key: _median_figures(group) for key, group in grouped.items()}
 
     def query_latency(self) -> dict[str, dict[str, float]]:
@@ -144,8 +150,8 @@ class BenchReport:
             "warmup": [figures_json(f) for f in self.warmup],
             "measurements": [figures_json(f) for f in self.measurements],
             "medians": [
-                {"workload": workload, "n_prompts": n, **figures}
-                for (workload, n), figures in self.medians().items()
+                {"workload": label, "n_prompts": n, **figures}
+                for (label, n), figures in self.medians().items()
             ],
             "reference": None
             if self.reference is None
@@ -210,7 +216,7 @@ class BenchReport:
     def _repeats(self) -> int:
         counts: dict[tuple[str, int], int] = {}
         for figures in self.measurements:
-            key = (figures.workload, figures.n_prompts)
+            key = (figures.label, figures.n_prompts)
             counts[key] = counts.get(key, 0) + 1
         return min(counts.values(), default=0)
 
@@ -258,6 +264,7 @@ def bench_ingest(
     seed: int = 0,
     device: str = "cpu",
     query_repeats: int = 0,
+    method: str = "sad",
 ) -> IngestFigures:
     """Load the model, ingest a fresh run, optionally time the templates on it, delete it."""
     from atlas.store.writer import ingest_run, peak_memory_mb
@@ -268,8 +275,8 @@ def bench_ingest(
     started = time.perf_counter()
     model = load_model(workload, device=device, seed=seed)
     load_seconds = time.perf_counter() - started
-    config = IngestConfig(n_prompts=n_prompts, batch_size=batch_size, seed=seed)
-    run_id = f"bench-{workload}-n{n_prompts}-{uuid.uuid4().hex[:8]}"
+    config = IngestConfig(n_prompts=n_prompts, batch_size=batch_size, seed=seed, method=method)
+    run_id = f"bench-{workload}-{method}-n{n_prompts}-{uuid.uuid4().hex[:8]}"
     try:
         summary = ingest_run(store, model, config, run_id=run_id, show_progress=False)
         latency = time_templates(store, run_id, query_repeats) if query_repeats else {}
@@ -286,6 +293,7 @@ def bench_ingest(
         peak_rss_mb=peak_memory_mb(),
         load_average=load_at_start,
         query_latency=latency,
+        method=method,
     )
 
 
@@ -391,6 +399,7 @@ def run_bench(
     warmup_runs: int = 4,
     env: dict[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
+    methods: Iterable[str] = ("sad",),
 ) -> BenchReport:
     """Every (workload, N) ``repeats`` times, each in a fresh process; then the reference.
 
@@ -399,6 +408,7 @@ def run_bench(
     the bench wrote toy-ioi 256 at 15k, 30k and 36k rel/s in its first three runs, then 47-56k).
     The first toy-ioi run of the largest N also times the templates (``query_repeats`` > 0).
     ``env`` adds to the child processes' environment (e.g. ``NEO4J_*`` settings).
+    ``methods``: each (workload, N) is measured once per method (``sad``, ``acc``).
     """
     workloads, counts = tuple(workloads), sorted(set(prompt_counts))
     child = partial(_bench_in_child, batch_size=batch_size, device=device, env=env)
@@ -409,14 +419,23 @@ def run_bench(
         warmup.append(child("toy-ioi", counts[0], query_repeats=0))
     measurements = []
     query_run = ("toy-ioi", counts[-1]) if query_repeats and "toy-ioi" in workloads else None
+    methods = tuple(methods)
     for repeat in range(repeats):
         for workload in workloads:
             for n_prompts in counts:
-                if progress is not None:
-                    progress(f"{workload}, {n_prompts} prompts, run {repeat + 1} of {repeats}")
-                with_queries = repeat == 0 and (workload, n_prompts) == query_run
-                queries = query_repeats if with_queries else 0
-                measurements.append(child(workload, n_prompts, query_repeats=queries))
+                for method in methods:
+                    if progress is not None:
+                        progress(
+                            f"{workload} {method}, {n_prompts} prompts, run {repeat + 1} of "
+                            f"{repeats}"
+                        )
+                    with_queries = (
+                        repeat == 0 and (workload, n_prompts) == query_run and method == methods[0]
+                    )
+                    queries = query_repeats if with_queries else 0
+                    measurements.append(
+                        child(workload, n_prompts, query_repeats=queries, method=method)
+                    )
     reference = None
     if reference_prompts:
         if progress is not None:
@@ -433,8 +452,9 @@ def _bench_in_child(
     device: str,
     query_repeats: int,
     env: dict[str, str] | None,
+    method: str = "sad",
 ) -> IngestFigures:
-    arguments = [workload, str(n_prompts), str(batch_size), device, str(query_repeats)]
+    arguments = [workload, str(n_prompts), str(batch_size), device, str(query_repeats), method]
     result = subprocess.run(
         [sys.executable, "-m", "atlas.bench", *arguments],
         capture_output=True,
@@ -449,10 +469,12 @@ def _bench_in_child(
 
 
 def _child(arguments: list[str]) -> None:
-    """``python -m atlas.bench WORKLOAD N BATCH_SIZE DEVICE QUERY_REPEATS``: one JSON line."""
+    """``python -m atlas.bench WORKLOAD N BATCH_SIZE DEVICE QUERY_REPEATS [METHOD]``: one JSON
+    line."""
     from atlas.cli.quiet import quiet_libraries
 
-    workload, n_prompts, batch_size, device, query_repeats = arguments
+    workload, n_prompts, batch_size, device, query_repeats, *rest = arguments
+    method = rest[0] if rest else "sad"
     quiet_libraries()
     figures = bench_ingest(
         AtlasStore.connect(),
@@ -461,6 +483,7 @@ def _child(arguments: list[str]) -> None:
         batch_size=int(batch_size),
         device=device,
         query_repeats=int(query_repeats),
+        method=method,
     )
     print(json.dumps(asdict(figures)))
 

@@ -7,6 +7,10 @@ its records (:mod:`ingest.records`), yielding one :class:`TracedBatch` at a time
 bounded by the batch. The atlas stores what it yields (``atlas.store.writer``); nothing here
 touches a database. :func:`process_batch` is the same for one batch of given prompts (the
 ``decompose`` command, benchmarks, interventions).
+
+``IngestConfig.method`` chooses the method: ``sad`` (the default, unchanged) or ``acc``
+(:mod:`ingest.tracing.acc_circuit`: relative attention per side, every upstream component,
+traced from the answer); :func:`process_acc_batch` is ACC's one batch.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ingest import run_ids
+from ingest.decomposition.acc import AccFiringRule, AccSVD
 from ingest.decomposition.activations import decompose_activations, run_activations
 from ingest.decomposition.alignment import (
     DEFAULT_ALIGN_THRESHOLD,
@@ -40,12 +45,20 @@ from ingest.prompts.ioi import (
     position_roles,
     tokenize_prompts,
 )
-from ingest.records.build import aligned_records, batch_records
+from ingest.records.build import acc_batch_records, aligned_records, batch_records
 from ingest.records.types import AlignedRecord, BatchDone, RecordBatch, RunRecord
 from ingest.runtime import git_commit
+from ingest.tracing.acc_circuit import (
+    DEFAULT_SEED_FRACTION,
+    AccTrace,
+    model_acc_svd,
+    run_acc_activations,
+    trace_acc_batch,
+)
 from ingest.tracing.upstream import Edges, trace_firings
 
 METHOD = "sad"
+METHODS = ("sad", "acc")
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,12 @@ class IngestConfig:
     batch_size: int = 32
     rule: FiringRule = field(default_factory=FiringRule)
     edge_fraction: float = 0.7
+    # ACC (method "acc"): its firing rule, the seeds' share of the logit difference, and
+    # whether firings no seed reaches are stored too (untraced, without edges).
+    method: str = METHOD
+    acc_rule: AccFiringRule = field(default_factory=AccFiringRule)
+    seed_fraction: float = DEFAULT_SEED_FRACTION
+    acc_all_firings: bool = False
     # Feature identity across heads (per model, not part of the run's identity).
     align_threshold: float = DEFAULT_ALIGN_THRESHOLD
     align_top_k: int = DEFAULT_ALIGN_TOP_K
@@ -68,7 +87,22 @@ class IngestConfig:
             sort_keys=True,
         )
 
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
+        if not 0.0 < self.seed_fraction <= 1.0:
+            raise ValueError(f"seed fraction must lie in (0, 1], got {self.seed_fraction}")
+
     def method_params(self) -> dict[str, Any]:
+        """The run's method and its parameters (SAD's are as they always were: same run ids)."""
+        if self.method == "acc":
+            return {
+                "method": "acc",
+                **asdict(self.acc_rule),
+                "edge_fraction": self.edge_fraction,
+                "seed_fraction": self.seed_fraction,
+                "all_firings": self.acc_all_firings,
+            }
         return {"method": METHOD, **asdict(self.rule), "edge_fraction": self.edge_fraction}
 
     def dataset(self) -> dict[str, Any]:
@@ -102,7 +136,7 @@ def run_record(run_id: str, model: LoadedModel, config: IngestConfig) -> RunReco
         id=run_id,
         model_id=provenance.model_id,
         model_revision=provenance.revision,
-        method=METHOD,
+        method=config.method,
         params=config.method_params(),
         dataset={**config.dataset(), "prepend_bos": model.prepend_bos},
         versions={
@@ -209,6 +243,60 @@ class _StageClock:
 
 
 @dataclass(frozen=True)
+class AccBatchResult:
+    """One ACC batch: prompts, role labels, the trace (firings, seeds, edges), logit diffs."""
+
+    prompts: Sequence[IOIPrompt]
+    batch: PromptBatch
+    role_labels: list[list[str]]
+    trace: AccTrace
+    logit_diff: Float[Tensor, " batch"]
+    seconds: Mapping[str, float] = field(default_factory=dict)
+
+
+def process_acc_batch(
+    model: LoadedModel,
+    svd: AccSVD,
+    prompts: Sequence[IOIPrompt],
+    rule: AccFiringRule,
+    *,
+    edge_fraction: float = 0.7,
+    seed_fraction: float = DEFAULT_SEED_FRACTION,
+) -> AccBatchResult:
+    """Run the model on ``prompts`` and trace ACC from the answer (see
+    :mod:`ingest.tracing.acc_circuit`); stages ``forward``, ``decompose`` (firings, answer,
+    seeds and tracing together, one pass) and ``trace`` (0: counted in decompose)."""
+    clock = _StageClock(model.bridge.cfg.device)
+    batch = tokenize_prompts(list(prompts), model.tokenizer)
+    end = batch.roles["END"]
+    activations = run_acc_activations(model.bridge, batch.tokens, end)
+    clock.lap("forward")
+    device = activations.end_logits.device
+    with torch.inference_mode():
+        trace = trace_acc_batch(
+            activations,
+            svd,
+            batch.mask,
+            model.bridge.W_U,
+            batch.io_token.to(device),
+            batch.s_token.to(device),
+            end.to(device),
+            rule,
+            edge_fraction=edge_fraction,
+            seed_fraction=seed_fraction,
+        )
+    clock.lap("trace")
+    return AccBatchResult(
+        prompts=prompts,
+        batch=batch,
+        role_labels=position_roles(batch),
+        trace=trace,
+        logit_diff=trace.logit_diff.cpu(),
+        seconds=clock.seconds,
+    )
+
+
+@dataclass(frozen=True)
 class TracedBatch:
     """One batch of a run as :func:`trace_run` yields it.
 
@@ -241,15 +329,46 @@ def trace_run(
     prompts = iter_prompts(
         config.n_prompts, config.prompt_type, seed=config.seed, tokenizer=model.tokenizer
     )
+    acc = (
+        model_acc_svd(model.bridge, dtype=model.bridge.cfg.dtype)
+        if config.method == "acc"
+        else None
+    )
     for index, batch_prompts in enumerate(chunks(prompts, config.batch_size)):
         if index in skip:
             yield TracedBatch(index, len(batch_prompts), None)
             continue
-        result = process_batch(
-            model, svd, batch_prompts, config.rule, trace=True, edge_fraction=config.edge_fraction
-        )
-        started = time.perf_counter()
-        records = batch_records(run_id, result, index * config.batch_size, model.tokenizer)
+        offset = index * config.batch_size
+        result: BatchResult | AccBatchResult
+        if acc is not None:
+            result = process_acc_batch(
+                model,
+                acc,
+                batch_prompts,
+                config.acc_rule,
+                edge_fraction=config.edge_fraction,
+                seed_fraction=config.seed_fraction,
+            )
+            started = time.perf_counter()
+            records = acc_batch_records(
+                run_id,
+                result,
+                offset,
+                model.tokenizer,
+                model.provenance.model_id,
+                all_firings=config.acc_all_firings,
+            )
+        else:
+            result = process_batch(
+                model,
+                svd,
+                batch_prompts,
+                config.rule,
+                trace=True,
+                edge_fraction=config.edge_fraction,
+            )
+            started = time.perf_counter()
+            records = batch_records(run_id, result, offset, model.tokenizer)
         records = replace(records, done=BatchDone(run_id, index))
         seconds = {**result.seconds, "records": time.perf_counter() - started}
         yield TracedBatch(index, len(batch_prompts), records, seconds)

@@ -19,7 +19,10 @@
 // the smallest depth at which it is reached), the writer, the side (`q` or `k`), the position
 // and role written, the weight, and the writer's own firing at `pos` (`writer_src`,
 // `writer_src_role`; null where the branch ends). An edge whose writer fires twice at `pos`
-// gives two rows. `circuit-atlas circuit` prints the result as a tree.
+// gives two rows. `circuit-atlas circuit` prints the result as a tree. On an ACC run the writers
+// include MLPs, attention biases and the embedding (leaves: `writer_layer`/`writer_head` null
+// or no head), and a head writer continues only into its firing at the source token it read
+// (`WRITES.writer_pos`).
 //
 // How it runs: the root firings by `Firing(run_id, layer, head, dest_role, src_role)` (both roles
 // are required, so firings without a role, which that index leaves out, could never be roots),
@@ -52,6 +55,7 @@ WITH reduce(levels = [roots], step IN range(1, $layer) |
     MATCH (up:Firing {run_id: down.run_id, prompt: down.prompt, layer: w.layer, head: w.head,
                       dest: e.pos})
     WHERE up.src IS NOT NULL // lets the planner seek the unique firing index by its prefix
+      AND (e.writer_pos IS NULL OR up.src = e.writer_pos) // ACC: the source token it read
     RETURN DISTINCT up
   }]) AS levels
 UNWIND range(0, size(levels) - 1) AS depth
@@ -60,7 +64,7 @@ WITH f, min(depth) AS depth
 MATCH (w:Component)-[e:WRITES]->(f)
 OPTIONAL MATCH (up:Firing {run_id: f.run_id, prompt: f.prompt, layer: w.layer, head: w.head,
                            dest: e.pos})
-WHERE up.src IS NOT NULL
+WHERE up.src IS NOT NULL AND (e.writer_pos IS NULL OR up.src = e.writer_pos)
 RETURN f.prompt AS prompt, depth, f.layer AS layer, f.head AS head, f.dest AS dest,
        f.src AS src, f.dest_role AS dest_role, f.src_role AS src_role,
        w.id AS writer, w.layer AS writer_layer, w.head AS writer_head,

@@ -163,3 +163,17 @@ def smollm2() -> LoadedModel:
         return load_model("smollm2-135m")
     except ModelUnavailableError:
         pytest.skip("smollm2-135m not installed (circuit-atlas models install smollm2-135m)")
+
+
+@pytest.fixture(scope="session")
+def toy_ioi_acc_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str]:
+    """The id of a complete 64-prompt toy-ioi ACC run (mixed, seed 0): the same prompts as
+    :func:`toy_ioi_run`, traced with ``--method acc``. Read-only; deleted at the end."""
+    from atlas.store.writer import ingest_run
+    from ingest.pipeline import IngestConfig
+
+    run_id = f"test-toy-ioi-acc-64-{uuid.uuid4().hex[:8]}"
+    config = IngestConfig(n_prompts=64, batch_size=32, seed=0, method="acc")
+    ingest_run(atlas_store, toy_model, config, run_id=run_id, show_progress=False)
+    yield run_id
+    atlas_store.delete_run(run_id)

@@ -58,6 +58,17 @@ ALL_WORKLOADS = (*WORKLOADS, "smollm2-135m")
     type=click.IntRange(min=0),
     help="Unmeasured toy-ioi runs first, at the smallest --n-prompts (Neo4j's JIT warms up).",
 )
+@click.option(
+    "--method",
+    "methods",
+    type=click.Choice(["sad", "acc"]),
+    multiple=True,
+    default=("sad",),
+    show_default=True,
+    help="Method(s) to ingest with; repeat for both (columns 'toy-ioi 256' and "
+    "'toy-ioi acc 256'). With acc, 'decompose' is 0 and 'trace' holds the firings, the "
+    "answer's seeds and the tracing from them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print every measurement as JSON.")
 def bench(
     workloads: tuple[str, ...],
@@ -68,6 +79,7 @@ def bench(
     reference_prompts: int,
     query_repeats: int,
     warmup_runs: int,
+    methods: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Benchmark the ingestion: seconds per stage, write throughput, peak memory, queries.
@@ -89,6 +101,7 @@ def bench(
       circuit-atlas bench                                   # the full table (minutes)
       circuit-atlas bench --workload toy-ioi --n-prompts 256 --repeats 1
       circuit-atlas bench --json > bench.json
+      circuit-atlas bench --workload toy-ioi --n-prompts 256 --method sad --method acc
     """
     from atlas.bench import run_bench
     from atlas.cli.quiet import quiet_libraries
@@ -105,6 +118,7 @@ def bench(
         reference_prompts=reference_prompts,
         query_repeats=query_repeats,
         warmup_runs=warmup_runs,
+        methods=methods,
         progress=lambda step: click.echo(f"bench: {step} ...", err=True),
     )
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.table())

@@ -8,6 +8,7 @@ import sys
 import click
 
 from atlas.cli.browse import echo_link, link_option
+from atlas.cli.options import check_run_method, run_method_option
 
 
 @click.command()
@@ -32,6 +33,7 @@ from atlas.cli.browse import echo_link, link_option
     show_default=True,
     help="tree: indented text; json/csv: one record per edge (with depth).",
 )
+@run_method_option
 @link_option
 def circuit(
     run_id: str,
@@ -42,6 +44,7 @@ def circuit(
     max_depth: int | None,
     min_prompts: int,
     output_format: str,
+    method: str | None,
     link: bool,
 ) -> None:
     """Trace a head's circuit upstream (the SAD recursion) and print it as a tree.
@@ -56,6 +59,10 @@ def circuit(
     A line `q  8.6 @END→S2  n=150  mean=+1.234` reads: 8.6 wrote the query side at END in 150
     prompts, and fires END→S2 there itself (the tree continues below it).
 
+    On an ACC run (--method acc) the root is a head whose END firings carry the answer (its
+    seeds), writers include MLPs, attention biases and the embedding (leaves), and a head writer
+    continues into its firing at the source token it read.
+
     Example: circuit-atlas circuit --run gpt2-sad-256 --root 9.9 --max-depth 3 --min-prompts 20
     """
     import csv
@@ -64,6 +71,7 @@ def circuit(
     from atlas.store.store import AtlasStore
 
     store = AtlasStore.connect()
+    check_run_method(store, run_id, method)
     found = fetch_circuit(store, run_id, root, dest_role, src_role, prompt)
     from atlas.cli.query import warn_if_incomplete
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import click
 
 from atlas.cli.options import (
+    acc_rule_or_exit,
     bos_option,
     check_model_choice,
     firing_rule_or_exit,
     load_model_quietly,
+    method_option,
     model_options,
 )
 
@@ -18,12 +20,20 @@ from atlas.cli.options import (
 @click.command()
 @model_options
 @bos_option
+@method_option
 @click.option(
-    "--method",
-    type=click.Choice(["sad"]),
-    default="sad",
+    "--seed-fraction",
+    default=0.5,
     show_default=True,
-    help="Attribution method: sad (Franco & Crovella 2024, heads as writers).",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    help="ACC: the seeds are the head components carrying the IO − S logit difference at END, "
+    "largest first, up to this share of it.",
+)
+@click.option(
+    "--all-firings",
+    is_flag=True,
+    help="ACC: store every firing (above uniform), not only those traced from the answer; "
+    "the others have no edges.",
 )
 @click.option(
     "--edge-fraction",
@@ -71,6 +81,8 @@ def ingest(
     sparse_fraction: float,
     prepend_bos: bool | None,
     method: str,
+    seed_fraction: float,
+    all_firings: bool,
     edge_fraction: float,
     align_threshold: float,
     align_top_k: int,
@@ -86,10 +98,15 @@ def ingest(
     same command finds the same run id; after a crash or Ctrl-C add --resume to continue where
     it stopped. At the end, per-prompt edges are aggregated into COMMUNICATES relationships.
 
+    With --method acc: per batch, the ACC decomposition (relative attention, both sides) of
+    every pair attended above uniform, the answer's seeds, and the graph traced from them to
+    every upstream component (heads per source token, MLPs, attention biases, embeddings).
+
     \b
     Examples:
       circuit-atlas server start
       circuit-atlas ingest --model toy-ioi --n-prompts 256 --seed 0
+      circuit-atlas ingest --model toy-ioi --n-prompts 256 --method acc
       circuit-atlas ingest --model gpt2 --n-prompts 256 --batch-size 16 --resume
     """
     # Cheap checks first, before Neo4j, torch or the model: their errors come at once.
@@ -123,6 +140,10 @@ def ingest(
         batch_size=batch_size,
         rule=rule,
         edge_fraction=edge_fraction,
+        method=method,
+        acc_rule=acc_rule_or_exit(sparse_fraction),
+        seed_fraction=seed_fraction,
+        acc_all_firings=all_firings,
         align_threshold=align_threshold,
         align_top_k=align_top_k,
     )

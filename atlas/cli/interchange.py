@@ -80,7 +80,8 @@ def import_graphml_command(file: Path, run_id: str, model: str, graph_format: st
     type=click.Choice(["graphml"]),
     default="graphml",
     show_default=True,
-    help="Output format: the SAD aggregated GraphML the method authors publish.",
+    help="Output format: the method authors' GraphML (SAD aggregated; for an ACC run, the ACC "
+    "combined format).",
 )
 @click.option(
     "--out",
@@ -93,7 +94,13 @@ def export_command(run_id: str, out_format: str, out: Path | None) -> None:
     Nodes (l, h) are writers, (l, h, 'role') a head read at a role; edges carry type (d =
     query side, s = key side), weight (mean), count, total, and on imported runs the authors'
     prompt/src_token/dest_token; display links (weight 2000) are rebuilt. An imported SAD run
-    gives back the file's edges. Example: circuit-atlas export --run gpt2-sad-authors
+    gives back the file's edges.
+
+    An ACC run (ingested with --method acc) is written in the authors' ACC combined format:
+    nodes (l, h, 'dest_role', 'src_role') are firings, (l, 'MLP', r, r), (l, 'AH bias', r, r),
+    (0, 'Embedding', r, r) other writers and ('IO-S direction', 'end') the root; edges carry
+    type (d/s), weight (sum over prompts / traced prompts) and prompts_appeared. Importing the
+    file gives the run's COMMUNICATES back. Example: circuit-atlas export --run gpt2-sad-authors
     """
     from atlas.interchange.runs import export_graphml
     from atlas.store.store import AtlasStore

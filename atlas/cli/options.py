@@ -252,6 +252,68 @@ def load_model_quietly(
     return load_model(model_name, model_dir=model_dir, revision=revision, device=device, seed=seed)
 
 
+METHOD_HELP = (
+    "sad: Franco & Crovella 2024, raw scores of pairs with attention ≥ --min-attention, heads "
+    "as writers. acc: their NeurIPS 2025 follow-up, relative attention per side of pairs "
+    "attended above uniform, every upstream component (heads per source token, MLPs, "
+    "attention biases, embeddings), traced from the IO − S answer (--min-attention and "
+    "--min-layer are SAD's and do not apply)."
+)
+
+
+def method_option(command: Any = None, *, help: str = METHOD_HELP) -> Any:
+    """``--method sad|acc`` (default sad); the value arrives as ``method``."""
+    option = click.option(
+        "--method",
+        type=click.Choice(["sad", "acc"]),
+        default="sad",
+        show_default=True,
+        help=help,
+    )
+    return option if command is None else option(command)
+
+
+def run_method_option(command: Any) -> Any:
+    """``--method sad|acc`` of a command reading a run: the method the run must have been
+    made with (default: whatever it was)."""
+    return click.option(
+        "--method",
+        type=click.Choice(["sad", "acc"]),
+        default=None,
+        help="Check that the run was made with this method (sad, or acc: ingested with "
+        "--method acc or imported from the authors' ACC format); default: the run's own.",
+    )(command)
+
+
+def check_run_method(store: Any, run_id: str, method: str | None) -> str:
+    """The run's method (``sad`` or ``acc``); a mismatch with ``method`` is one-line error."""
+    from atlas.errors import ParameterError, UnknownRunError
+
+    shown = store.show_run(run_id)
+    if shown is None:
+        raise UnknownRunError(
+            f"Run '{run_id}' is not in the atlas (see `circuit-atlas runs list`)."
+        )
+    run = shown["run"]
+    actual = "acc" if "acc" in (run.get("method"), run.get("source_format")) else "sad"
+    if method is not None and method != actual:
+        raise ParameterError(
+            f"Run '{run_id}' was made with method {actual}, not {method}; drop --method or "
+            f"choose a {method} run (`circuit-atlas runs list` shows each run's method)."
+        )
+    return actual
+
+
+def acc_rule_or_exit(sparse_fraction: float) -> Any:
+    """ACC's firing rule (above uniform) with the sparse sets' ``--sparse-fraction``."""
+    from ingest.decomposition.acc import AccFiringRule
+
+    try:
+        return AccFiringRule(sparse_fraction=sparse_fraction)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+
+
 def firing_rule_or_exit(min_attention: float, min_layer: int, sparse_fraction: float) -> FiringRule:
     from ingest.decomposition.sad import FiringRule
 

@@ -43,6 +43,15 @@ NEEDS_WEIGHTS = (
     help="The paper used 256 mixed prompts, seed 0; fewer only for a quick look.",
 )
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--method",
+    type=click.Choice(["sad", "acc"]),
+    default="sad",
+    show_default=True,
+    help="sad: the SAD paper's numbers (arXiv 2410.00340); acc: the ACC paper's aggregated "
+    "GPT-2 IOI graph (NeurIPS 2025): the root's feeders and their prompts, who feeds 9.9, "
+    "8.6 and 5.5, per-prompt graph sizes and modes of |S|.",
+)
 @format_option
 def replicate(
     model_name: str,
@@ -50,6 +59,7 @@ def replicate(
     device: str,
     n_prompts: int,
     batch_size: int,
+    method: str,
     output_format: str,
 ) -> None:
     """Re-run SAD's GPT-2 setting and compare with the paper's numbers.
@@ -61,7 +71,10 @@ def replicate(
     the logit difference when 8.6's signal (and 7.9's plus 7.3's) into 9.9 is removed,
     against a random singular-vector control.
 
-    Example: circuit-atlas replicate --model-dir ~/models/gpt2
+    With --method acc, the ACC trace of the same prompts (in memory) is compared with the ACC
+    paper's published graph instead (see docs/concepts.md, ACC).
+
+    Example: circuit-atlas replicate --model-dir ~/models/gpt2 --method acc
     """
     from tqdm import tqdm
 
@@ -75,9 +88,16 @@ def replicate(
             NEEDS_WEIGHTS.format(reason=str(error).split(". ")[0])
         ) from error
     with tqdm(total=n_prompts, unit="prompt", desc="replicate", file=sys.stderr) as bar:
-        table = run_replication(
-            model, n_prompts=n_prompts, batch_size=batch_size, progress=bar.update
-        )
+        if method == "acc":
+            from ingest.interventions.replication_acc import replicate_acc
+
+            table = replicate_acc(
+                model, n_prompts=n_prompts, batch_size=batch_size, progress=bar.update
+            )
+        else:
+            table = run_replication(
+                model, n_prompts=n_prompts, batch_size=batch_size, progress=bar.update
+            )
 
     def show(value: object) -> str:
         if isinstance(value, float):
@@ -93,5 +113,5 @@ def replicate(
     if output_format != "table":
         echo_frame(table, output_format)
         return
-    click.echo(f"{model.provenance.model_id}, {n_prompts} mixed prompts, seed 0")
+    click.echo(f"{model.provenance.model_id}, {n_prompts} mixed prompts, seed 0, {method}")
     click.echo(table.to_string(index=False, formatters={c: show for c in table.columns[1:]}))

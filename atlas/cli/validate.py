@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from atlas.cli.options import format_option
+from atlas.cli.options import check_run_method, format_option, run_method_option
 
 
 @click.command()
@@ -57,6 +57,7 @@ from atlas.cli.options import format_option
     help="Load the run's model from this directory instead of by its model id.",
 )
 @click.option("--device", default="cpu", show_default=True, help="Torch device: cpu or cuda[:N].")
+@run_method_option
 @format_option
 def validate(
     run_id: str,
@@ -73,6 +74,7 @@ def validate(
     rewrite: bool,
     model_dir: Path | None,
     device: str,
+    method: str | None,
     output_format: str,
 ) -> None:
     """Check a circuit's edges by intervention: remove each edge's signal and measure.
@@ -89,8 +91,20 @@ def validate(
     already validated with the same settings are not recomputed (use --rewrite), so an
     interrupted validate is resumed by running it again.
 
+    The intervention removes SAD signals (sparse sets of the head's Ω, writers that are heads);
+    an ACC run (--method acc) cannot be validated this way yet, and says so.
+
     Example: circuit-atlas validate --run gpt2-sad-256 --root 9.9 --top 10 --mode local
     """
+    from atlas.errors import ParameterError
+    from atlas.store.store import AtlasStore
+
+    if check_run_method(AtlasStore.connect(), run_id, method) == "acc":
+        raise ParameterError(
+            f"Run '{run_id}' is an ACC run: validate removes SAD signals (a head's Ω sparse "
+            "set) and does not apply to ACC's per-side sparse sets and component writers yet; "
+            "validate a SAD run of the same prompts (ingest --method sad)."
+        )
     from atlas.check.validation import (
         ValidationConfig,
         format_table,

@@ -70,7 +70,11 @@ DISPLAY_WEIGHT = 2000
 SIDE_OF_TYPE: dict[str, Side] = {"d": "q", "s": "k"}
 TYPE_OF_SIDE = {side: kind for kind, side in SIDE_OF_TYPE.items()}
 _ATLAS_ROLE = {role.lower(): role for role in ROLES}
-_ACC_KINDS: dict[str, ComponentKind] = {"MLP": "mlp", "AH bias": "bias", "Embedding": "embed"}
+_ACC_KINDS: dict[str, ComponentKind] = {
+    "MLP": "mlp",
+    "AH bias": "attn_bias",
+    "Embedding": "embed",
+}
 
 
 @dataclass(frozen=True)
@@ -223,7 +227,7 @@ def parse_acc(graph: nx.Graph) -> AuthorsGraph:
         writer = _acc_component(up, u)
         side = _side(data, u, v)
         if len(down) == 2 and isinstance(down[0], str):
-            target, role = Component("logit"), down[1]
+            target, role = Component("logit_direction"), down[1]
             roots.add(down[0])
         elif len(down) == 4 and isinstance(down[1], int):
             target = Component("head", *_layer_head(down[:2], v))
@@ -286,6 +290,51 @@ def sad_graph(edges: Iterable[Edge], head_firings: Mapping[str, int]) -> nx.DiGr
         head = component_id("head", *_layer_head(_node(node)[:2], node))
         if head in head_firings:
             graph.nodes[node]["nfiring"] = head_firings[head]
+    return graph
+
+
+ACC_ROOT = ("IO-S direction", "end")
+_ACC_NAMES = {kind: name for name, kind in _ACC_KINDS.items()}
+
+
+def acc_graph(rows: Iterable[Mapping[str, Any]]) -> nx.MultiDiGraph:
+    """An ingested ACC run in the authors' combined format (see the module notes).
+
+    ``rows``: one per (writer, downstream firing's roles, side) with ``kind``/``layer``/
+    ``head`` of the writer, ``role`` (the position written, for a head the writer's own firing
+    destination) and ``writer_role`` (a head's source token), ``f_layer``/``f_head``/
+    ``dest_role``/``src_role`` of the downstream firing (``f_layer`` None: the logit direction),
+    ``side``, ``prompts`` (one per occurrence) and ``total`` (the weights' sum). A head writer is
+    its firing node ``(l, h, dest_role, src_role)``; other writers ``(l, 'MLP', r, r)``,
+    ``(l, 'AH bias', r, r)``, ``(0, 'Embedding', r, r)``. Edge ``weight`` is ``total / N`` with
+    N the prompts the trace started in (the root's ``n_appearences``).
+    """
+    rows = list(rows)
+    traced = {p for row in rows if row["f_layer"] is None for p in row["prompts"]}
+    n_traced = len(traced) or len({p for row in rows for p in row["prompts"]}) or 1
+    graph = nx.MultiDiGraph()
+    root = repr(ACC_ROOT)
+    graph.add_node(root, n_appearences=n_traced)
+    for row in sorted(rows, key=lambda r: repr(sorted(r.items()))):
+        role = authors_role(row["role"])
+        if row["kind"] == "head":
+            up = (row["layer"], row["head"], role, authors_role(row["writer_role"]))
+        elif row["kind"] == "embed":
+            up = (0, _ACC_NAMES["embed"], role, role)
+        else:
+            up = (row["layer"], _ACC_NAMES[row["kind"]], role, role)
+        if row["f_layer"] is None:
+            down = root
+        else:
+            dest, src = authors_role(row["dest_role"]), authors_role(row["src_role"])
+            down = repr((row["f_layer"], row["f_head"], dest, src))
+        graph.add_edge(
+            repr(up),
+            down,
+            weight=float(row["total"]) / n_traced,
+            type=TYPE_OF_SIDE[row["side"]],
+            prompts_appeared=repr(sorted(int(p) for p in row["prompts"])),
+        )
     return graph
 
 

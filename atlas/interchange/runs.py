@@ -4,7 +4,8 @@
 transaction a run of method ``sad-import`` (status ``complete``, ``read_only``, provenance:
 file name, sha256, format) with its heads and ``COMMUNICATES`` edges, exactly the properties an
 ingested run has, so every template works on both. :func:`export_graphml` writes a run's
-head-to-head communication back in the SAD aggregated format.
+head-to-head communication back in the SAD aggregated format, or an ACC run in the authors' ACC
+combined format (importing that file gives the run's COMMUNICATES back).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from atlas.interchange.graphml import (
     Component,
     Edge,
     GraphFormat,
+    acc_graph,
     file_sha256,
     parse_graph,
     read_graphml,
@@ -139,8 +141,18 @@ def run_sad_graph(store: AtlasStore, run_id: str) -> tuple[nx.DiGraph, int]:
 
 
 def export_graphml(store: AtlasStore, run_id: str, out: Path) -> ExportSummary:
-    """Write run ``run_id`` as a SAD aggregated GraphML file at ``out``."""
-    graph, skipped = run_sad_graph(store, run_id)
+    """Write run ``run_id`` as GraphML at ``out``: an ACC run (method ``acc``) in the authors'
+    ACC combined format, any other run in the SAD aggregated format."""
+    summary = store.show_run(run_id)
+    if summary is None:
+        raise UnknownRunError(
+            f"Run '{run_id}' is not in the atlas (see `circuit-atlas runs list`)."
+        )
+    graph: nx.Graph
+    if summary["run"].get("method") == "acc":
+        graph, skipped = acc_graph(store.acc_graph_rows(run_id)), 0
+    else:
+        graph, skipped = run_sad_graph(store, run_id)
     try:
         nx.write_graphml(graph, out)
     except OSError as error:

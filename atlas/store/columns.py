@@ -27,7 +27,16 @@ FIRING_PROPERTIES = tuple(
 )
 USE_COLUMNS = ("sv_ref", "rank", "term", "sign")  # SparseTerm: its index is in sv_ref
 # WriteEdgeRecord: its writer is in writer_ref, its firing is the firing whose edges it is
-EDGE_COLUMNS = ("writer_ref", "side", "weight", "pos", "role", "parts")
+EDGE_COLUMNS = (
+    "writer_ref",
+    "side",
+    "weight",
+    "pos",
+    "role",
+    "parts",
+    "writer_pos",
+    "writer_role",
+)
 
 _firing_values = attrgetter(*FIRING_PROPERTIES)
 
@@ -104,6 +113,8 @@ def firing_columns(
                 edge.pos,
                 edge.role,
                 list(edge.parts) or None,
+                edge.writer_pos,
+                edge.writer_role,
             )
             for edge in edges
         ]

@@ -117,6 +117,10 @@ class RowSpec:
         return build
 
 
+def _optional_list(values: Any) -> list[Any] | None:
+    return None if values is None else list(values)
+
+
 def _head_id(record: Any) -> str:
     return component_id("head", record.layer, record.head)
 
@@ -149,7 +153,11 @@ SPECS: dict[type, RowSpec] = {
         _SPARSE_TERM,
         RowSpec(
             FiringRecord,
-            convert={"sparse_set": lambda terms: [sparse_term_row(term) for term in terms]},
+            convert={
+                "sparse_set": lambda terms: [sparse_term_row(term) for term in terms],
+                "sparse_dest": _optional_list,
+                "sparse_source": _optional_list,
+            },
             derived={"head_id": _head_id},
         ),
         RowSpec(

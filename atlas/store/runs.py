@@ -20,6 +20,8 @@ from atlas.store.database import Database, WriteCounts
 from atlas.store.rows import component_row, imported_communicates_row, model_row, run_row
 from atlas.store.schema import SCHEMA_VERSION
 from atlas.store.statements import (
+    ACC_GRAPH_EDGES,
+    AGGREGATE_ANSWER,
     DELETE_OTHER_COMMUNICATES,
     DELETE_RUN,
     DONE_BATCHES,
@@ -83,7 +85,15 @@ class RunLifecycle(Database):
     def aggregate_communication(self, run_id: str) -> int:
         """(Re)compute the run's COMMUNICATES relationships from its per-prompt edges."""
         query = load_template("aggregate_communication").cypher
-        return int(self._execute(query, run_id=run_id)[0][0])
+        communicates = int(self._execute(query, run_id=run_id)[0][0])
+        # ACC runs: the seeds into the logit direction (nothing for a SAD run)
+        return communicates + int(self._execute(AGGREGATE_ANSWER, run_id=run_id)[0][0])
+
+    def acc_graph_rows(self, run_id: str) -> list[dict[str, Any]]:
+        """An ACC run's edges per (writer, downstream firing roles, side), and its seeds'
+        (:data:`~atlas.store.statements.ACC_GRAPH_EDGES`), for the authors' format."""
+        self._model_of(run_id)
+        return [record.data() for record in self._execute(ACC_GRAPH_EDGES, run_id=run_id)]
 
     def done_batches(self, run_id: str) -> set[int]:
         """Indices of the batches of ``run_id`` already written (empty for an unknown run)."""

@@ -102,7 +102,10 @@ MATCH (p:Prompt {run_id: row.run_id, idx: row.prompt})
 MERGE (f:Firing {run_id: row.run_id, prompt: row.prompt, layer: row.layer, head: row.head,
                  dest: row.dest, src: row.src})
 SET f.dest_role = row.dest_role, f.src_role = row.src_role, f.attn = row.attn,
-    f.score = row.score, f.n_svs = row.n_svs
+    f.score = row.score, f.n_svs = row.n_svs, f.method = row.method,
+    f.query_bias = row.query_bias, f.dest_total = row.dest_total, f.n_svs_dest = row.n_svs_dest,
+    f.sparse_dest = row.sparse_dest, f.sparse_source = row.sparse_source,
+    f.seed_weight = row.seed_weight
 MERGE (f)-[:OF_HEAD]->(h)
 MERGE (f)-[:IN_PROMPT]->(p)
 WITH f, row
@@ -122,9 +125,15 @@ MATCH (f:Firing {run_id: row.run_id, prompt: row.prompt, layer: row.layer, head:
                  dest: row.dest, src: row.src})
 USING INDEX f:Firing(run_id, prompt, layer, head, dest, src)
 MATCH (w:Component {model_id: row.model_id, id: row.writer_id})
-MERGE (w)-[e:WRITES {side: row.side}]->(f)
-SET e.weight = row.weight, e.pos = row.pos, e.role = row.role, e.parts = row.parts
-RETURN count(e) AS written
+// an ACC head writes through one source token: (writer, firing, side, writer_pos) is its key
+FOREACH (_ IN CASE WHEN row.writer_pos IS NULL THEN [1] ELSE [] END |
+  MERGE (w)-[e:WRITES {side: row.side}]->(f)
+  SET e.weight = row.weight, e.pos = row.pos, e.role = row.role, e.parts = row.parts)
+FOREACH (_ IN CASE WHEN row.writer_pos IS NULL THEN [] ELSE [1] END |
+  MERGE (w)-[e:WRITES {side: row.side, writer_pos: row.writer_pos}]->(f)
+  SET e.weight = row.weight, e.pos = row.pos, e.role = row.role, e.parts = row.parts,
+      e.writer_role = row.writer_role)
+RETURN count(*) AS written
 """
 
 WRITE_COMMUNICATES = """
@@ -179,7 +188,11 @@ WITH components, vectors, i, components[$firings.head_ref[i]] AS h,
 CREATE (f:Firing {run_id: $run_id, prompt: $firings.prompt[i], layer: $firings.layer[i],
                   head: $firings.head[i], dest: $firings.dest[i], src: $firings.src[i],
                   dest_role: $firings.dest_role[i], src_role: $firings.src_role[i],
-                  attn: $firings.attn[i], score: $firings.score[i], n_svs: $firings.n_svs[i]})
+                  attn: $firings.attn[i], score: $firings.score[i], n_svs: $firings.n_svs[i],
+                  method: $firings.method[i], query_bias: $firings.query_bias[i],
+                  dest_total: $firings.dest_total[i], n_svs_dest: $firings.n_svs_dest[i],
+                  sparse_dest: $firings.sparse_dest[i], sparse_source: $firings.sparse_source[i],
+                  seed_weight: $firings.seed_weight[i]})
 CREATE (f)-[:OF_HEAD]->(h)
 CREATE (f)-[:IN_PROMPT]->(p)
 WITH f, i, components, vectors
@@ -192,9 +205,39 @@ CALL (f, i, components) {
   UNWIND range($firings.edges_from[i], $firings.edges_from[i + 1] - 1) AS j
   WITH f, j, components[$edges.writer_ref[j]] AS w
   CREATE (w)-[:WRITES {side: $edges.side[j], weight: $edges.weight[j], pos: $edges.pos[j],
-                       role: $edges.role[j], parts: $edges.parts[j]}]->(f)
+                       role: $edges.role[j], parts: $edges.parts[j],
+                       writer_pos: $edges.writer_pos[j], writer_role: $edges.writer_role[j]}]->(f)
 }
 RETURN count(f) AS written
+"""
+
+# ACC runs: the seeds' heads → the logit direction, per (head, role of END), by distinct prompts.
+AGGREGATE_ANSWER = """
+MATCH (f:Firing {run_id: $run_id})-[:OF_HEAD]->(h:Head)
+WHERE f.seed_weight IS NOT NULL
+WITH h, f.dest_role AS role, count(DISTINCT f.prompt) AS n_prompts,
+     avg(f.seed_weight) AS mean_weight
+MATCH (r:Run {id: $run_id})
+MERGE (l:Component {model_id: r.model_id, id: 'logit_direction'})
+ON CREATE SET l.kind = 'logit_direction'
+MERGE (h)-[c:COMMUNICATES {run_id: $run_id, writer: h.id, head: l.id, side: 'q', role: role}]->(l)
+SET c.n_prompts = n_prompts, c.mean_weight = mean_weight
+RETURN count(c) AS communicates
+"""
+
+# An ACC run in the authors' combined format: per (writer node, firing roles, side), the
+# prompts of every occurrence and the weights' sum; the seeds' edges into the logit direction.
+ACC_GRAPH_EDGES = """
+MATCH (f:Firing {run_id: $run_id})<-[e:WRITES]-(w:Component)
+RETURN w.kind AS kind, w.layer AS layer, w.head AS head, e.role AS role,
+       e.writer_role AS writer_role, f.layer AS f_layer, f.head AS f_head,
+       f.dest_role AS dest_role, f.src_role AS src_role, e.side AS side,
+       collect(f.prompt) AS prompts, sum(e.weight) AS total
+UNION ALL
+MATCH (f:Firing {run_id: $run_id}) WHERE f.seed_weight IS NOT NULL
+RETURN 'head' AS kind, f.layer AS layer, f.head AS head, f.dest_role AS role,
+       f.src_role AS writer_role, null AS f_layer, null AS f_head, f.dest_role AS dest_role,
+       null AS src_role, 'q' AS side, collect(f.prompt) AS prompts, sum(f.seed_weight) AS total
 """
 
 MARK_BATCH_DONE = """

@@ -3,13 +3,16 @@ firings and per-prompt communication edges. Pure: no database, no printing."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
+from ingest.decomposition.acc import DEST_SIDE, SOURCE_SIDE
 from ingest.decomposition.alignment import AlignedPairs, ReadDirections
 from ingest.decomposition.sad import QKSVD, SIDE_NAMES
 from ingest.models.loading import DEFAULT_MODEL, ModelProvenance
 from ingest.records.types import (
     AlignedRecord,
+    ComponentKind,
     ComponentRecord,
     FiringRecord,
     ModelRecord,
@@ -20,9 +23,10 @@ from ingest.records.types import (
     SparseTerm,
     WriteEdgeRecord,
 )
+from ingest.tracing.components import COMPONENT_KINDS
 
 if TYPE_CHECKING:  # the pipeline builds records from its batches: no import at run time
-    from ingest.pipeline import BatchResult
+    from ingest.pipeline import AccBatchResult, BatchResult
 
 # Wang et al. (2022), "Interpretability in the Wild": IOI circuit classes of GPT-2 small heads.
 GPT2_IOI_CLASSES: dict[str, tuple[str, ...]] = {
@@ -92,11 +96,10 @@ def aligned_records(
     return records
 
 
-def batch_records(
-    run_id: str, result: BatchResult, prompt_offset: int, tokenizer: Any
-) -> RecordBatch:
-    """Prompts, firings (with sparse sets) and edges of one batch; prompt ids are global."""
-    labels = result.role_labels
+def prompt_records(
+    run_id: str, result: BatchResult | AccBatchResult, prompt_offset: int, tokenizer: Any
+) -> list[PromptRecord]:
+    """The batch's prompts with their roles and tokens; ids are global."""
     batch = result.batch
     roles = {name: positions.tolist() for name, positions in batch.roles.items()}
     prompts = []
@@ -116,6 +119,15 @@ def batch_records(
                 logit_diff=float(result.logit_diff[b]),
             )
         )
+    return prompts
+
+
+def batch_records(
+    run_id: str, result: BatchResult, prompt_offset: int, tokenizer: Any
+) -> RecordBatch:
+    """Prompts, firings (with sparse sets) and edges of one batch; prompt ids are global."""
+    labels = result.role_labels
+    prompts = prompt_records(run_id, result, prompt_offset, tokenizer)
     f = result.firings.to("cpu")
     columns = zip(
         f.prompt.tolist(),
@@ -180,3 +192,112 @@ def batch_records(
                 )
             )
     return RecordBatch(prompts=prompts, firings=firings, edges=edges)
+
+
+# ACC sides as the atlas names them: the destination (query) side is q, the source (key) side k
+ACC_SIDES: dict[int, Side] = {DEST_SIDE: "q", SOURCE_SIDE: "k"}
+_ACC_KINDS: dict[str, ComponentKind] = {
+    "embed": "embed",
+    "attn_bias": "attn_bias",
+    "mlp": "mlp",
+    "head": "head",
+}
+
+
+def acc_batch_records(
+    run_id: str,
+    result: AccBatchResult,
+    prompt_offset: int,
+    tokenizer: Any,
+    model_id: str,
+    all_firings: bool = False,
+) -> RecordBatch:
+    """Prompts, ACC firings (method ``acc``) and component edges of one batch.
+
+    Firings stored: those traced from the answer's seeds (all above-uniform firings with
+    ``all_firings``; the others then have no edges). An edge's writer is a head, which keeps the
+    source token it read (``writer_pos``), or a leaf ``mlp``/``attn_bias`` (per layer) or
+    ``embed``; the logit direction is written as a component for the run's answer edges
+    (aggregated from the seeds' ``seed_weight`` when the run completes).
+    """
+    labels = result.role_labels
+    prompts = prompt_records(run_id, result, prompt_offset, tokenizer)
+    trace = result.trace
+    keep = trace.traced if not all_firings else trace.traced | True
+    rows = keep.nonzero(as_tuple=True)[0].cpu()
+    f = trace.firings.to("cpu")
+    stored = {int(r): n for n, r in enumerate(rows.tolist())}
+    seed_weight = trace.seed_weight.cpu().tolist()
+    columns = zip(
+        rows.tolist(),
+        f.prompt[rows].tolist(),
+        f.layer[rows].tolist(),
+        f.head[rows].tolist(),
+        f.dest[rows].tolist(),
+        f.src[rows].tolist(),
+        f.attention[rows].tolist(),
+        f.relative[rows].tolist(),
+        f.query_bias[rows].tolist(),
+        f.total[rows, DEST_SIDE].tolist(),
+        f.n_svs[rows].tolist(),
+        f.sv_order[rows].tolist(),
+        strict=True,
+    )
+    firings = []
+    for row, prompt, layer, head, dest, src, attn, ra, beta, d_total, n_svs, order in columns:
+        weight = seed_weight[row]
+        firings.append(
+            FiringRecord(
+                run_id=run_id,
+                prompt=prompt_offset + prompt,
+                layer=layer,
+                head=head,
+                dest=dest,
+                src=src,
+                dest_role=labels[prompt][dest],
+                src_role=labels[prompt][src],
+                attn=attn,
+                score=ra,
+                n_svs=n_svs[SOURCE_SIDE],
+                method="acc",
+                query_bias=beta,
+                dest_total=d_total,
+                n_svs_dest=n_svs[DEST_SIDE],
+                sparse_dest=tuple(order[DEST_SIDE][: n_svs[DEST_SIDE]]),
+                sparse_source=tuple(order[SOURCE_SIDE][: n_svs[SOURCE_SIDE]]),
+                seed_weight=None if math.isnan(weight) else weight,
+            )
+        )
+    e = trace.edges
+    edges = []
+    for firing, side, kind, layer, head, src_pos, pos, weight in zip(
+        e.firing.tolist(),
+        e.side.tolist(),
+        e.kind.tolist(),
+        e.layer.tolist(),
+        e.head.tolist(),
+        e.src_pos.tolist(),
+        e.pos.tolist(),
+        e.weight.tolist(),
+        strict=True,
+    ):
+        downstream = firings[stored[firing]]
+        writer_kind = _ACC_KINDS[COMPONENT_KINDS[kind]]
+        is_head = writer_kind == "head"
+        prompt_labels = labels[downstream.prompt - prompt_offset]
+        edges.append(
+            WriteEdgeRecord(
+                firing=downstream.key,
+                writer_layer=None if writer_kind == "embed" else layer,
+                writer_head=head if is_head else None,
+                side=ACC_SIDES[side],
+                weight=weight,
+                pos=pos,
+                role=prompt_labels[pos],
+                writer_kind=writer_kind,
+                writer_pos=src_pos if is_head else None,
+                writer_role=prompt_labels[src_pos] if is_head else None,
+            )
+        )
+    logit = ComponentRecord(model_id, "logit_direction")
+    return RecordBatch(components=[logit], prompts=prompts, firings=firings, edges=edges)

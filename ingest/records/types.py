@@ -14,12 +14,13 @@ from typing import Any, Literal
 
 from ingest.decomposition.sad import Side
 
-ComponentKind = Literal["head", "mlp", "embed", "bias", "logit"]
+ComponentKind = Literal["head", "mlp", "embed", "attn_bias", "logit_direction"]
 RunStatus = Literal["running", "complete", "failed"]
 
 
 def component_id(kind: ComponentKind, layer: int | None = None, head: int | None = None) -> str:
-    """The id of a component within its model: ``"9.9"`` for a head, ``"mlp3"``, ``"embed"``."""
+    """The id of a component within its model: ``"9.9"`` for a head, ``"mlp3"``, ``"attn_bias3"``,
+    ``"embed"``, ``"logit_direction"`` (the IO − S direction ACC traces from)."""
     if kind == "head":
         return f"{layer}.{head}"
     return kind if layer is None else f"{kind}{layer}"
@@ -126,7 +127,17 @@ class SparseTerm:
 
 @dataclass(frozen=True)
 class FiringRecord:
-    """A strong attention decision dest→src of head (layer, head) in one prompt."""
+    """A strong attention decision dest→src of head (layer, head) in one prompt.
+
+    SAD firings (``method`` None: SAD runs are stored as before) have ``score`` the raw
+    score, ``n_svs`` and ``sparse_set`` of their Ω. ACC firings (``method = "acc"``, see
+    :mod:`ingest.decomposition.acc`) have ``score`` = relative attention RA (the source side's
+    total), ``n_svs`` = |S| of the source side, and per side the sparse set's singular-vector
+    indices of that side's own Ω (``sparse_dest`` of Ω_d, ``sparse_source`` of Ω_s; no ``USES``
+    links, which point at SAD's Ω), ``dest_total`` = D (``dest_total + query_bias = score``),
+    ``n_svs_dest`` (0: D < 0, the side is not traced) and, for a seed, ``seed_weight``: its
+    head component's share of the IO − S logit difference.
+    """
 
     run_id: str
     prompt: int
@@ -140,6 +151,13 @@ class FiringRecord:
     score: float
     n_svs: int
     sparse_set: Sequence[SparseTerm] = ()
+    method: str | None = None
+    query_bias: float | None = None
+    dest_total: float | None = None
+    n_svs_dest: int | None = None
+    sparse_dest: Sequence[int] | None = None
+    sparse_source: Sequence[int] | None = None
+    seed_weight: float | None = None
 
     @property
     def key(self) -> FiringKey:
@@ -165,7 +183,9 @@ class WriteEdgeRecord:
     ``pos`` is the position written to (dest for ``q``, src for ``k``); ``role`` names it
     (``"other"`` when the position has no IOI role). ``parts[m]`` is the share of ``weight``
     carried by the singular vector the firing USES with rank m (``sum(parts) == weight``);
-    empty when unknown.
+    empty when unknown. ``writer_pos`` (ACC): the source token the writing head read, its
+    output ``A(pos, writer_pos) · v W_O`` being the component (None: the head's whole output,
+    SAD, or a writer that is not a head), and ``writer_role`` names that token.
     """
 
     firing: FiringKey
@@ -177,6 +197,8 @@ class WriteEdgeRecord:
     role: str
     writer_kind: ComponentKind = "head"
     parts: Sequence[float] = ()
+    writer_pos: int | None = None
+    writer_role: str | None = None
 
     @property
     def writer_id(self) -> str:

@@ -3,6 +3,7 @@ imported GPT-2 graph answers, each checked against networkx reading the file dir
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import itertools
 import math
@@ -213,13 +214,13 @@ def test_acc_import_keeps_other_components(atlas_store: AtlasStore, tmp_path: Pa
             assert stored[key]["n_prompts"] == n_prompts
             assert math.isclose(stored[key]["mean_weight"], mean_weight)
         kinds = atlas_store._execute(
-            "MATCH (c:Component {model_id: $m}) WHERE c.id IN ['mlp0', 'embed', 'bias3', "
-            "'logit'] RETURN c.id AS id, c.kind AS kind, c:Head AS head",
+            "MATCH (c:Component {model_id: $m}) WHERE c.id IN ['mlp0', 'embed', 'attn_bias3', "
+            "'logit_direction'] RETURN c.id AS id, c.kind AS kind, c:Head AS head",
             m=DEFAULT_MODEL,
         )
         assert {r["id"]: (r["kind"], r["head"]) for r in kinds} == {
-            "mlp0": ("mlp", False), "embed": ("embed", False), "bias3": ("bias", False),
-            "logit": ("logit", False),
+            "mlp0": ("mlp", False), "embed": ("embed", False), "attn_bias3": ("attn_bias", False),
+            "logit_direction": ("logit_direction", False),
         }  # fmt: skip
         exported = export_graphml(atlas_store, run_id, tmp_path / "out.graphml")
         assert exported.skipped == 4
@@ -432,3 +433,42 @@ def test_paths_and_alternative_routes_templates_on_the_imported_run(
     pairs = nx.DiGraph()
     pairs.add_edges_from({(w, h) for w, h, _, _ in through}, capacity=1)
     assert found.edge_disjoint == nx.maximum_flow_value(pairs, source, target) >= 1
+
+
+def test_an_acc_run_round_trips_through_the_authors_acc_format(
+    atlas_store: AtlasStore, toy_ioi_acc_run: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "acc.graphml"
+    summary = export_graphml(atlas_store, toy_ioi_acc_run, out)
+    graph = nx.read_graphml(out)
+    assert summary.edges == graph.number_of_edges() > 0
+    root = "('IO-S direction', 'end')"
+    assert graph.nodes[root]["n_appearences"] > 0
+    for u, v, data in graph.edges(data=True):
+        assert data["type"] in {"d", "s"}
+        assert isinstance(
+            ast.literal_eval(data["prompts_appeared"]), list
+        )  # the authors' repr of a list
+        up = ast.literal_eval(u)
+        assert len(up) == 4 and (isinstance(up[1], int) or up[1] in {"MLP", "AH bias", "Embedding"})
+        assert v == root or len(ast.literal_eval(v)) == 4
+    assert any(ast.literal_eval(u)[1] == "MLP" for u in graph.nodes if u != root)
+    model_id = atlas_store._model_of(toy_ioi_acc_run)
+    run_id = f"test-acc-reimport-{uuid.uuid4().hex[:8]}"
+    try:
+        imported = import_graphml(atlas_store, out, run_id, model=model_id)
+        assert imported.format == "acc"
+
+        def communication(run: str) -> dict[tuple[str, str, str, str], tuple[int, float]]:
+            return {
+                (e.writer.id, e.target.id, e.side, e.role): (e.n_prompts, e.mean_weight)
+                for e in run_edges(atlas_store, run)
+            }
+
+        ingested, again = communication(toy_ioi_acc_run), communication(run_id)
+        assert again.keys() == ingested.keys()
+        for key, (n_prompts, mean_weight) in ingested.items():
+            assert again[key][0] == n_prompts, key
+            assert math.isclose(again[key][1], mean_weight, rel_tol=1e-9, abs_tol=1e-12), key
+    finally:
+        atlas_store.delete_run(run_id)

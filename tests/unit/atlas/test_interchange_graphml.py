@@ -78,10 +78,11 @@ def test_acc_edges_are_merged_per_writer_head_side_role(tmp_path: Path) -> None:
     assert got[("8.6", "9.9", "q", "END")].source == {"prompts": [0, 1, 2], "merged_edges": 2}
     kinds = {c.id: c.kind for c in parsed.components}
     assert kinds == {
-        "logit": "logit", "embed": "embed", "mlp0": "mlp", "bias3": "bias",
+        "logit_direction": "logit_direction", "embed": "embed", "mlp0": "mlp",
+        "attn_bias3": "attn_bias",
         "5.5": "head", "8.6": "head", "9.9": "head",
     }  # fmt: skip
-    assert skipped_for_sad(parsed.edges) == 4  # into logit; from mlp0, embed and bias3
+    assert skipped_for_sad(parsed.edges) == 4  # into logit; mlp0, embed, attn_bias3
 
 
 def test_a_format_can_be_forced_and_must_fit(tmp_path: Path, sad_gpt2_file: Path) -> None:

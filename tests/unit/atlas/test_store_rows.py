@@ -77,7 +77,7 @@ SAMPLES: dict[type, Any] = {
     WriteEdgeRecord: WriteEdgeRecord(_FIRING.key, None, None, "k", 0.5, 2, "IO", "mlp", (0.5,)),
     CommunicatesRecord: CommunicatesRecord("run", 3, 0, 9, 6, "q", "END", 5, 0.25),
     ImportedCommunicatesRecord: ImportedCommunicatesRecord(
-        "run", "head", 9, 6, "logit", None, None, "q", "IO", 7, 0.5, {"weight_sum": 3.5}
+        "run", "head", 9, 6, "logit_direction", None, None, "q", "IO", 7, 0.5, {"weight_sum": 3.5}
     ),
     BatchDone: BatchDone("run", 3),
 }
@@ -210,6 +210,8 @@ def test_fresh_batch_columns_cover_every_field() -> None:
         "pos": 2,
         "role": "IO",
         "parts": [0.5],
+        "writer_pos": None,
+        "writer_role": None,
     }
     for name in FIRING_PROPERTIES:
         assert columns["firings"][name] == [getattr(_FIRING, name)]

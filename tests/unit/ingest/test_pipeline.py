@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 
 from ingest.decomposition.activations import model_qk_svd
@@ -48,3 +50,54 @@ def test_trace_run_computes_nothing_for_skipped_batches(small_model: LoadedModel
     assert resumed[1].seconds and not resumed[0].seconds
     # the batch computed on resume equals the same batch of an uninterrupted run
     assert resumed[1].records == full[1]
+
+
+ACC_CONFIG = IngestConfig(n_prompts=12, batch_size=6, seed=2, method="acc")
+
+
+def test_the_method_is_part_of_the_run_identity_and_sad_ids_are_unchanged() -> None:
+    sad = IngestConfig()
+    assert sad.method_params() == {"method": "sad", **asdict(sad.rule), "edge_fraction": 0.7}
+    acc = IngestConfig(method="acc")
+    assert acc.method_params()["method"] == "acc"
+    assert acc.default_run_id("gpt2") != sad.default_run_id("gpt2")
+    with pytest.raises(ValueError, match="unknown method"):
+        IngestConfig(method="other")
+
+
+def test_acc_trace_run_yields_acc_firings_and_component_edges(small_model: LoadedModel) -> None:
+    svd = model_qk_svd(small_model.bridge, dtype=small_model.bridge.cfg.dtype)
+    batches = list(trace_run(small_model, svd, ACC_CONFIG, "run-acc"))
+    firings = [f for b in batches if b.records for f in b.records.firings]
+    edges = [e for b in batches if b.records for e in b.records.edges]
+    assert firings and edges
+    assert {f.method for f in firings} == {"acc"}
+    keys = {f.key for f in firings}
+    for f in firings:
+        assert f.sparse_set == ()
+        assert f.dest_total is not None and f.query_bias is not None
+        assert f.dest_total + f.query_bias == pytest.approx(f.score, abs=1e-5)
+        assert f.sparse_source is not None and len(f.sparse_source) == f.n_svs
+        assert f.sparse_dest is not None and len(f.sparse_dest) == f.n_svs_dest
+    seeds = [f for f in firings if f.seed_weight is not None]
+    assert seeds and all(f.dest_role == "END" and f.seed_weight > 0 for f in seeds)
+    kinds = {e.writer_kind for e in edges}
+    assert "head" in kinds and kinds <= {"head", "mlp", "attn_bias", "embed"}
+    for e in edges:
+        assert e.firing in keys
+        assert (e.writer_pos is not None) == (e.writer_kind == "head")
+        assert (e.writer_layer is None) == (e.writer_kind == "embed")
+        assert e.side in {"q", "k"}
+        if e.writer_kind != "embed":
+            assert e.writer_layer is not None and e.writer_layer < e.firing.layer
+    # every traced firing below the seeds is reached through a head edge at its position
+    reached = {
+        (e.firing.prompt, e.writer_layer, e.writer_head, e.pos, e.writer_pos)
+        for e in edges
+        if e.writer_kind == "head"
+    }
+    for f in firings:
+        if f.seed_weight is None:
+            assert (f.prompt, f.layer, f.head, f.dest, f.src) in reached
+    components = {c.id for b in batches if b.records for c in b.records.components}
+    assert components == {"logit_direction"}
