@@ -100,3 +100,103 @@ def patch(
     )
     frame = pd.DataFrame(summary.top, columns=["writer", "reader", "side", "score", "rank"])
     echo_frame(frame, output_format)
+
+
+@click.command("compare-circuits")
+@click.option("--run", "run_id", required=True, help="Run id (see `circuit-atlas runs list`).")
+@click.option("--root", required=True, help="The atlas circuit's root head, e.g. 3.1 or 9.9.")
+@click.option(
+    "--against",
+    default="patch:eap",
+    show_default=True,
+    help="patch:eap|eap-ig|path (the run's stored patching circuit) or reference:wang2022-ioi.",
+)
+@click.option("--top-k", type=click.IntRange(min=1), help="Patching circuit: its top k edges.")
+@click.option("--threshold", type=float, help="Patching circuit: edges with |score| ≥ this.")
+@click.option(
+    "--ratio",
+    default=2.0,
+    show_default=True,
+    type=float,
+    help="Causally pruned circuit: validated edges whose |ΔLD| beats the control's this much.",
+)
+@click.option("--dest-role", default="END", show_default=True, help="The root's query role.")
+@click.option("--src-role", default="IO", show_default=True, help="The root's key role.")
+@click.option(
+    "--faithfulness/--no-faithfulness",
+    default=True,
+    show_default=True,
+    help="Also run the model with only each circuit's heads clean (loads the run's model).",
+)
+@click.option("--prompts", "n_prompts", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the P/R/F1 curve over patching-circuit sizes as a PNG into this folder.",
+)
+@click.option("--lists/--no-lists", default=True, show_default=True, help="Print the head lists.")
+@_MODEL_DIR
+@_DEVICE
+@format_option
+def compare_circuits(
+    run_id: str,
+    root: str,
+    against: str,
+    top_k: int | None,
+    threshold: float | None,
+    ratio: float,
+    dest_role: str,
+    src_role: str,
+    faithfulness: bool,
+    n_prompts: int,
+    out: Path | None,
+    lists: bool,
+    model_dir: Path | None,
+    device: str,
+    output_format: str,
+) -> None:
+    """Precision, recall and F1 of an atlas circuit against a patching or reference circuit.
+
+    Compares the heads (and, against a patching circuit, the head → head query/key edges) of
+    the root's atlas circuit and of its causally pruned circuit (validated edges whose effect
+    on the logit difference beats the control by --ratio; run `validate` first) with the run's
+    patching circuit at the chosen size, or with a published reference circuit. Faithfulness:
+    the share of the clean−corrupted logit difference kept when only the circuit's heads run
+    clean.
+
+    Example: circuit-atlas compare-circuits --run toy-ioi-run --root 3.1 --against patch:eap
+    --top-k 50
+    """
+    from atlas.check.compare import Against, compare_circuits, comparison_table, curve_figure
+    from atlas.check.validation import run_model_id
+    from atlas.cli.options import load_model_quietly
+    from atlas.store.store import AtlasStore
+
+    target = Against.parse(against)
+    store = AtlasStore.connect()
+    model = None
+    if faithfulness:
+        model_id, model_seed = run_model_id(store, run_id)
+        model = load_model_quietly(model_id, model_dir, None, device, model_seed)
+    comparison = compare_circuits(
+        store, run_id, root, target, top_k=top_k, threshold=threshold, ratio=ratio,
+        dest_role=dest_role, src_role=src_role, model=model, n_prompts=n_prompts,
+    )  # fmt: skip
+    echo_frame(pd.DataFrame(comparison_table(comparison)), output_format)
+    if lists and output_format == "table":
+        click.echo(
+            f"\nagainst {comparison.reference.name} ({len(comparison.reference.heads)} heads)"
+        )
+        for row in comparison.rows:
+            click.echo(f"{row.circuit.name}:")
+            click.echo(f"  both:           {' '.join(row.heads.both) or '-'}")
+            click.echo(f"  atlas only:     {' '.join(row.heads.predicted_only) or '-'}")
+            click.echo(f"  reference only: {' '.join(row.heads.reference_only) or '-'}")
+    if out is not None and comparison.curves:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"compare_{root.replace('.', '_')}_{target.name}.png"
+        curve_figure(comparison).savefig(path, dpi=110)
+        click.echo(f"Wrote {path}", err=True)

@@ -288,3 +288,19 @@ SET e.score = row.score, e.abs_score = abs(row.score), e.rank = row.rank,
     e.n_prompts = $n_prompts
 RETURN count(e) AS written
 """
+
+# A published circuit of heads for one model, by class (atlas.check.compare seeds it).
+SEED_REFERENCE_CIRCUIT = """
+MERGE (m:Model {id: $model_id})
+MERGE (c:ReferenceCircuit {id: $id, model_id: $model_id})
+SET c.source = $source, c.task = $task
+MERGE (c)-[:OF_MODEL]->(m)
+WITH c
+UNWIND $heads AS row
+MERGE (h:Component {model_id: $model_id, id: row.id})
+SET h:Head, h.kind = 'head', h.layer = row.layer, h.head = row.head,
+    h.ioi_class = coalesce(h.ioi_class, row.class)
+MERGE (c)-[i:INCLUDES]->(h)
+SET i.class = row.class
+RETURN count(i) AS written
+"""

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import atlas.check.patching as patching
+from atlas.check.compare import Against, compare_circuits
 from atlas.check.patching import PatchConfig, patch_run
 from atlas.store.store import AtlasStore
 from atlas.store.writer import ingest_run
@@ -87,3 +88,35 @@ def test_patch_stores_ranked_edges_idempotently_and_resumes(
 
     atlas_store.delete_run(small_run)
     assert count(atlas_store, EDGES, small_run) == count(atlas_store, NODES, small_run) == 0
+
+
+def test_compare_circuits_against_patching_and_the_reference(
+    atlas_store: AtlasStore, toy_model: LoadedModel, compare_run: str
+) -> None:
+    patch_run(atlas_store, toy_model, compare_run, CONFIG, show_progress=False)
+    comparison = compare_circuits(
+        atlas_store, compare_run, "3.1", Against.parse("patch:eap-ig"), top_k=30,
+        model=toy_model, n_prompts=8,
+    )  # fmt: skip
+    [row] = comparison.rows  # no validations: no pruned circuit
+    assert 0 < row.heads.precision <= 1 and 0 < row.heads.recall <= 1
+    assert set(row.heads.both) | set(row.heads.predicted_only) == row.circuit.heads
+    assert row.faithfulness is not None and comparison.reference_faithfulness is not None
+    assert list(comparison.curves) == [row.circuit.name]
+    reference = compare_circuits(
+        atlas_store, compare_run, "3.1", Against.parse("reference:wang2022-ioi")
+    )
+    assert len(reference.reference.heads) == 26
+    seeded = atlas_store.read_template("reference_circuit")
+    assert len(seeded) == 26 and {r["class"] for r in seeded} >= {"name mover", "induction"}
+
+
+@pytest.fixture(scope="module")
+def compare_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str]:
+    run_id = f"test-compare-{uuid.uuid4().hex[:8]}"
+    ingest_run(
+        atlas_store, toy_model, IngestConfig(n_prompts=8, batch_size=8, seed=0), run_id=run_id,
+        show_progress=False,
+    )  # fmt: skip
+    yield run_id
+    atlas_store.delete_run(run_id)
