@@ -183,6 +183,14 @@ def compare_circuits(
         dest_role=dest_role, src_role=src_role, model=model, n_prompts=n_prompts,
     )  # fmt: skip
     echo_frame(pd.DataFrame(comparison_table(comparison)), output_format)
+    if target.kind == "reference" and output_format == "table":
+        from atlas.check.compare import PUBLISHED_F1
+
+        p, r, f1 = PUBLISHED_F1["sad"]
+        click.echo(
+            f"The method authors' GPT-2 circuit against {target.name}: precision {p:.3f}, "
+            f"recall {r:.3f}, F1 {f1:.3f}."
+        )
     if lists and output_format == "table":
         click.echo(
             f"\nagainst {comparison.reference.name} ({len(comparison.reference.heads)} heads)"
