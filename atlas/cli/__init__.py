@@ -22,6 +22,7 @@ from atlas.cli.decompose import decompose
 from atlas.cli.ingest import ingest
 from atlas.cli.interchange import export_command, import_group
 from atlas.cli.models import models
+from atlas.cli.patch import compare_circuits, patch
 from atlas.cli.query import features, inputs, outputs, paths, query, signals, templates
 from atlas.cli.replicate import replicate
 from atlas.cli.report import report
@@ -38,7 +39,7 @@ SECTIONS: tuple[tuple[str, tuple[click.Command, ...]], ...] = (
         "Ask the atlas",
         (circuit, paths, inputs, outputs, signals, features, query, templates, browse),
     ),
-    ("Check and report", (validate, report, replicate)),
+    ("Check and report", (validate, patch, compare_circuits, report, replicate)),
     ("Runs, exports and the database", (runs, models, export_command, server, db, bench)),
 )
 

@@ -40,6 +40,11 @@ CONSTRAINTS = {
         "FOR (n:Validation) REQUIRE (n.run_id, n.writer, n.head, n.side, n.role, n.dest_role, "
         "n.src_role, n.mode, n.factor) IS UNIQUE"
     ),
+    "patching_key": "FOR (n:Patching) REQUIRE (n.run_id, n.method, n.metric) IS UNIQUE",
+    "patch_edge_key": (
+        "FOR ()-[r:PATCH_EDGE]-() REQUIRE (r.run_id, r.method, r.metric, r.writer, r.reader, "
+        "r.side) IS UNIQUE"
+    ),
 }
 
 INDEXES = {

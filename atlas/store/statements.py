@@ -302,9 +302,60 @@ DELETE_RUN = (
     "MATCH (f:Firing {run_id: $run_id}) CALL (f) { DETACH DELETE f } IN TRANSACTIONS OF 1000 ROWS",
     "MATCH (p:Prompt {run_id: $run_id}) CALL (p) { DETACH DELETE p } IN TRANSACTIONS OF 5000 ROWS",
     "MATCH (v:Validation {run_id: $run_id}) DETACH DELETE v",
+    "MATCH ()-[e:PATCH_EDGE {run_id: $run_id}]->() DELETE e",
+    "MATCH (p:Patching {run_id: $run_id}) DETACH DELETE p",
     "MATCH (r:Run {id: $run_id}) DETACH DELETE r",
 )
 
 
 # Resample the indexes and drop cached plans (see AtlasStore.refresh_planner_statistics).
 PREPARE_FOR_REPLANNING = "CALL db.prepareForReplanning(60)"
+
+# ----- patching circuits (atlas.check.patching) ------------------------------------------------
+
+# One (:Patching) node per run, method and metric: the settings, the prompts done so far and the
+# running score sums (a list in the order of ingest.patching.graph), so `patch` resumes.
+PATCHING_STATE = """
+MATCH (p:Patching {run_id: $run_id, method: $method, metric: $metric})
+RETURN properties(p) AS state
+"""
+
+SAVE_PATCHING = """
+MATCH (r:Run {id: $run_id})
+MERGE (p:Patching {run_id: $run_id, method: $method, metric: $metric})
+SET p += $values, p.updated_at = datetime()
+MERGE (r)-[:HAS_PATCHING]->(p)
+RETURN count(p) AS written
+"""
+
+DELETE_PATCH_EDGES = """
+MATCH ()-[e:PATCH_EDGE {run_id: $run_id, method: $method, metric: $metric}]->()
+DELETE e
+"""
+
+WRITE_PATCH_EDGES = """
+UNWIND $rows AS row
+MATCH (w:Component {model_id: $model_id, id: row.writer})
+MATCH (c:Component {model_id: $model_id, id: row.reader})
+MERGE (w)-[e:PATCH_EDGE {run_id: $run_id, method: $method, metric: $metric, writer: row.writer,
+                         reader: row.reader, side: row.side}]->(c)
+SET e.score = row.score, e.abs_score = abs(row.score), e.rank = row.rank,
+    e.n_prompts = $n_prompts
+RETURN count(e) AS written
+"""
+
+# A published circuit of heads for one model, by class (atlas.check.compare seeds it).
+SEED_REFERENCE_CIRCUIT = """
+MERGE (m:Model {id: $model_id})
+MERGE (c:ReferenceCircuit {id: $id, model_id: $model_id})
+SET c.source = $source, c.task = $task
+MERGE (c)-[:OF_MODEL]->(m)
+WITH c
+UNWIND $heads AS row
+MERGE (h:Component {model_id: $model_id, id: row.id})
+SET h:Head, h.kind = 'head', h.layer = row.layer, h.head = row.head,
+    h.ioi_class = coalesce(h.ioi_class, row.class)
+MERGE (c)-[i:INCLUDES]->(h)
+SET i.class = row.class
+RETURN count(i) AS written
+"""

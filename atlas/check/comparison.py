@@ -1,0 +1,168 @@
+"""How right is a circuit: precision, recall and F1 of one circuit against another. Pure.
+
+A :class:`Circuit` is a set of heads (``"l.h"``) and, optionally, of edges (writer, reader,
+side). Against a reference circuit R a predicted circuit C has precision |C ∩ R| / |C|,
+recall |C ∩ R| / |R| and F1 their harmonic mean (0 where a denominator is 0), for heads and for
+edges separately. Circuits come from three places:
+
+* an atlas circuit (:func:`atlas_circuit`): the root and every head that writes into or fires
+  in its SAD circuit (the rows of :func:`atlas.ask.circuits.circuit_edges`), its edges
+  (writer, head, side) for head writers;
+* the causally pruned atlas circuit (:func:`pruned_circuit`): only the edges whose stored
+  ``validate`` effect on the logit difference beats the control's by at least ``ratio``, with
+  the root;
+* a patching circuit (:func:`patching_circuit`): the top k edges by |score| (or those above a
+  threshold) of ``patch``, its heads those among their writers and readers. For edges, only
+  head → head query/key edges are comparable with an atlas circuit (SAD traces no values, MLPs
+  or logits), so :func:`patching_circuit` keeps those in ``edges`` and the top k are taken
+  among them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Edge = tuple[str, str, str]  # writer, reader, side
+_HEAD = re.compile(r"\d+\.\d+")
+
+
+def is_head(component: str) -> bool:
+    return _HEAD.fullmatch(component) is not None
+
+
+def head_order(head: str) -> tuple[int, int]:
+    layer, index = head.split(".")
+    return int(layer), int(index)
+
+
+@dataclass(frozen=True)
+class Circuit:
+    name: str
+    heads: frozenset[str]
+    edges: frozenset[Edge] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Precision, recall and F1 of a predicted set against a reference set, with the lists."""
+
+    precision: float
+    recall: float
+    f1: float
+    both: tuple[str, ...]
+    predicted_only: tuple[str, ...]
+    reference_only: tuple[str, ...]
+
+
+def score_sets(predicted: Iterable[Any], reference: Iterable[Any]) -> Scores:
+    predicted, reference = set(predicted), set(reference)
+    hits = len(predicted & reference)
+    precision = hits / len(predicted) if predicted else 0.0
+    recall = hits / len(reference) if reference else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Scores(
+        precision,
+        recall,
+        f1,
+        _sorted(predicted & reference),
+        _sorted(predicted - reference),
+        _sorted(reference - predicted),
+    )
+
+
+def _sorted(items: set[Any]) -> tuple[str, ...]:
+    def key(item: Any) -> Any:
+        if isinstance(item, str) and is_head(item):
+            return (0, head_order(item), "")
+        return (1, (0, 0), str(item))
+
+    return tuple(str(item) if not isinstance(item, tuple) else _edge_text(item)
+                 for item in sorted(items, key=key))  # fmt: skip
+
+
+def _edge_text(edge: Edge) -> str:
+    writer, reader, side = edge
+    return f"{writer}→{reader}.{side}"
+
+
+def atlas_circuit(name: str, root: str, records: Iterable[Mapping[str, Any]]) -> Circuit:
+    """The heads and head → head edges of an atlas circuit from its edge records."""
+    heads, edges = {root}, set()
+    for record in records:
+        heads.add(record["head"])
+        if is_head(record["writer"]):
+            heads.add(record["writer"])
+            edges.add((record["writer"], record["head"], record["side"]))
+    return Circuit(name, frozenset(heads), frozenset(edges))
+
+
+def pruned_circuit(
+    name: str, root: str, validations: Iterable[Mapping[str, Any]], ratio: float
+) -> Circuit:
+    """The causally pruned atlas circuit: validated edges with ``logit_ratio ≥ ratio``."""
+    kept = [v for v in validations if float(v["logit_ratio"]) >= ratio]
+    return atlas_circuit(name, root, kept)
+
+
+def patching_circuit(
+    name: str,
+    rows: Sequence[Mapping[str, Any]],
+    top_k: int | None = None,
+    threshold: float | None = None,
+) -> Circuit:
+    """The patching circuit of ``rows`` (writer, reader, side, score; any order) at one size.
+
+    Heads: those among the writers and readers of the top ``top_k`` edges by |score| (and/or
+    of those with |score| ≥ ``threshold``). Edges: the same limits among head → head q/k edges.
+    """
+
+    def chosen(candidates: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        ordered = sorted(candidates, key=lambda r: -abs(float(r["score"])))
+        if threshold is not None:
+            ordered = [r for r in ordered if abs(float(r["score"])) >= threshold]
+        return ordered if top_k is None else ordered[:top_k]
+
+    heads = {c for r in chosen(rows) for c in (r["writer"], r["reader"]) if is_head(c)}
+    comparable = [
+        r for r in rows if is_head(r["writer"]) and is_head(r["reader"]) and r["side"] in "qk"
+    ]
+    edges = {(r["writer"], r["reader"], r["side"]) for r in chosen(comparable)}
+    return Circuit(name, frozenset(heads), frozenset(edges))
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    size: int
+    n_heads: int
+    precision: float
+    recall: float
+    f1: float
+
+
+def curve(
+    predicted: Circuit, rows: Sequence[Mapping[str, Any]], sizes: Iterable[int]
+) -> list[CurvePoint]:
+    """Head P/R/F1 of ``predicted`` against the patching circuit of each size (top k edges)."""
+    points = []
+    for size in sizes:
+        reference = patching_circuit("patching", rows, top_k=size)
+        s = score_sets(predicted.heads, reference.heads)
+        points.append(CurvePoint(size, len(reference.heads), s.precision, s.recall, s.f1))
+    return points
+
+
+def default_sizes(n_edges: int) -> list[int]:
+    """1, 2, 5, 10, 20, 50, … up to the number of edges."""
+    sizes, base = [], 1
+    while base <= n_edges:
+        sizes += [s for s in (base, 2 * base, 5 * base) if s <= n_edges]
+        base *= 10
+    return sizes or [n_edges]
+
+
+def reference_circuit(name: str, classes: Mapping[str, Iterable[str]]) -> Circuit:
+    """A published circuit of heads by class (no edges)."""
+    return Circuit(name, frozenset(h for heads in classes.values() for h in heads))
