@@ -224,7 +224,7 @@ def test_a_shard_killed_before_its_manifest_is_refused_and_can_be_rerun(
     folder = tmp_path / ShardSpec(0, 2).folder_name(run_id)
     assert any(folder.glob("*.parquet")) and not (folder / MANIFEST).exists()
 
-    with pytest.raises(AtlasError, match="(?i)incomplete shard"):
+    with pytest.raises(AtlasError, match=r"(?i)incomplete shard"):
         load_shards(atlas_store, run_id, [tmp_path])
     assert atlas_store.show_run(run_id) is None  # nothing was written
 
