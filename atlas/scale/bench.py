@@ -62,6 +62,7 @@ def scale_bench(
         store.delete_run(f"warmup-{n}")
 
     run_id = f"scale-{model}-{n_prompts}"
+    store.delete_run(run_id)  # left by an interrupted bench
     summary = ingest_run(store, loaded, config, run_id=run_id, show_progress=False)
     out["ingest"] = {
         "wall_seconds": summary.wall_seconds,
