@@ -31,6 +31,7 @@ from atlas.errors import AtlasError
 from atlas.interchange.shards import Shard
 from atlas.scale.load import open_shards
 from atlas.server.local import LocalServer, _java
+from atlas.store.connection import close_drivers
 from atlas.store.rows import to_json
 from atlas.store.schema import SCHEMA_VERSION, head_labels
 from atlas.store.store import AtlasStore
@@ -477,6 +478,7 @@ def bulk_load(
     summary.csv_seconds = time.perf_counter() - clock
     summary.files = dict(files.rows)
     server.stop()
+    close_drivers()  # their bookmarks name the old database's transactions
     try:
         clock = time.perf_counter()
         command = [
