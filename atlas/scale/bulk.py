@@ -496,6 +496,7 @@ def bulk_load(
             f"--array-delimiter=U+{ord(ARRAY):04X}",
             "--skip-bad-entries-logging=true",
             "--bad-tolerance=0",
+            f"--report-file={folder / 'import.report'}",
             *files.arguments(),
         ]
         env = {**os.environ, "NEO4J_HOME": str(server.home), "NEO4J_CONF": str(conf)}
