@@ -27,6 +27,7 @@ from atlas.cli.query import features, inputs, outputs, paths, query, signals, te
 from atlas.cli.replicate import replicate
 from atlas.cli.report import report
 from atlas.cli.runs import runs
+from atlas.cli.scale import load, trace
 from atlas.cli.server import db, server
 from atlas.cli.toy import train_toy
 from atlas.cli.validate import validate
@@ -34,7 +35,7 @@ from ingest.runtime import DATA_DIR_VARIABLE
 
 # `circuit-atlas --help` lists the commands in these groups, in this order.
 SECTIONS: tuple[tuple[str, tuple[click.Command, ...]], ...] = (
-    ("Build the atlas", (decompose, ingest, import_group, train_toy)),
+    ("Build the atlas", (decompose, ingest, trace, load, import_group, train_toy)),
     (
         "Ask the atlas",
         (circuit, paths, inputs, outputs, signals, features, query, templates, browse),

@@ -83,6 +83,15 @@ class Database:
                 query, parameters_=parameters, database_=self.database
             ).records
 
+    def _read(self, query: str, **parameters: Any) -> list[Any]:
+        """A read-only statement, routed to a reader when the URI is ``neo4j://`` (a cluster's
+        followers or read replicas; the driver's bookmarks still show it this process's
+        writes). On ``bolt://`` or a single server it runs where the writes do."""
+        with explained_errors(self.settings):
+            return self.driver.execute_query(
+                query, parameters_=parameters, database_=self.database, routing_="r"
+            ).records
+
     def _model_of(self, run_id: str) -> str:
         if run_id not in self._run_models:
             records = self._execute(RUN_MODEL, run_id=run_id)

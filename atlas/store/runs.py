@@ -102,7 +102,7 @@ class RunLifecycle(Database):
 
     def stale_runs(self) -> list[tuple[str, int]]:
         """Runs written under an older schema version (id, version), which lack its data."""
-        records = self._execute(STALE_RUNS, version=SCHEMA_VERSION)
+        records = self._read(STALE_RUNS, version=SCHEMA_VERSION)
         return [(record["id"], record["version"]) for record in records]
 
     def run_status(self, run_id: str) -> str | None:
@@ -111,10 +111,10 @@ class RunLifecycle(Database):
         return records[0]["s"] if records else None
 
     def list_runs(self) -> list[dict[str, Any]]:
-        return [record.data() for record in self._execute(LIST_RUNS)]
+        return [record.data() for record in self._read(LIST_RUNS)]
 
     def show_run(self, run_id: str) -> dict[str, Any] | None:
-        records = self._execute(SHOW_RUN, run_id=run_id)
+        records = self._read(SHOW_RUN, run_id=run_id)
         if not records:
             return None
         summary = records[0].data()
@@ -123,12 +123,12 @@ class RunLifecycle(Database):
 
     def run_model(self, run_id: str) -> dict[str, Any] | None:
         """The run's ``model_id``, ``n_layers`` and ``n_heads`` (None if unknown); None: no run."""
-        records = self._execute(RUN_MODEL_SHAPE, run_id=run_id)
+        records = self._read(RUN_MODEL_SHAPE, run_id=run_id)
         return records[0].data() if records else None
 
     def head_firings(self, run_id: str) -> dict[str, int]:
         """How often each head fires in the run (ingested runs; empty for imported ones)."""
-        records = self._execute(HEAD_FIRINGS, run_id=run_id)
+        records = self._read(HEAD_FIRINGS, run_id=run_id)
         return {component_id("head", r["layer"], r["head"]): r["firings"] for r in records}
 
     def delete_run(self, run_id: str) -> WriteCounts:

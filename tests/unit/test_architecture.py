@@ -27,7 +27,14 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("ingest", "atlas", "queries")
 
-ABOVE_THE_STORE = ("atlas.browser", "atlas.interchange", "atlas.check", "atlas.ask", "atlas.cli")
+ABOVE_THE_STORE = (
+    "atlas.browser",
+    "atlas.interchange",
+    "atlas.check",
+    "atlas.ask",
+    "atlas.scale",
+    "atlas.cli",
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,136 @@
+"""Measure the paths past one machine on one workload: ``ingest`` vs ``trace`` + ``load`` vs
+``trace`` + ``load --bulk``, and the trace stage on 1 vs 2 local workers.
+
+Runs on a local server instance of its own (it is replaced by the bulk import), each traced
+shard set in a fresh temporary folder; prints one JSON object. Run it as
+``python -m atlas.scale.bench n_prompts=1024`` (not yet a ``circuit-atlas bench`` option).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from atlas.interchange.shards import ShardSpec
+from atlas.scale.bulk import bulk_load
+from atlas.scale.load import load_shards
+from atlas.scale.trace import ModelSpec, ShardJob, trace_shards
+from atlas.server.local import LocalServer
+from atlas.settings import data_dir
+from atlas.store.store import AtlasStore
+from atlas.store.writer import ingest_run
+from ingest.models.loading import load_model
+from ingest.pipeline import IngestConfig
+
+
+def _totals(store: AtlasStore) -> dict[str, int]:
+    records = store._execute(
+        "MATCH (n) RETURN count(n) AS n UNION ALL MATCH ()-[r]->() RETURN count(r) AS n"
+    )
+    return {"nodes": records[0]["n"], "relationships": records[1]["n"]}
+
+
+def scale_bench(
+    model: str = "toy-ioi",
+    n_prompts: int = 1024,
+    batch_size: int = 32,
+    bolt_port: int = 17797,
+    http_port: int = 17798,
+    workers: tuple[int, ...] = (1, 2),
+    warmup_runs: int = 2,
+) -> dict[str, Any]:
+    """The measurements (seconds, counts, throughputs) as one dict."""
+    out: dict[str, Any] = {"model": model, "n_prompts": n_prompts, "load_average": []}
+    instance = data_dir() / f"neo4j-scale-bench-{bolt_port}"
+    server = LocalServer(
+        instance=instance,
+        bolt_port=bolt_port,
+        http_port=http_port,
+        credentials_file=instance / "credentials.json",
+    )
+    store = AtlasStore.connect(server.start())
+    store.init_schema()
+    loaded = load_model(model)
+    config = IngestConfig(n_prompts=n_prompts, batch_size=batch_size)
+    warm = IngestConfig(n_prompts=min(256, n_prompts), batch_size=batch_size)
+    for n in range(warmup_runs):  # the JVM's JIT (docs/performance.md, Warm-up)
+        ingest_run(store, loaded, warm, run_id=f"warmup-{n}", show_progress=False)
+        store.delete_run(f"warmup-{n}")
+
+    run_id = f"scale-{model}-{n_prompts}"
+    store.delete_run(run_id)  # left by an interrupted bench
+    summary = ingest_run(store, loaded, config, run_id=run_id, show_progress=False)
+    out["ingest"] = {
+        "wall_seconds": summary.wall_seconds,
+        "write_seconds": summary.stage_seconds["write"],
+        "relationships": summary.relationships_created,
+        "rel_per_s": summary.relationships_per_second(),
+    }
+    out["load_average"].append(os.getloadavg()[0])
+    reference = _totals(store)
+    store.delete_run(run_id)
+
+    folder = Path(tempfile.mkdtemp(prefix="atlas-scale-bench-"))
+    try:
+        for count in workers:
+            target = folder / f"w{count}"
+            jobs = [
+                ShardJob(ModelSpec(model), config, run_id, ShardSpec(i, count), str(target))
+                for i in range(count)
+            ]
+            started = time.perf_counter()
+            trace_shards(jobs, workers=count)
+            out[f"trace_{count}_workers_seconds"] = time.perf_counter() - started
+            out["load_average"].append(os.getloadavg()[0])
+        shards = folder / f"w{workers[-1]}"
+        size = sum(p.stat().st_size for p in shards.rglob("*.parquet"))
+        out["shard_bytes"] = size
+        loaded_summary = load_shards(store, run_id, [shards])
+        out["load"] = {
+            "wall_seconds": loaded_summary.wall_seconds,
+            "write_seconds": loaded_summary.write_seconds,
+            "read_seconds": loaded_summary.read_seconds,
+            "relationships": loaded_summary.relationships_created,
+            "rel_per_s": loaded_summary.relationships_per_second(),
+        }
+        out["load_average"].append(os.getloadavg()[0])
+        out["load_matches_ingest"] = _totals(store) == reference
+        try:
+            bulk = bulk_load(run_id, [shards], server=server)
+        except Exception as error:  # keep the other measurements
+            out["bulk_error"] = repr(error)
+            return out
+        out["bulk"] = {
+            "wall_seconds": bulk.wall_seconds,
+            "csv_seconds": bulk.csv_seconds,
+            "import_seconds": bulk.import_seconds,
+            "schema_seconds": bulk.schema_seconds,
+            "nodes": bulk.nodes,
+            "relationships": bulk.relationships,
+            "records_per_s": bulk.records_per_second(),
+        }
+        store = AtlasStore.connect(server.start())
+        out["bulk_totals"] = _totals(store)
+        out["reference_totals"] = reference
+        out["load_average"].append(os.getloadavg()[0])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        server.stop()
+    return out
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    arguments = dict(arg.split("=", 1) for arg in sys.argv[1:])
+    result = scale_bench(
+        model=arguments.get("model", "toy-ioi"),
+        n_prompts=int(arguments.get("n_prompts", "1024")),
+        warmup_runs=int(arguments.get("warmup_runs", "2")),
+    )
+    print(json.dumps(result, indent=2))

@@ -1,0 +1,541 @@
+"""A fresh atlas built offline: ``neo4j-admin database import full`` from a run's shards.
+
+For a new, large atlas the online loader's one writer (~50k relationships/s) is the bottleneck;
+Neo4j's offline importer writes the store files directly. It is **offline and replaces the
+database**: :func:`bulk_load` stops the local server, turns the shards into the importer's CSV
+files (one header line each, then the rows), imports them with ``--overwrite-destination``
+into the server's ``neo4j`` database (everything that database held is gone; the ``system``
+database with the password is untouched), starts the server again, then creates the
+constraints and indexes, sets what the online path computes in Cypher (singular-vector
+captions, the model's ALIGNED parameters) and completes the run (``COMMUNICATES`` aggregated
+from the stored WRITES). The graph equals what ``load`` (or ``ingest``) writes.
+
+The local server only (Community has no online import and one user database); for a remote
+server, run the same on its machine or use ``load``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atlas.errors import AtlasError
+from atlas.interchange.shards import Shard
+from atlas.scale.load import open_shards
+from atlas.server.local import LocalServer, _java
+from atlas.store.connection import close_drivers
+from atlas.store.rows import to_json
+from atlas.store.schema import SCHEMA_VERSION, head_labels
+from atlas.store.store import AtlasStore
+from ingest.records.types import component_id
+
+ARRAY = "\x1f"  # the importer's array delimiter: a character no token or number holds
+ADMIN_TOOL = "org.neo4j.cli.AdminTool"
+
+SET_CAPTIONS = """
+MATCH (sv:SingularVector {model_id: $model_id})
+SET sv.caption = 'v' + sv.index + ' σ' + toString(round(sv.sigma, 2))
+"""
+SET_MODEL_ALIGNED = "MATCH (m:Model {id: $model_id}) SET m.aligned_params = $params"
+
+
+@dataclass
+class BulkSummary:
+    run_id: str
+    nodes: int = 0
+    relationships: int = 0
+    csv_seconds: float = 0.0
+    import_seconds: float = 0.0
+    schema_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    files: dict[str, int] = field(default_factory=dict)
+
+    def records_per_second(self) -> float:
+        total = self.nodes + self.relationships
+        return total / self.import_seconds if self.import_seconds else 0.0
+
+
+def _array(values: Iterable[Any]) -> str:
+    return ARRAY.join(repr(v) if isinstance(v, float) else str(v) for v in values)
+
+
+def _num(value: Any) -> Any:
+    """A float as Python's shortest round-trip text (the importer parses it back exactly)."""
+    return repr(value) if isinstance(value, float) else ("" if value is None else value)
+
+
+class _Files:
+    """CSV files for the importer, one per node label set or relationship type."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.handles: dict[str, Any] = {}
+        self.writers: dict[str, Any] = {}
+        self.rows: dict[str, int] = {}
+        self.nodes: list[str] = []
+        self.relationships: list[str] = []
+
+    def writer(self, name: str, header: Sequence[str], node: bool) -> Any:
+        if name not in self.writers:
+            handle = (self.folder / f"{name}.csv").open("w", newline="")
+            self.handles[name] = handle
+            self.writers[name] = csv.writer(handle)
+            self.writers[name].writerow(header)
+            self.rows[name] = 0
+            (self.nodes if node else self.relationships).append(name)
+        return self.writers[name]
+
+    def rows_of(self, name: str, header: Sequence[str], rows: Iterable[Sequence[Any]], node: bool):
+        writer = self.writer(name, header, node)
+        before = self.rows[name]
+        for row in rows:
+            writer.writerow(row)
+            self.rows[name] += 1
+        return self.rows[name] - before
+
+    def close(self) -> None:
+        for handle in self.handles.values():
+            handle.close()
+
+    def arguments(self) -> list[str]:
+        return [f"--nodes={self.folder / f'{n}.csv'}" for n in self.nodes] + [
+            f"--relationships={self.folder / f'{r}.csv'}" for r in self.relationships
+        ]
+
+
+def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> _Files:
+    """The CSV files of the whole graph of the run's shards (model, run, prompts, firings and
+    their relationships), in the importer's header format."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = _Files(folder)
+    first = shards[0]
+    model = first.model
+    run = first.manifest["run"]
+    components, vectors, aligned = first.model_records()
+    files.rows_of(
+        "model",
+        ["id:ID(Model)", ":LABEL", "n_layers:long", "n_heads:long", "d_model:long", "d_head:long"],
+        [[model.id, "Model", model.n_layers, model.n_heads, model.d_model, model.d_head]],
+        True,
+    )
+    done = sorted(b for shard in shards for b in shard.batches)
+    files.rows_of(
+        "run",
+        [
+            "id:ID(Run)",
+            ":LABEL",
+            "model_id",
+            "model_revision",
+            "method",
+            "params",
+            "dataset",
+            "versions",
+            "git_commit",
+            "status",
+            "schema_version:long",
+            "created_at:datetime",
+            "done_batches:long[]",
+            "loaded_shards:string[]",
+        ],
+        [
+            [
+                run["id"],
+                "Run",
+                run["model_id"],
+                run["model_revision"] or "",
+                run["method"],
+                to_json(run["params"]),
+                to_json(run["dataset"]),
+                to_json(run["versions"]),
+                run["git_commit"] or "",
+                "running",
+                SCHEMA_VERSION,
+                run["created_at"],
+                _array(done),
+                _array(sorted(s.marker for s in shards)),
+            ]
+        ],
+        True,
+    )
+    files.rows_of(
+        "of_model",
+        [":START_ID(Run)", ":END_ID(Model)", ":TYPE"],
+        [[run["id"], model.id, "OF_MODEL"]],
+        False,
+    )
+
+    # Heads from the shard, and every writer the edges refer to (embeddings, MLPs, ...).
+    found = {c.id: c for c in components}
+    writers: dict[str, tuple[str, int | None, int | None]] = {}
+    for shard in shards:
+        table = shard.table("edges").select(["writer_kind", "writer_layer", "writer_head"])
+        for kind, layer, head in set(zip(*(c.to_pylist() for c in table.columns), strict=True)):
+            writers.setdefault(component_id(kind, layer, head), (kind, layer, head))
+    component_rows = []
+    for cid, c in found.items():
+        labels = (
+            ["Component", "Head", *head_labels(c.layer or 0, c.ioi_class)]
+            if c.kind == "head"
+            else ["Component"]
+        )
+        component_rows.append(
+            [
+                cid,
+                ";".join(labels),
+                model.id,
+                cid,
+                c.kind,
+                _num(c.layer),
+                _num(c.head),
+                c.ioi_class or "",
+            ]
+        )
+    for cid, (kind, layer, head) in writers.items():
+        if cid not in found:
+            labels = (
+                ["Component", "Head", *head_labels(layer or 0, None)]
+                if kind == "head"
+                else ["Component"]
+            )
+            component_rows.append(
+                [cid, ";".join(labels), model.id, cid, kind, _num(layer), _num(head), ""]
+            )
+    files.rows_of(
+        "components",
+        [
+            "cid:ID(Component)",
+            ":LABEL",
+            "model_id",
+            "id",
+            "kind",
+            "layer:long",
+            "head:long",
+            "ioi_class",
+        ],
+        component_rows,
+        True,
+    )
+    sv_id = "{}.{}.{}".format
+    files.rows_of(
+        "singular_vectors",
+        [
+            "svid:ID(SV)",
+            ":LABEL",
+            "model_id",
+            "layer:long",
+            "head:long",
+            "index:long",
+            "sigma:double",
+        ],
+        (
+            [
+                sv_id(v.layer, v.head, v.index),
+                "SingularVector",
+                model.id,
+                v.layer,
+                v.head,
+                v.index,
+                repr(v.sigma),
+            ]
+            for v in vectors
+        ),
+        True,
+    )
+    files.rows_of(
+        "has_sv",
+        [":START_ID(Component)", ":END_ID(SV)", ":TYPE"],
+        ([f"{v.layer}.{v.head}", sv_id(v.layer, v.head, v.index), "HAS_SV"] for v in vectors),
+        False,
+    )
+    files.rows_of(
+        "aligned",
+        [":START_ID(SV)", ":END_ID(SV)", ":TYPE", "side_a", "side_b", "model_id", "cos:double"],
+        (
+            [sv_id(*a.a), sv_id(*a.b), "ALIGNED", a.side_a, a.side_b, model.id, repr(a.cos)]
+            for a in aligned
+        ),
+        False,
+    )
+
+    next_firing = 0
+    for shard in shards:
+        prompts = shard.table("prompts").to_pydict()
+        files.rows_of(
+            "prompts",
+            [
+                "pid:ID(Prompt)",
+                ":LABEL",
+                "run_id",
+                "idx:long",
+                "text",
+                "template",
+                "order",
+                "io",
+                "s",
+                "roles",
+                "tokens:string[]",
+            ],
+            (
+                [idx, "Prompt", run_id, idx, text, template, order, io, s, roles, ARRAY.join(tok)]
+                for idx, text, template, order, io, s, roles, tok in zip(
+                    *(
+                        prompts[k]
+                        for k in ("idx", "text", "template", "order", "io", "s", "roles", "tokens")
+                    ),
+                    strict=True,
+                )
+            ),
+            True,
+        )
+        files.rows_of(
+            "has_prompt",
+            [":START_ID(Run)", ":END_ID(Prompt)", ":TYPE"],
+            ([run["id"], idx, "HAS_PROMPT"] for idx in prompts["idx"]),
+            False,
+        )
+        firings = shard.table("firings")
+        columns = {
+            name: firings.column(name).to_pylist()
+            for name in firings.column_names
+            if name not in {"batch", "sparse_set"}
+        }
+        n = firings.num_rows
+        ids = range(next_firing, next_firing + n)
+        key_of = {
+            key: fid
+            for fid, key in zip(
+                ids,
+                zip(*(columns[k] for k in ("prompt", "layer", "head", "dest", "src")), strict=True),
+                strict=True,
+            )
+        }
+        names = (
+            "prompt",
+            "layer",
+            "head",
+            "dest",
+            "src",
+            "dest_role",
+            "src_role",
+            "attn",
+            "score",
+            "n_svs",
+        )
+        files.rows_of(
+            "firings",
+            [
+                "fid:ID(Firing)",
+                ":LABEL",
+                "run_id",
+                "prompt:long",
+                "layer:long",
+                "head:long",
+                "dest:long",
+                "src:long",
+                "dest_role",
+                "src_role",
+                "attn:double",
+                "score:double",
+                "n_svs:long",
+            ],
+            (
+                [fid, "Firing", run_id, *(_num(v) for v in values)]
+                for fid, values in zip(
+                    ids, zip(*(columns[k] for k in names), strict=True), strict=True
+                )
+            ),
+            True,
+        )
+        files.rows_of(
+            "of_head",
+            [":START_ID(Firing)", ":END_ID(Component)", ":TYPE"],
+            (
+                [fid, f"{layer}.{head}", "OF_HEAD"]
+                for fid, layer, head in zip(ids, columns["layer"], columns["head"], strict=True)
+            ),
+            False,
+        )
+        files.rows_of(
+            "in_prompt",
+            [":START_ID(Firing)", ":END_ID(Prompt)", ":TYPE"],
+            ([fid, p, "IN_PROMPT"] for fid, p in zip(ids, columns["prompt"], strict=True)),
+            False,
+        )
+        sparse = firings.column("sparse_set").combine_chunks()
+        offsets = sparse.offsets.to_pylist()
+        values = sparse.values
+        index, rank, term, sign = (values.field(i).to_pylist() for i in range(4))
+
+        def uses(
+            offsets: list[int] = offsets,
+            index: list[int] = index,
+            rank: list[int] = rank,
+            term: list[float] = term,
+            sign: list[int] = sign,
+            ids: range = ids,
+            layers: list[int] = columns["layer"],
+            heads: list[int] = columns["head"],
+        ) -> Iterable[list[Any]]:
+            for n, fid in enumerate(ids):
+                for j in range(offsets[n], offsets[n + 1]):
+                    yield [
+                        fid,
+                        sv_id(layers[n], heads[n], index[j]),
+                        "USES",
+                        rank[j],
+                        repr(term[j]),
+                        sign[j],
+                    ]
+
+        files.rows_of(
+            "uses",
+            [":START_ID(Firing)", ":END_ID(SV)", ":TYPE", "rank:long", "term:double", "sign:long"],
+            uses(),
+            False,
+        )
+        edges = shard.table("edges")
+        e = {
+            name: edges.column(name).to_pylist()
+            for name in edges.column_names
+            if name not in {"batch", "parts"}
+        }
+        parts = edges.column("parts").combine_chunks()
+        part_offsets = parts.offsets.to_pylist()
+        part_values = parts.values.to_pylist()
+        files.rows_of(
+            "writes",
+            [
+                ":START_ID(Component)",
+                ":END_ID(Firing)",
+                ":TYPE",
+                "side",
+                "weight:double",
+                "pos:long",
+                "role",
+                "parts:double[]",
+            ],
+            (
+                [
+                    component_id(kind, wl, wh),
+                    key_of[key],
+                    "WRITES",
+                    side,
+                    repr(weight),
+                    pos,
+                    role,
+                    _array(part_values[part_offsets[n] : part_offsets[n + 1]]),
+                ]
+                for n, (key, kind, wl, wh, side, weight, pos, role) in enumerate(
+                    zip(
+                        zip(e["prompt"], e["layer"], e["head"], e["dest"], e["src"], strict=True),
+                        e["writer_kind"],
+                        e["writer_layer"],
+                        e["writer_head"],
+                        e["side"],
+                        e["weight"],
+                        e["pos"],
+                        e["role"],
+                        strict=True,
+                    )
+                )
+            ),
+            False,
+        )
+        next_firing += n
+    files.close()
+    return files
+
+
+def bulk_load(
+    run_id: str,
+    paths: Sequence[Path],
+    *,
+    server: LocalServer | None = None,
+    verify: bool = True,
+    keep_files: bool = False,
+) -> BulkSummary:
+    """Replace the local server's database with the run of these shards (module docstring)."""
+    started = time.perf_counter()
+    server = server or LocalServer.configured()
+    if not server.is_installed():
+        raise AtlasError("The local server is not installed: `circuit-atlas server install`.")
+    conf = server.instance / "conf"
+    if not (conf / "neo4j.conf").exists():
+        raise AtlasError("Start the local server once (`circuit-atlas server start`) first.")
+    shards = open_shards(run_id, paths, verify=verify)
+    summary = BulkSummary(run_id)
+    folder = server.instance / "import" / f"bulk-{os.getpid()}"
+    clock = time.perf_counter()
+    files = write_import_files(run_id, shards, folder)
+    summary.csv_seconds = time.perf_counter() - clock
+    summary.files = dict(files.rows)
+    server.stop()
+    close_drivers()  # their bookmarks name the old database's transactions
+    try:
+        clock = time.perf_counter()
+        command = [
+            _java(),
+            "-Xmx1g",
+            "-cp",
+            f"{server.plugins}/*:{server.lib}/*",
+            ADMIN_TOOL,
+            "database",
+            "import",
+            "full",
+            "neo4j",  # before the file lists, whose arity is open-ended
+            "--overwrite-destination=true",
+            "--id-type=string",
+            f"--array-delimiter=U+{ord(ARRAY):04X}",
+            "--skip-bad-entries-logging=true",
+            "--bad-tolerance=0",
+            f"--report-file={folder / 'import.report'}",
+            *files.arguments(),
+        ]
+        env = {**os.environ, "NEO4J_HOME": str(server.home), "NEO4J_CONF": str(conf)}
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        summary.import_seconds = time.perf_counter() - clock
+        if result.returncode != 0:
+            raise AtlasError(
+                f"neo4j-admin import failed (exit {result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()[-2000:]}"
+            )
+        summary.nodes = _imported(result.stdout, "nodes")
+        summary.relationships = _imported(result.stdout, "relationships")
+    finally:
+        if not keep_files:
+            shutil.rmtree(folder, ignore_errors=True)
+        settings = server.start()  # the database is new either way: start it to finish it
+    clock = time.perf_counter()
+    store = AtlasStore.connect(settings)
+    store.init_schema()
+    model_id = shards[0].model.id
+    store._execute(SET_CAPTIONS, model_id=model_id)
+    store._execute(SET_MODEL_ALIGNED, model_id=model_id, params=shards[0].manifest["align_params"])
+    if set(range(shards[0].manifest["n_batches"])) <= {b for s in shards for b in s.batches}:
+        store.record_behaviour(run_id)
+        store.complete_run(run_id)
+    else:
+        store.aggregate_communication(run_id)
+    summary.schema_seconds = time.perf_counter() - clock
+    summary.wall_seconds = time.perf_counter() - started
+    return summary
+
+
+def _imported(output: str, what: str) -> int:
+    """The importer's final count of nodes or relationships ("IMPORT DONE ... 12 nodes")."""
+    match = re.findall(rf"Imported:\s*(?:.*?\n)*?\s*([\d,]+) {what}", output)
+    if match:
+        return int(match[-1].replace(",", ""))
+    found = re.findall(rf"([\d,]+) {what}", output)
+    return int(found[-1].replace(",", "")) if found else 0
+
+
+__all__ = ["BulkSummary", "bulk_load", "write_import_files"]

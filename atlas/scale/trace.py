@@ -1,0 +1,219 @@
+"""Trace a run into shards, one shard per job, on one machine or on an existing engine.
+
+:func:`trace_shard` runs :func:`ingest.pipeline.trace_run` (the same pipeline ``ingest`` runs)
+on shard ``i/N``'s contiguous range of batches and writes what it yields with
+:class:`~atlas.interchange.shards.ShardWriter`: no database is involved. A shard's batches are
+exactly the batches ``ingest`` would write (batch ``b`` holds prompts ``[b·size, (b+1)·size)``
+of the seeded prompt list), so the union of a run's shards is the run.
+
+:func:`trace_shards` runs several shards: ``executor="local"`` in a process pool (spawned
+processes, one torch thread each), ``executor="ray"`` as one Ray task per shard (``num_gpus=1``
+when the cluster has GPUs), so a Ray cluster that spans machines runs the same command. Each
+job loads the model itself from the :class:`ModelSpec`, and the jobs share nothing but the
+output folder (on a cluster: a shared file system, or copy the shard folders afterwards).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+from atlas.errors import AtlasError
+from atlas.interchange.shards import MANIFEST, ShardHeader, ShardSpec, ShardWriter, read_shard
+from ingest.decomposition.activations import model_qk_svd
+from ingest.models.loading import LoadedModel
+from ingest.pipeline import IngestConfig, model_aligned_records, run_record, trace_run
+from ingest.records.build import model_component_records, model_record
+from ingest.runtime import torch_threads
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a job loads its model (what ``--model``, ``--model-dir``, ... say): picklable."""
+
+    model: str
+    model_dir: str | None = None
+    revision: str | None = None
+    device: str = "cpu"
+    seed: int = 0
+
+    def load(self) -> LoadedModel:
+        from ingest.models.loading import load_model
+
+        return load_model(
+            self.model,
+            model_dir=self.model_dir,
+            revision=self.revision,
+            device=self.device,
+            seed=self.seed,
+        )
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What tracing one shard produced (``skipped``: a complete shard was already there)."""
+
+    shard: str
+    folder: str
+    prompts: int = 0
+    firings: int = 0
+    edges: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    skipped: bool = False
+
+
+def n_batches(config: IngestConfig) -> int:
+    return math.ceil(config.n_prompts / config.batch_size)
+
+
+def trace_shard(
+    model: LoadedModel,
+    config: IngestConfig,
+    run_id: str,
+    shard: ShardSpec,
+    out: Path,
+    *,
+    after_batch: Callable[[int], None] | None = None,
+) -> ShardResult:
+    """Trace shard ``shard`` of run ``run_id`` into ``out/<run>.shard-i-of-N/``.
+
+    A complete shard already there is kept (nothing is computed); an incomplete one (a killed
+    job's files, no manifest) is replaced. ``after_batch(index)`` runs after each batch is
+    written (tests use it to kill the job mid-shard).
+    """
+    folder = out / shard.folder_name(run_id)
+    if (folder / MANIFEST).exists():
+        existing = read_shard(folder, verify=False)
+        if existing.manifest["run"]["id"] != run_id:
+            raise AtlasError(f"{folder} holds a shard of another run.")
+        return ShardResult(str(shard), str(folder), skipped=True)
+    started = time.perf_counter()
+    total = n_batches(config)
+    batches = shard.batches(total)
+    svd = model_qk_svd(model.bridge, dtype=model.bridge.cfg.dtype)
+    provenance = model.provenance
+    header = ShardHeader(
+        run=run_record(run_id, model, config),
+        model=model_record(provenance),
+        align_params=config.align_params(),
+        shard=shard,
+        batches=list(batches),
+        n_batches=total,
+        batch_size=config.batch_size,
+    )
+    writer = ShardWriter(folder, header)
+    heads = model_component_records(provenance, svd)
+    writer.write_model(
+        heads.components,
+        heads.singular_vectors,
+        model_aligned_records(provenance.model_id, svd, config),
+    )
+    stage_seconds: dict[str, float] = {}
+    skip = set(range(total)) - set(batches)
+    for batch in trace_run(model, svd, config, run_id, skip=skip):
+        if batch.records is None:
+            continue
+        clock = time.perf_counter()
+        writer.write_batch(batch.index, batch.records)
+        for stage, seconds in {**batch.seconds, "shard": time.perf_counter() - clock}.items():
+            stage_seconds[stage] = stage_seconds.get(stage, 0.0) + seconds
+        if after_batch is not None:
+            after_batch(batch.index)
+    writer.finish()
+    return ShardResult(
+        str(shard),
+        str(folder),
+        prompts=writer.rows["prompts"],
+        firings=writer.rows["firings"],
+        edges=writer.rows["edges"],
+        seconds=time.perf_counter() - started,
+        stage_seconds=stage_seconds,
+    )
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard to trace, self-contained (it crosses process and machine boundaries)."""
+
+    model: ModelSpec
+    config: IngestConfig
+    run_id: str
+    shard: ShardSpec
+    out: str
+    threads: int = 1
+
+
+def run_job(job: ShardJob) -> ShardResult:
+    """Load the model and trace the job's shard with ``job.threads`` torch threads."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    with torch_threads(job.threads):
+        model = job.model.load()
+        return trace_shard(model, job.config, job.run_id, job.shard, Path(job.out))
+
+
+def trace_shards(
+    jobs: Sequence[ShardJob],
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    on_done: Callable[[ShardResult], None] | None = None,
+) -> list[ShardResult]:
+    """Run ``jobs`` on ``workers`` processes (``local``) or as Ray tasks (``ray``)."""
+    if executor not in EXECUTORS:
+        raise AtlasError(f"Unknown executor '{executor}'; choose one of {', '.join(EXECUTORS)}.")
+    if executor == "ray":
+        return _ray_shards(jobs, on_done)
+    results = []
+    if workers <= 1:
+        for job in jobs:
+            results.append(run_job(job))
+            if on_done is not None:
+                on_done(results[-1])
+        return results
+    # spawn: a forked torch (OpenMP threads, tokenizers) is not safe; each worker starts clean.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        for result in pool.map(run_job, jobs):
+            results.append(result)
+            if on_done is not None:
+                on_done(result)
+    return results
+
+
+def _ray_shards(
+    jobs: Sequence[ShardJob], on_done: Callable[[ShardResult], None] | None
+) -> list[ShardResult]:
+    """One Ray task per shard on the cluster ``ray.init()`` finds (``RAY_ADDRESS``, a running
+    ``ray start --head``, else a local one); a GPU per task when the cluster has GPUs."""
+    try:
+        import ray
+    except ImportError as error:
+        raise AtlasError(
+            "The ray executor needs Ray: `pip install 'circuit-atlas[ray]'` (or use "
+            "--executor local)."
+        ) from error
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    task = ray.remote(run_job)
+    pending = []
+    for job in jobs:
+        if gpus and not job.model.device.startswith("cuda"):
+            job = replace(job, model=replace(job.model, device="cuda"))
+        options = {"num_cpus": job.threads, "num_gpus": 1 if gpus else 0}
+        pending.append(task.options(**options).remote(job))
+    results = []
+    for ref in pending:
+        result = ray.get(ref)
+        results.append(result)
+        if on_done is not None:
+            on_done(result)
+    return results

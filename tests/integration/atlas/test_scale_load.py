@@ -1,0 +1,265 @@
+"""Two machines simulated on this one: shards traced by separate processes, loaded by one
+writer, give exactly the graph a single-process ``ingest`` of the same prompts writes.
+
+Also: loading twice changes nothing; a shard killed before its manifest is refused and can be
+traced again; a loader stopped mid-shard resumes to the same graph; the same under Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atlas.errors import AtlasError
+from atlas.interchange.shards import MANIFEST, ShardSpec
+from atlas.scale.load import load_shards
+from atlas.scale.trace import ModelSpec, ShardJob, trace_shards
+from atlas.settings import Neo4jSettings
+from atlas.store.store import AtlasStore
+from atlas.store.writer import ingest_run
+from ingest.models.loading import LoadedModel
+from ingest.pipeline import IngestConfig
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFIG = IngestConfig(n_prompts=48, batch_size=8, seed=3)
+TRACE_ARGS = ["--model", "toy-ioi", "--n-prompts", "48", "--batch-size", "8", "--seed", "3"]
+
+# Everything of one run, as comparable values (volatile run properties left out).
+_DUMP = {
+    "run": "MATCH (r:Run {id: $run})-[:OF_MODEL]->(m) RETURN properties(r) AS p, m.id AS m",
+    "prompts": "MATCH (:Run {id: $run})-[:HAS_PROMPT]->(p) RETURN properties(p) AS p",
+    "firings": "MATCH (f:Firing {run_id: $run}) RETURN properties(f) AS p",
+    "of_head": "MATCH (f:Firing {run_id: $run})-[r:OF_HEAD]->(h) "
+    "RETURN properties(f) AS f, h.id AS h, properties(r) AS p",
+    "in_prompt": "MATCH (f:Firing {run_id: $run})-[r:IN_PROMPT]->(p) "
+    "RETURN properties(f) AS f, p.idx AS idx, properties(r) AS p",
+    "uses": "MATCH (f:Firing {run_id: $run})-[u:USES]->(sv) "
+    "RETURN properties(f) AS f, [sv.layer, sv.head, sv.index] AS sv, properties(u) AS p",
+    "writes": "MATCH (w)-[e:WRITES]->(f:Firing {run_id: $run}) "
+    "RETURN w.id AS w, properties(f) AS f, properties(e) AS p",
+    "communicates": "MATCH (w)-[c:COMMUNICATES {run_id: $run}]->(h) "
+    "RETURN w.id AS w, h.id AS h, properties(c) AS p",  # mean_weight: see assert_same_graph
+    "model": "MATCH (m:Model {id: 'toy-ioi'}) RETURN properties(m) AS p, "
+    "COUNT { (:Component {model_id: 'toy-ioi'}) } AS components, "
+    "COUNT { (:SingularVector {model_id: 'toy-ioi'}) } AS vectors, "
+    "COUNT { (:Head {model_id: 'toy-ioi'})-[:HAS_SV]->() } AS has_sv, "
+    "COUNT { (:SingularVector {model_id: 'toy-ioi'})-[:ALIGNED]->() } AS aligned",
+}
+_VOLATILE = {"created_at", "finished_at", "loaded_shards", "git_commit", "versions"}
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items() if k not in _VOLATILE))
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def dump(store: AtlasStore, run_id: str) -> dict[str, Counter[Any]]:
+    """The run's nodes and relationships with every property, as multisets."""
+    found = {}
+    for name, query in _DUMP.items():
+        records = store.driver.execute_query(query, run=run_id, database_=store.database).records
+        found[name] = Counter(_frozen(record.data()) for record in records)
+    return found
+
+
+def assert_same_graph(graph: dict[str, Counter[Any]], expected: dict[str, Counter[Any]]) -> None:
+    """Equal multisets, every value exact, except COMMUNICATES.mean_weight: Neo4j's ``avg``
+    adds the weights in storage order, which differs between two writes of the same run (node
+    ids are reused after a delete), so the means may differ in the last bits (1e-15 relative);
+    each still averages exactly equal WRITES weights."""
+    for name in _DUMP:
+        if name != "communicates":
+            assert graph[name] == expected[name], name
+
+    def means(found: Counter[Any]) -> dict[Any, float]:
+        out = {}
+        for entry in found:
+            props = dict(dict(entry)["p"])
+            mean = props.pop("mean_weight")
+            out[(dict(entry)["w"], dict(entry)["h"], tuple(sorted(props.items())))] = mean
+        return out
+
+    got, want = means(graph["communicates"]), means(expected["communicates"])
+    assert got.keys() == want.keys()
+    assert all(math.isclose(got[k], want[k], rel_tol=1e-12, abs_tol=1e-15) for k in got)
+
+
+def totals(store: AtlasStore) -> tuple[int, int]:
+    records = store.driver.execute_query(
+        "MATCH (n) RETURN count(n) AS n UNION ALL MATCH ()-[r]->() RETURN count(r) AS n",
+        database_=store.database,
+    ).records
+    return records[0]["n"], records[1]["n"]
+
+
+def trace_process(out: Path, run_id: str, shard: str, env: dict[str, str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "atlas.cli", "trace", *TRACE_ARGS]
+    command += ["--run", run_id, "--shard", shard, "--out", str(out)]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def reference(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[tuple[str, Any]]:
+    """A run id and the graph a single-process ingest of CONFIG writes under it (then removed,
+    so the tests can write the same run from shards)."""
+    run_id = f"test-scale-{uuid.uuid4().hex[:8]}"
+    ingest_run(atlas_store, toy_model, CONFIG, run_id=run_id, show_progress=False)
+    graph = dump(atlas_store, run_id)
+    atlas_store.delete_run(run_id)
+    yield run_id, graph
+    atlas_store.delete_run(run_id)
+
+
+@pytest.fixture(scope="module")
+def two_machines(
+    tmp_path_factory: pytest.TempPathFactory, reference: tuple[str, Any]
+) -> list[Path]:
+    """Shards 0/2 and 1/2 traced by two processes at once, each into its own folder."""
+    run_id, _ = reference
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    outs = [tmp_path_factory.mktemp("machine-a"), tmp_path_factory.mktemp("machine-b")]
+    processes = [trace_process(out, run_id, f"{i}/2", env) for i, out in enumerate(outs)]
+    for process in processes:
+        _, errors = process.communicate(timeout=300)
+        assert process.returncode == 0, errors
+    return outs
+
+
+def test_two_shard_processes_load_into_the_ingested_graph(
+    atlas_store: AtlasStore, reference: tuple[str, Any], two_machines: list[Path]
+) -> None:
+    run_id, expected = reference
+    for out in two_machines:
+        assert len(list(out.glob(f"*/{MANIFEST}"))) == 1
+    summary = load_shards(atlas_store, run_id, two_machines)
+    assert summary.complete and summary.shards_loaded == 2
+    assert summary.batches_written == 6
+    graph = dump(atlas_store, run_id)
+    assert sum(graph["writes"].values()) > 1000
+    assert_same_graph(graph, expected)
+    run = atlas_store.show_run(run_id)
+    assert run is not None
+    assert run["run"]["status"] == "complete"
+    assert sorted(run["run"]["loaded_shards"]) == ["0/2", "1/2"]
+
+    # Loading the same shards again changes no count (and no value).
+    before = totals(atlas_store)
+    again = load_shards(atlas_store, run_id, two_machines)
+    assert (again.shards_skipped, again.batches_written, again.relationships_created) == (2, 0, 0)
+    assert totals(atlas_store) == before
+    assert_same_graph(dump(atlas_store, run_id), graph)
+
+
+@pytest.fixture(scope="module")
+def routing_store(neo4j_settings: Neo4jSettings) -> AtlasStore:
+    """The test server through a ``neo4j://`` (routing) URI: reads go to its READ role."""
+    uri = neo4j_settings.uri.replace("bolt://", "neo4j://", 1)
+    return AtlasStore.connect(replace(neo4j_settings, uri=uri))
+
+
+def test_a_loader_stopped_mid_shard_resumes_to_the_same_graph(
+    routing_store: AtlasStore, reference: tuple[str, Any], two_machines: list[Path]
+) -> None:
+    """Also the loader, and the store's reads, through a routing URI."""
+    atlas_store = routing_store
+    assert atlas_store.settings.uri.startswith("neo4j://")
+    run_id, expected = reference
+    atlas_store.delete_run(run_id)
+
+    class Killed(Exception):
+        pass
+
+    def die_after_first(index: int) -> None:
+        raise Killed(index)
+
+    with pytest.raises(Killed):
+        load_shards(atlas_store, run_id, two_machines, after_batch=die_after_first)
+    assert atlas_store.done_batches(run_id) == {0}  # one batch committed, no shard marker
+    run = atlas_store.show_run(run_id)
+    assert run is not None and not run["run"].get("loaded_shards")
+
+    summary = load_shards(atlas_store, run_id, two_machines)
+    assert summary.complete and summary.batches_skipped == 1 and summary.batches_written == 5
+    graph = dump(atlas_store, run_id)
+    assert_same_graph(graph, expected)
+
+
+def test_a_shard_killed_before_its_manifest_is_refused_and_can_be_rerun(
+    atlas_store: AtlasStore, tmp_path: Path
+) -> None:
+    run_id = f"test-scale-killed-{uuid.uuid4().hex[:8]}"
+    kill_after_first_batch = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from atlas.interchange.shards import ShardSpec\n"
+        "from atlas.scale.trace import trace_shard\n"
+        "from ingest.models.loading import load_model\n"
+        "from ingest.pipeline import IngestConfig\n"
+        "config = IngestConfig(n_prompts=48, batch_size=8, seed=3)\n"
+        "trace_shard(load_model('toy-ioi'), config, sys.argv[1], ShardSpec(0, 2), "
+        "Path(sys.argv[2]), after_batch=lambda i: os.kill(os.getpid(), signal.SIGKILL))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run(
+        [sys.executable, "-c", kill_after_first_batch, run_id, str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9
+    folder = tmp_path / ShardSpec(0, 2).folder_name(run_id)
+    assert any(folder.glob("*.parquet")) and not (folder / MANIFEST).exists()
+
+    with pytest.raises(AtlasError, match=r"(?i)incomplete shard"):
+        load_shards(atlas_store, run_id, [tmp_path])
+    assert atlas_store.show_run(run_id) is None  # nothing was written
+
+    rerun = trace_process(tmp_path, run_id, "0/2", env)
+    _, errors = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, errors
+    assert (folder / MANIFEST).exists()
+    try:
+        summary = load_shards(atlas_store, run_id, [tmp_path])
+        assert summary.batches_written == 3 and not summary.complete  # shard 1/2 not traced
+        assert atlas_store.show_run(run_id)["run"]["status"] == "running"  # type: ignore[index]
+    finally:
+        atlas_store.delete_run(run_id)
+
+
+def test_two_ray_tasks_write_the_same_shards(
+    atlas_store: AtlasStore, reference: tuple[str, Any], tmp_path: Path
+) -> None:
+    ray = pytest.importorskip(
+        "ray", reason="Ray is not installed (optional extra: pip install 'circuit-atlas[ray]')"
+    )
+    run_id, expected = reference
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # fmt: skip
+    try:
+        jobs = [
+            ShardJob(ModelSpec("toy-ioi"), CONFIG, run_id, ShardSpec(i, 2), str(tmp_path))
+            for i in range(2)
+        ]
+        results = trace_shards(jobs, executor="ray")
+    finally:
+        ray.shutdown()
+    assert [r.shard for r in results] == ["0/2", "1/2"]
+    atlas_store.delete_run(run_id)
+    summary = load_shards(atlas_store, run_id, [tmp_path])
+    assert summary.complete
+    graph = dump(atlas_store, run_id)
+    assert_same_graph(graph, expected)
