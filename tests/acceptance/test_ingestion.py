@@ -288,4 +288,8 @@ def test_ingest_stderr_holds_no_notifications_or_library_warnings(
         [*command, *options], env={**os.environ, **neo4j_env}, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stderr.splitlines() == ["Loading toy-ioi on cpu ...", f"Run {run_id}"]
+    assert result.stderr.splitlines() == [
+        "Checking the settings and Neo4j ...",
+        "Loading toy-ioi on cpu ...",
+        f"Run {run_id}",
+    ]
