@@ -273,13 +273,17 @@ RETURN r.method AS method, r.model_id AS model_id, r.read_only AS read_only,
 
 SET_RUN_PROPERTIES = "MATCH (r:Run {id: $run_id}) SET r += $properties"
 
-# The model's IOI behaviour on the run's prompts, from each prompt's END logit difference.
+# The model's IOI behaviour on the run's prompts, from each prompt's END logit difference, summed
+# in prompt order so that the same prompts give the same bits however they were written.
 SET_RUN_BEHAVIOUR = """
 MATCH (r:Run {id: $run_id})-[:HAS_PROMPT]->(p:Prompt)
 WHERE p.logit_diff IS NOT NULL
-WITH r, count(p) AS n, avg(p.logit_diff) AS mean, min(p.logit_diff) AS low,
-     sum(CASE WHEN p.logit_diff > 0 THEN 1 ELSE 0 END) AS solved
-SET r.ioi_accuracy = toFloat(solved) / n, r.logit_diff_mean = mean, r.logit_diff_min = low
+WITH r, p ORDER BY p.idx
+WITH r, collect(p.logit_diff) AS diffs
+WITH r, diffs, size(diffs) AS n
+SET r.ioi_accuracy = toFloat(size([d IN diffs WHERE d > 0])) / n,
+    r.logit_diff_mean = reduce(total = 0.0, d IN diffs | total + d) / n,
+    r.logit_diff_min = reduce(low = diffs[0], d IN diffs | CASE WHEN d < low THEN d ELSE low END)
 RETURN r.ioi_accuracy AS ioi_accuracy, r.logit_diff_mean AS logit_diff_mean,
        r.logit_diff_min AS logit_diff_min
 """
