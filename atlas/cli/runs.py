@@ -35,21 +35,22 @@ def _echo_run_lines(rows: Sequence[Mapping[str, Any]]) -> None:
     if not rows:
         click.echo("No runs in the atlas.")
         return
-    import pandas as pd
-
-    table = pd.DataFrame(
-        {
-            "run": row["id"],
-            "status": row["status"],
-            "model": row["model_id"],
-            "method": row["method"],
+    header = ("run", "status", "model", "method", "prompts", "created")
+    table = [
+        (
+            str(row["id"]),
+            str(row["status"]),
+            str(row["model_id"]),
+            str(row["method"]),
             # an imported graph has edges but no prompts of its own
-            "prompts": "imported" if row["method"] == IMPORT_METHOD else row["prompts"],
-            "created": str(row["created_at"])[:19].replace("T", " "),
-        }
+            "imported" if row["method"] == IMPORT_METHOD else str(row["prompts"]),
+            str(row["created_at"])[:19].replace("T", " "),
+        )
         for row in rows
-    )
-    click.echo(table.to_string(index=False, justify="left"))
+    ]
+    widths = [max(len(cells[i]) for cells in (header, *table)) for i in range(len(header))]
+    for cells in (header, *table):  # left-aligned, so every line starts with its run id
+        click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
 
 
 @runs.command("show")

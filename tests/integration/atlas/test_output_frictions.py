@@ -12,13 +12,18 @@ from atlas.cli import main
 from ingest.records.types import RunRecord
 
 
-def test_runs_list_has_a_header_and_the_run(runner: CliRunner, toy_ioi_run: str) -> None:
+def test_runs_list_has_a_header_and_the_run(
+    runner: CliRunner, toy_ioi_run: str, atlas_run: RunRecord
+) -> None:
     result = runner.invoke(main, ["runs", "list"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["run", "status", "model", "method", "prompts", "created"]
     (line,) = [line for line in lines if line.startswith(toy_ioi_run)]
     assert line.split()[1:5] == ["complete", "toy-ioi", "sad", "64"]
+    # ids of other lengths are left-aligned too: every line starts with its run's id
+    (short,) = [line for line in lines if line.startswith(atlas_run.id + " ")]
+    assert short.split()[1] == "running"
 
 
 def test_csv_writes_integer_positions_as_integers(runner: CliRunner, toy_ioi_run: str) -> None:

@@ -63,7 +63,8 @@ def injected(template_parameters: dict[str, Any], text: str) -> list[dict[str, A
             variants.append({**template_parameters, name: text})
         if isinstance(value, list):
             variants.append({**template_parameters, name: [text]})
-    variants.append({**template_parameters, "run_id": text})
+    if "run_id" in template_parameters:
+        variants.append({**template_parameters, "run_id": text})
     return variants
 
 

@@ -13,7 +13,7 @@ import torch
 
 from ingest.models.loading import LoadedModel, random_gpt2
 from ingest.patching.exact import faithfulness, pair_run, patch_edge
-from ingest.patching.graph import edge_mask, readers, writers
+from ingest.patching.graph import LOGIT, edge_mask, readers, writers
 from ingest.patching.methods import gradient_scores, path_scores, tl_eap_scores
 from ingest.prompts.ioi import PromptBatch, generate_prompts, tokenize_prompts
 
@@ -50,8 +50,8 @@ def test_eap_is_the_derivative_of_the_exact_edge_patch(small: LoadedModel) -> No
     w_of = {w.id: i for i, w in enumerate(ws)}
     edges = [
         ("embed", ("0.1", "q")), ("0.2", ("1.3", "k")), ("1.0", ("2.1", "v")),
-        ("mlp0", ("2.2", "q")), ("1.1", ("mlp1", "in")), ("2.3", ("logit", "in")),
-        ("mlp2", ("logit", "in")),
+        ("mlp0", ("2.2", "q")), ("1.1", ("mlp1", "in")), ("2.3", (LOGIT, "in")),
+        ("mlp2", (LOGIT, "in")),
     ]  # fmt: skip
     eps = 1e-4
     for writer, reader in edges:
