@@ -7,6 +7,10 @@ terms that exceeds the score. :mod:`~ingest.decomposition.sad` holds that maths 
 :mod:`~ingest.decomposition.alignment` pairs singular vectors of different heads that read the
 same residual direction; :mod:`~ingest.decomposition.reference` is a slow per-pair loop that
 tests check the fast path against; :mod:`~ingest.decomposition.summary` tabulates per head.
+:mod:`~ingest.decomposition.rotary` maps a rotary (Llama-family) head's inputs into one
+unrotated frame, so one SVD per head stays exact; :mod:`~ingest.decomposition.acc` is ACC's
+relative-attention decomposition, two SVDs per head (:mod:`~ingest.decomposition.reference_acc`
+its per-pair loop).
 """
 
 from ingest.decomposition.activations import (
