@@ -532,12 +532,39 @@ def synthetic_batch(run_id: str, first_prompt: int, n_prompts: int) -> RecordBat
             layer, head = 1 + slot % 11, slot % 12
             terms = tuple(SparseTerm(k, k, 1.0 / (k + 1), 1) for k in range(TERMS_PER_FIRING))
             firing = FiringRecord(
-                run_id, prompt, layer, head, 14, 2 + slot // 12, "END", "IO", 0.7, 3.0, 8, terms
+                run_id=run_id,
+                prompt=prompt,
+                layer=layer,
+                head=head,
+                dest=14,
+                src=2 + slot // 12,
+                dest_role="END",
+                src_role="IO",
+                attn=0.7,
+                score=3.0,
+                n_svs=8,
+                sparse_set=terms,
             )
             firings.append(firing)
             edges += [
-                WriteEdgeRecord(firing.key, layer - 1, head, "q", 0.6, 14, "END"),
-                WriteEdgeRecord(firing.key, 0, (head + 1) % 12, "k", 0.3, 2, "IO"),
+                WriteEdgeRecord(
+                    firing=firing.key,
+                    writer_layer=layer - 1,
+                    writer_head=head,
+                    side="q",
+                    weight=0.6,
+                    pos=14,
+                    role="END",
+                ),
+                WriteEdgeRecord(
+                    firing=firing.key,
+                    writer_layer=0,
+                    writer_head=(head + 1) % 12,
+                    side="k",
+                    weight=0.3,
+                    pos=2,
+                    role="IO",
+                ),
             ]
     return RecordBatch(prompts=prompts, firings=firings, edges=edges)
 

@@ -41,7 +41,20 @@ from ingest.records.types import (
 )
 
 _TERMS = (SparseTerm(7, 0, 0.25, 1), SparseTerm(3, 1, -0.125, -1))
-_FIRING = FiringRecord("run", 4, 9, 6, 14, 2, "END", "IO", 0.75, 0.5, 2, _TERMS)
+_FIRING = FiringRecord(
+    run_id="run",
+    prompt=4,
+    layer=9,
+    head=6,
+    dest=14,
+    src=2,
+    dest_role="END",
+    src_role="IO",
+    attn=0.75,
+    score=0.5,
+    n_svs=2,
+    sparse_set=_TERMS,
+)
 
 SAMPLES: dict[type, Any] = {
     ModelRecord: ModelRecord("gpt", 12, 12, 768, 64),
@@ -74,8 +87,28 @@ SAMPLES: dict[type, Any] = {
     ),
     SparseTerm: _TERMS[0],
     FiringRecord: _FIRING,
-    WriteEdgeRecord: WriteEdgeRecord(_FIRING.key, None, None, "k", 0.5, 2, "IO", "mlp", (0.5,)),
-    CommunicatesRecord: CommunicatesRecord("run", 3, 0, 9, 6, "q", "END", 5, 0.25),
+    WriteEdgeRecord: WriteEdgeRecord(
+        firing=_FIRING.key,
+        writer_layer=None,
+        writer_head=None,
+        side="k",
+        weight=0.5,
+        pos=2,
+        role="IO",
+        writer_kind="mlp",
+        parts=(0.5,),
+    ),
+    CommunicatesRecord: CommunicatesRecord(
+        run_id="run",
+        writer_layer=3,
+        writer_head=0,
+        layer=9,
+        head=6,
+        side="q",
+        role="END",
+        n_prompts=5,
+        mean_weight=0.25,
+    ),
     ImportedCommunicatesRecord: ImportedCommunicatesRecord(
         "run", "head", 9, 6, "logit_direction", None, None, "q", "IO", 7, 0.5, {"weight_sum": 3.5}
     ),
