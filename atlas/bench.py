@@ -172,6 +172,8 @@ class BenchReport:
         ]
         rows: list[tuple[str, str, str]] = [
             *((f"{stage} (s)", stage, ".1f") for stage in ROW_STAGES),
+            # the compute floor: each compute stage's target is at most 3× this
+            ("forward + svd (s)", "compute_floor", ".1f"),
             ("total wall (s)", "wall_seconds", ".1f"),
             ("prompts/s (wall)", "prompts_per_second", ".1f"),
             ("firings", "firings", ",.0f"),
@@ -230,6 +232,7 @@ def _median_figures(group: list[IngestFigures]) -> dict[str, float]:
     }
     for name in ("wall_seconds", "firings", "edges", "relationships", "peak_rss_mb"):
         figures[name] = median(getattr(f, name) for f in group)
+    figures["compute_floor"] = figures["forward"] + figures["svd"]
     figures["load_average"] = median(f.load_average for f in group)
     figures["prompts_per_second"] = median(f.prompts_per_second for f in group)
     figures["relationships_per_second"] = median(f.relationships_per_second for f in group)
