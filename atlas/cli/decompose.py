@@ -6,6 +6,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -73,7 +74,7 @@ def decompose(
 
     from ingest.decomposition.activations import model_qk_svd
     from ingest.decomposition.sad import Firings
-    from ingest.decomposition.summary import format_top_roles, head_summary
+    from ingest.decomposition.summary import head_summary
     from ingest.pipeline import chunks, ioi_behaviour, process_batch
 
     rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
@@ -100,27 +101,15 @@ def decompose(
             bar.update(len(chunk))
     all_firings = Firings.concat(parts)
     summary = head_summary(all_firings, role_labels, n_destinations, model.n_layers, model.n_heads)
-    if output_format == "csv":
-        flat = summary.assign(top_source_roles=summary["top_source_roles"].map(json.dumps))
-        click.echo(flat.to_csv(index=False), nl=False)
-    elif output_format == "json":
-        click.echo(summary.to_json(orient="records", indent=2))
-    else:
-        behaviour = ioi_behaviour(torch.cat(logit_diffs))
-        click.echo(
-            f"{model.provenance.model_id}: {len(prompts)} {prompt_type} prompts (seed {seed}, "
-            f"{'with' if model.prepend_bos else 'no'} BOS), {len(all_firings)} firings, mean "
-            f"IO−S logit difference {behaviour['logit_diff_mean']:.3f} (min "
-            f"{behaviour['logit_diff_min']:.3f}), IOI accuracy {behaviour['ioi_accuracy']:.3f}"
-        )
-        firing_heads = summary[summary["firings"] > 0]
-        table = firing_heads.assign(
-            firing_rate=firing_heads["firing_rate"].map("{:.3f}".format),
-            mean_svs=firing_heads["mean_svs"].map("{:.2f}".format),
-            median_svs=firing_heads["median_svs"].map("{:.1f}".format),
-            top_source_roles=firing_heads["top_source_roles"].map(format_top_roles),
-        ).drop(columns=["layer", "head_index"])
-        click.echo(table.to_string(index=False))
+    behaviour = ioi_behaviour(torch.cat(logit_diffs))
+    _echo_head_summary(
+        summary,
+        output_format,
+        f"{model.provenance.model_id}: {len(prompts)} {prompt_type} prompts (seed {seed}, "
+        f"{'with' if model.prepend_bos else 'no'} BOS), {len(all_firings)} firings, mean "
+        f"IO−S logit difference {behaviour['logit_diff_mean']:.3f} (min "
+        f"{behaviour['logit_diff_min']:.3f}), IOI accuracy {behaviour['ioi_accuracy']:.3f}",
+    )
 
 
 def _decompose_acc(
@@ -143,7 +132,7 @@ def _decompose_acc(
     from tqdm import tqdm
 
     from ingest.decomposition.acc import DEST_SIDE, SOURCE_SIDE, AccFirings
-    from ingest.decomposition.summary import format_top_roles, head_summary
+    from ingest.decomposition.summary import head_summary
     from ingest.pipeline import chunks, process_acc_batch
     from ingest.tracing.acc_circuit import model_acc_svd
 
@@ -188,24 +177,33 @@ def _decompose_acc(
         mean_svs_dest=[s / max(int(c), 1) for s, c in zip(sums, counts.tolist(), strict=True)],
         seeds=seed_counts,
     )
+    mean_diff = float(torch.cat(logit_diffs).mean())
+    _echo_head_summary(
+        summary,
+        output_format,
+        f"{model.provenance.model_id} (ACC): {len(prompts)} {prompt_type} prompts (seed "
+        f"{seed}), {len(f)} firings above uniform, {sum(seed_counts)} seeds, mean IO−S "
+        f"logit difference {mean_diff:.3f}",
+    )
+
+
+def _echo_head_summary(summary: Any, output_format: str, headline: str) -> None:
+    """The per-head summary as CSV, JSON, or a headline and the heads that fire."""
+    from ingest.decomposition.summary import format_top_roles
+
     if output_format == "csv":
         flat = summary.assign(top_source_roles=summary["top_source_roles"].map(json.dumps))
         click.echo(flat.to_csv(index=False), nl=False)
-    elif output_format == "json":
+        return
+    if output_format == "json":
         click.echo(summary.to_json(orient="records", indent=2))
-    else:
-        mean_diff = float(torch.cat(logit_diffs).mean())
-        click.echo(
-            f"{model.provenance.model_id} (ACC): {len(prompts)} {prompt_type} prompts (seed "
-            f"{seed}), {len(f)} firings above uniform, {sum(seed_counts)} seeds, mean IO−S "
-            f"logit difference {mean_diff:.3f}"
-        )
-        firing_heads = summary[summary["firings"] > 0]
-        table = firing_heads.assign(
-            firing_rate=firing_heads["firing_rate"].map("{:.3f}".format),
-            mean_svs=firing_heads["mean_svs"].map("{:.2f}".format),
-            mean_svs_dest=firing_heads["mean_svs_dest"].map("{:.2f}".format),
-            median_svs=firing_heads["median_svs"].map("{:.1f}".format),
-            top_source_roles=firing_heads["top_source_roles"].map(format_top_roles),
-        ).drop(columns=["layer", "head_index"])
-        click.echo(table.to_string(index=False))
+        return
+    click.echo(headline)
+    firing_heads = summary[summary["firings"] > 0]
+    formats = {"firing_rate": "{:.3f}", "mean_svs": "{:.2f}", "mean_svs_dest": "{:.2f}"}
+    formats["median_svs"] = "{:.1f}"
+    shown = {c: firing_heads[c].map(f.format) for c, f in formats.items() if c in firing_heads}
+    table = firing_heads.assign(
+        **shown, top_source_roles=firing_heads["top_source_roles"].map(format_top_roles)
+    ).drop(columns=["layer", "head_index"])
+    click.echo(table.to_string(index=False))
