@@ -46,9 +46,26 @@ By Jensen, ``A(i, j) ≥ 1/(i+1) ⇔ e^{s_j} ≥ mean_{j'≤i} e^{s_j'} ≥ e^{m
 ``s_j ≥ mean_{j'≤i} s_j'`` and ``RA(i, j) ≥ 0``: every firing's source side is traced; only
 the destination side (through −β) can come out negative.
 
-The query-side input ``x_query`` and key-side input ``x_key`` are separate arguments (both
-``ln1.hook_normalized`` for GPT-2): a per-position linear frame map (e.g. rotary, into an
-unrotated frame) composes by mapping them before this module sees them.
+Rotary positions (Llama family: RoPE, grouped-query attention, no biases). The model rotates
+query and key by their positions, ``q̂_i = R_i q_i``, ``k̂_j = R_j k_j`` (R orthogonal, see
+:mod:`~ingest.decomposition.rotary`), and softmax's shift-invariance is unchanged, so
+
+    RA(i, j) = q̂_i · (k̂_j − mean_{j'∈N(i,j)} k̂_j').
+
+With bias-free maps (``q_i = W_Qᵀx_i``, ``k_j = W_Kᵀx_j``; W_K of the query head's key group)
+and the unrotated frame ``x̂_i = (W_Q⁺)ᵀ R_i W_Qᵀ x_i``, ``x̌_j = (W_K⁺)ᵀ R_j W_Kᵀ x_j`` (exact
+for full-rank W: ``W_Qᵀ x̂_i = q̂_i``, ``W_Kᵀ x̌_j = k̂_j``),
+
+    RA(i, j) = x̂_iᵀ W_Q W_Kᵀ Δ̌_j,    Δ̌_j = x̌_j − mean_{j'∈N} x̌_j',
+
+each key-side input mapped by its *own* position's map before the mean is taken (the mean of
+mapped inputs, not the map of the mean). Ω_d and Ω_s are then both ``W_Q W_Kᵀ`` (padded with a
+zero row/column), β = 0, and ``D = S = RA``: the same SVDs, terms and sparse sets as above
+with x̂_i and Δ̌_j for x_i and Δ_j. The engine never forms x̂: ``x̂_p · w_k = (R_p Fᵀx_p)·C[:, k]``
+with F the side's factor and ``C = F⁺W`` its frame coefficients (:func:`input_projections`).
+Without rotation (GPT-2) the frame map is the identity and the same code reads ``x_p · w_k``.
+With rotary positions *and* query/key biases, ``R_j b_K`` no longer cancels in RA and ``R_i b_Q``
+is not a constant coordinate; such models are refused (:func:`acc_svd`).
 
 Wiring into records (a later step). A ``TracedBatch`` would carry ACC output as:
 firings rows from :class:`AccFirings` with ``method = "acc"`` on the firing, its
@@ -69,8 +86,14 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from ingest.decomposition.sad import QKSVD, augment, augmented_factors
-from ingest.runtime import torch_threads
+from ingest.decomposition.rotary import Rotary, rotated_projections
+from ingest.decomposition.sad import (
+    KEY_SIDE,
+    QKSVD,
+    QUERY_SIDE,
+    augmented_factors,
+    factored_svd,
+)
 
 DEST_SIDE = 0
 SOURCE_SIDE = 1
@@ -110,29 +133,26 @@ class AccSVD:
 
     ``dest``: ``Ω_d = W_Q [W_K; b_K]ᵀ`` with ``U`` of shape (layer, head, d, r) and ``V`` of
     shape (layer, head, d+1, r). ``source``: ``Ω_s = [W_Q; b_Q] W_Kᵀ`` with ``U`` of shape
-    (layer, head, d+1, r) and ``V`` of shape (layer, head, d, r).
+    (layer, head, d+1, r) and ``V`` of shape (layer, head, d, r). With rotary positions each
+    side also carries its factors and their frame coefficients (``QKSVD.frame``).
     """
 
     dest: QKSVD
     source: QKSVD
 
+    @property
+    def rotary(self) -> Rotary | None:
+        return self.dest.rotary
+
+    def side(self, side: int) -> QKSVD:
+        return self.dest if side == DEST_SIDE else self.source
+
+    def side_factor(self, side: int) -> Float[Tensor, "layer head d_aug r"]:
+        """The factor F of the side's own input (``W_Q`` of Ω_d, ``W_K`` of Ω_s); rotary only."""
+        return _side_frame(self, side)[0]
+
     def to(self, dtype: torch.dtype) -> AccSVD:
         return AccSVD(self.dest.to(dtype), self.source.to(dtype))
-
-
-def factored_svd(
-    left: Float[Tensor, "... m r"], right: Float[Tensor, "... n r"]
-) -> tuple[Float[Tensor, "... m r"], Float[Tensor, "... r"], Float[Tensor, "... n r"]]:
-    """SVD of ``Ω = left rightᵀ`` through thin QRs of its factors, in float64.
-
-    ``left = P_l R_l``, ``right = P_r R_r``; the SVD ``R_l R_rᵀ = A diag(σ) Bᵀ`` of the r×r
-    core gives ``U = P_l A`` and ``V = P_r B``, singular values descending.
-    """
-    with torch_threads(1):
-        p_left, r_left = torch.linalg.qr(left.double())
-        p_right, r_right = torch.linalg.qr(right.double())
-        core_left, sigma, core_right_t = torch.linalg.svd(r_left @ r_right.transpose(-1, -2))
-    return p_left @ core_left, sigma, p_right @ core_right_t.transpose(-1, -2)
 
 
 def acc_svd(
@@ -140,10 +160,17 @@ def acc_svd(
     b_Q: Float[Tensor, "layer head r"],
     W_K: Float[Tensor, "layer head d r"],
     b_K: Float[Tensor, "layer head r"],
+    rotary: Rotary | None = None,
 ) -> AccSVD:
-    """SVDs of ``Ω_d = W_Q [W_K; b_K]ᵀ`` and ``Ω_s = [W_Q; b_Q] W_Kᵀ`` of every head (float64)."""
-    dest = QKSVD(*factored_svd(W_Q, augmented_factors(W_K, b_K)))
-    source = QKSVD(*factored_svd(augmented_factors(W_Q, b_Q), W_K))
+    """SVDs of ``Ω_d = W_Q [W_K; b_K]ᵀ`` and ``Ω_s = [W_Q; b_Q] W_Kᵀ`` of every head (float64).
+
+    ``W_K``/``b_K`` per query head (grouped heads expanded). With ``rotary`` the query/key maps
+    must be bias-free (see the module notes) and each side gets its frame coefficients.
+    """
+    if rotary is not None and (bool(b_Q.any()) or bool(b_K.any())):
+        raise ValueError("ACC's rotary frame needs bias-free query and key maps")
+    dest = factored_svd(W_Q, augmented_factors(W_K, b_K), rotary)
+    source = factored_svd(augmented_factors(W_Q, b_Q), W_K, rotary)
     return AccSVD(dest=dest, source=source)
 
 
@@ -265,6 +292,29 @@ class AccFirings:
         return AccFirings(**columns)
 
 
+def input_projections(
+    x: Float[Tensor, "batch pos d"], side_svd: QKSVD, layer: int, factor_side: int
+) -> Float[Tensor, "batch head pos r"]:
+    """``x_p · w_k[:d]`` for every position and singular vector of one side's Ω (``w = u`` on
+    the query factor's side, ``v`` on the key factor's), the constant coordinate left out.
+
+    In a rotary frame the input is first mapped by its position's map, ``x̂_p = (F⁺)ᵀ R_p Fᵀ x_p``
+    with F the factor on that side, and ``x̂_p · w_k = (R_p Fᵀ x_p) · C[:, k]`` (``C = F⁺W``,
+    the frame coefficients): the model's own rotated query/key read on fixed coefficients.
+    """
+    d = x.shape[-1]
+    if side_svd.rotary is None:
+        vectors = side_svd.U if factor_side == QUERY_SIDE else side_svd.V
+        return torch.einsum("bpd,hdr->bhpr", x, vectors[layer, :, :d].to(x.dtype))
+    factor, coefficients = side_svd.frame(factor_side)
+    return rotated_projections(
+        x,
+        factor[layer, :, :d].to(x.dtype),
+        coefficients[layer].to(x.dtype),
+        side_svd.rotary,
+    )
+
+
 def side_terms(
     x_query: Float[Tensor, "batch pos d"],
     x_key: Float[Tensor, "batch pos d"],
@@ -282,25 +332,27 @@ def side_terms(
     ``terms[:, 0, k] = σ^d_k (x_i·u^d_k)(v^d_k[:d]·Δ_j)`` (the constant coordinate of
     ``[Δ_j; 0]`` is 0, so ``v^d_k[d]`` is never read), ``terms[:, 1, k] = σ^s_k (x̃_i·u^s_k)
     (v^s_k·Δ_j)`` and ``β = Σ_k σ^s_k u^s_k[d] (v^s_k·Δ_j)``, the source terms' part through
-    the constant coordinate of ``x̃_i``.
+    the constant coordinate of ``x̃_i``. In a rotary frame x_i and every x_j' read as their
+    mapped x̂ (:func:`input_projections`); Δ_j is then the mean of *mapped* inputs.
     """
     d = x_query.shape[-1]
     dtype = x_query.dtype
     dest_svd, source_svd = svd.dest, svd.source
     # destination side: query input x_i (not augmented), key Δ_j through v[:d]
-    u_d, s_d, v_d = (t[layer].to(dtype) for t in (dest_svd.U, dest_svd.sigma, dest_svd.V))
-    q_proj_d = torch.einsum("bpd,hdr->bhpr", x_query, u_d)
-    k_proj_d = torch.einsum("bpd,hdr->bhpr", x_key, v_d[:, :d])
+    s_d = dest_svd.sigma[layer].to(dtype)
+    q_proj_d = input_projections(x_query, dest_svd, layer, QUERY_SIDE)
+    k_proj_d = input_projections(x_key, dest_svd, layer, KEY_SIDE)
     coef_d = s_d[head] * rival_mean_delta(k_proj_d, prompt, head, dest, src)
     terms_d = coef_d * q_proj_d[prompt, head, dest]
-    # source side: query x̃_i (augmented), key Δ_j
-    u_s, s_s, v_s = (t[layer].to(dtype) for t in (source_svd.U, source_svd.sigma, source_svd.V))
-    q_proj_s = torch.einsum("bpd,hdr->bhpr", augment(x_query), u_s)
-    k_proj_s = torch.einsum("bpd,hdr->bhpr", x_key, v_s)
+    # source side: query x̃_i (augmented: its constant coordinate reads u[d]), key Δ_j
+    s_s = source_svd.sigma[layer].to(dtype)
+    u_constant = source_svd.U[layer, :, d].to(dtype)  # head r
+    q_proj_s = input_projections(x_query, source_svd, layer, QUERY_SIDE) + u_constant[:, None]
+    k_proj_s = input_projections(x_key, source_svd, layer, KEY_SIDE)
     delta_s = rival_mean_delta(k_proj_s, prompt, head, dest, src)
     coef_s = s_s[head] * q_proj_s[prompt, head, dest]
     terms_s = coef_s * delta_s
-    beta = (s_s[head] * u_s[head, d] * delta_s).sum(-1)
+    beta = (s_s[head] * u_constant[head] * delta_s).sum(-1)
     return torch.stack([terms_d, terms_s], 1), torch.stack([coef_d, coef_s], 1), beta
 
 
@@ -357,29 +409,67 @@ def decompose_layer_acc(
     )
 
 
+def side_weights(firings: AccFirings, side: int, sparse: bool = False) -> Float[Tensor, "firing r"]:
+    """``a_k``, the weight of each singular vector in the side's direction (``coefficients``),
+    with ``sparse`` set to 0 outside the side's sparse set (all 0 for an untraced side)."""
+    weights = firings.coefficients[:, side]
+    if not sparse:
+        return weights
+    rank = weights.shape[-1]
+    ranks = torch.arange(rank, device=weights.device)[None, :]
+    in_set_ranked = ranks < firings.n_svs[:, side, None]
+    in_set = torch.zeros_like(in_set_ranked).scatter(-1, firings.sv_order[:, side], in_set_ranked)
+    return weights * in_set
+
+
 def side_directions(
     firings: AccFirings, svd: AccSVD, side: int, sparse: bool = False
 ) -> Float[Tensor, "firing d"]:
     """The vector each side's total is linear in: ``D = w_D·x_i`` and ``S = w_S·Δ_j``.
 
     ``w_D = Σ_k σ^d_k (v^d_k·[Δ_j; 0]) u^d_k`` and ``w_S = Σ_k σ^s_k (x̃_i·u^s_k) v^s_k``,
-    both in the frame of the (unaugmented) head input. With ``sparse`` the sum runs over the
-    side's sparse set only, so ``w·input = Σ_{k∈S} t_k`` (0 for an untraced side).
+    both in the frame of the (unaugmented) head input, the unrotated one for rotary positions
+    (there ``D = w_D·x̂_i``, ``S = w_S·Δ̂_j``). With ``sparse`` the sum runs over the side's
+    sparse set only, so ``w·input = Σ_{k∈S} t_k`` (0 for an untraced side).
     """
-    weights = firings.coefficients[:, side]
-    if sparse:
-        rank = weights.shape[-1]
-        ranks = torch.arange(rank, device=weights.device)[None, :]
-        in_set_ranked = ranks < firings.n_svs[:, side, None]
-        in_set = torch.zeros_like(in_set_ranked).scatter(
-            -1, firings.sv_order[:, side], in_set_ranked
-        )
-        weights = weights * in_set
-    basis = svd.dest.U if side == DEST_SIDE else svd.source.V  # layer head d r
-    n_heads = basis.shape[1]
-    directions = weights.new_zeros((len(firings), basis.shape[-2]))
+    return _per_head_matmul(firings, side_weights(firings, side, sparse), _side_basis(svd, side))
+
+
+def side_frame_coefficients(
+    firings: AccFirings, svd: AccSVD, side: int, sparse: bool = False
+) -> Float[Tensor, "firing r"]:
+    """``c = C a`` with ``w = F c`` (rotary frame): the side direction in its factor's basis.
+
+    F is the factor the side's own input is read through (``W_Q`` on the destination side,
+    ``W_K`` on the source side) and ``C = F⁺ W`` its frame coefficients, so a component's
+    output o written at p is read as ``w · M_p o = c · R_p Fᵀ o``.
+    """
+    _, coefficients = _side_frame(svd, side)
+    weights = side_weights(firings, side, sparse)
+    return _per_head_matmul(firings, weights, coefficients)
+
+
+def _side_basis(svd: AccSVD, side: int) -> Float[Tensor, "layer head d r"]:
+    """The singular vectors a side's own input is read by: ``U^d`` or ``V^s``."""
+    return svd.dest.U if side == DEST_SIDE else svd.source.V
+
+
+def _side_frame(svd: AccSVD, side: int) -> tuple[Tensor, Tensor]:
+    """``(factor, coefficients)`` of the side's own input (query factor on the destination
+    side, key factor on the source side)."""
+    return svd.side(side).frame(QUERY_SIDE if side == DEST_SIDE else KEY_SIDE)
+
+
+def _per_head_matmul(
+    firings: AccFirings,
+    weights: Float[Tensor, "firing r"],
+    matrices: Float[Tensor, "layer head n r"],
+) -> Float[Tensor, "firing n"]:
+    """``matrices[layer, head] @ weights[f]`` for each firing's head."""
+    n_heads = matrices.shape[1]
+    out = weights.new_zeros((len(firings), matrices.shape[-2]))
     head_id = firings.layer * n_heads + firings.head
     for flat in torch.unique(head_id).tolist():
         rows = head_id == flat
-        directions[rows] = weights[rows] @ basis[divmod(flat, n_heads)].to(weights.dtype).T
-    return directions
+        out[rows] = weights[rows] @ matrices[divmod(flat, n_heads)].to(weights.dtype).T
+    return out

@@ -15,9 +15,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
-from ingest.decomposition.rotary import Rotary, expand_kv_heads, min_relative_singular_value
+from ingest.decomposition.rotary import Rotary, check_full_rank_frame, expand_kv_heads
 from ingest.decomposition.sad import QKSVD, FiringRule, Firings, decompose_layer, qk_svd
-from ingest.runtime import torch_threads
 
 
 @dataclass(frozen=True)
@@ -124,22 +123,12 @@ def model_qk_svd(
     with torch.no_grad():
         W_Q = bridge.W_Q
         W_K = expand_kv_heads(bridge.W_K, cfg.n_heads)
-        b_Q = _stacked_bias(bridge, "b_Q", W_Q)
-        b_K = expand_kv_heads(_stacked_bias(bridge, "b_K", bridge.W_K), cfg.n_heads)
+        b_Q = stacked_bias(bridge, "b_Q", W_Q)
+        b_K = expand_kv_heads(stacked_bias(bridge, "b_K", bridge.W_K), cfg.n_heads)
         svd = qk_svd(W_Q, b_Q, W_K, b_K, rotary=rotary)
     if rotary is not None:
-        # σ(C) = 1/σ(R): the coefficients' condition is the factor's (r×r, cheap)
         assert svd.query_coef is not None and svd.key_coef is not None
-        with torch_threads(1):
-            worst = min(
-                min_relative_singular_value(svd.query_coef),
-                min_relative_singular_value(svd.key_coef),
-            )
-        if not worst >= 1e-7:  # also catches NaN from a singular triangular factor
-            raise ValueError(
-                "A head's query or key map is rank-deficient (σ_min/σ_max = "
-                f"{worst:.1e}); the unrotated frame is exact only for full-rank maps."
-            )
+        check_full_rank_frame(svd.query_coef, svd.key_coef)
     return svd.to(dtype)
 
 
@@ -151,8 +140,9 @@ def model_rotary(cfg: Any) -> Rotary | None:
     return Rotary(theta=float(cfg.rotary_base), dim=int(dim))
 
 
-def _stacked_bias(bridge: Any, name: str, weights: Tensor) -> Tensor:
-    """``bridge.b_Q``/``b_K``, or zeros where the projection has no bias (Llama family)."""
+def stacked_bias(bridge: Any, name: str, weights: Tensor) -> Tensor:
+    """``bridge.b_Q``/``b_K``, or zeros of shape (layer, head, r) and the weights' dtype where the
+    projection has no bias (Llama family)."""
     try:
         return getattr(bridge, name)
     except AttributeError:

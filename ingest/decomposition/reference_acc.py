@@ -108,37 +108,47 @@ def reference_acc_firings(
 
 
 def reference_component_contributions(
-    direction: Float[Tensor, " d"],
+    direction: Float[Tensor, " d"] | Float[Tensor, "pos d"],
     reading: dict[int, float],
     scale: Float[Tensor, "pos 1"],
     embed: Float[Tensor, "pos d"],
     patterns: list[Float[Tensor, "head dest src"]],
-    values: list[Float[Tensor, "src head d_head"]],
+    values: list[Float[Tensor, "src kv_head d_head"]],
     W_O: Float[Tensor, "layer head d_head d"],
     b_O: Float[Tensor, "layer d"],
     mlp_out: list[Float[Tensor, "pos d"]],
     n_upstream: int,
+    centred: bool = True,
 ) -> dict[tuple[int, ...], float]:
-    """``Σ_p ρ_p (C w)·o_c(p) / s_p`` per component of one prompt, one loop step at a time.
+    """``Σ_p ρ_p (C w_p)·o_c(p) / s_p`` per component of one prompt, one loop step at a time.
 
-    ``reading`` maps position p to ρ_p. Keys: ``("embed",)`` → ``(0,)``, ``(1, m)`` attention
-    bias of layer m, ``(2, m)`` MLP of layer m, ``(3, m, h, t)`` head (m, h) via source t
-    (the kind codes of :mod:`ingest.tracing.components`).
+    ``reading`` maps position p to ρ_p. ``direction`` is the read direction, one for every
+    position, or one per position (``w_p = M_pᵀ w`` in a rotary frame). C subtracts the mean
+    when ``centred`` (LayerNorm), else is the identity (RMSNorm). ``values`` may have fewer
+    (grouped) heads than ``W_O``: query head h reads value head ``h // (n_heads / n_kv)``.
+    Keys: ``("embed",)`` → ``(0,)``, ``(1, m)`` attention bias of layer m, ``(2, m)`` MLP of
+    layer m, ``(3, m, h, t)`` head (m, h) via source t (the kind codes of
+    :mod:`ingest.tracing.components`).
     """
-    w = direction - direction.mean()
     found: dict[tuple[int, ...], float] = {}
+    n_heads = W_O.shape[1]
 
     def add(key: tuple[int, ...], value: float) -> None:
         found[key] = found.get(key, 0.0) + value
 
     for p, rho in reading.items():
+        w = direction if direction.dim() == 1 else direction[p]
+        if centred:
+            w = w - w.mean()
         weight = rho / float(scale[p, 0])
         add((0,), weight * float(torch.dot(embed[p], w)))
         for m in range(n_upstream):
             add((1, m), weight * float(torch.dot(b_O[m], w)))
             add((2, m), weight * float(torch.dot(mlp_out[m][p], w)))
-            for h in range(W_O.shape[1]):
+            group = n_heads // values[m].shape[1]
+            for h in range(n_heads):
                 for t in range(p + 1):
-                    written = float(patterns[m][h, p, t]) * (values[m][t, h] @ W_O[m, h])
+                    value = values[m][t, h // group]
+                    written = float(patterns[m][h, p, t]) * (value @ W_O[m, h])
                     add((3, m, h, t), weight * float(torch.dot(written, w)))
     return found

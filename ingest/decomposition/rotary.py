@@ -48,6 +48,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ingest.runtime import torch_threads
+
 
 @dataclass(frozen=True)
 class Rotary:
@@ -99,15 +101,16 @@ def rotate(
 
 
 def expand_kv_heads(
-    grouped: Float[Tensor, "layer kv_head ..."], n_heads: int
+    grouped: Float[Tensor, "layer kv_head ..."], n_heads: int, dim: int = 1
 ) -> Float[Tensor, "layer head ..."]:
-    """Key factors per query head: query head h reads grouped head ``h // (n_heads / n_kv)``."""
-    n_kv = grouped.shape[1]
+    """Key/value tensors per query head: query head h reads grouped head ``h // (n_heads / n_kv)``
+    (the head axis is ``dim``: 1 for stacked weights, 2 for ``hook_v``'s batch × pos × head)."""
+    n_kv = grouped.shape[dim]
     if n_kv == n_heads:
         return grouped
     if n_heads % n_kv:
         raise ValueError(f"{n_heads} query heads cannot share {n_kv} key heads evenly")
-    return grouped.repeat_interleave(n_heads // n_kv, dim=1)
+    return grouped.repeat_interleave(n_heads // n_kv, dim=dim)
 
 
 def frame_coefficients(
@@ -122,6 +125,21 @@ def min_relative_singular_value(factor: Float[Tensor, "... d_aug r"]) -> float:
     the r×r frame coefficients ``R⁻¹A`` have the same ratio as the factor ``Q̃ = P R``)."""
     singular = torch.linalg.svdvals(factor.double())
     return float((singular[..., -1] / singular[..., 0].clamp_min(1e-300)).min())
+
+
+def check_full_rank_frame(*coefficients: Float[Tensor, "... r r"]) -> None:
+    """Raise ``ValueError`` unless every head's frame coefficients are well conditioned.
+
+    ``σ(C) = 1/σ(R)``: the coefficients' condition is the factor's (r×r, cheap). The unrotated
+    frame is exact only for full-rank query/key maps.
+    """
+    with torch_threads(1):
+        worst = min(min_relative_singular_value(c) for c in coefficients)
+    if not worst >= 1e-7:  # also catches NaN from a singular triangular factor
+        raise ValueError(
+            "A head's query or key map is rank-deficient (σ_min/σ_max = "
+            f"{worst:.1e}); the unrotated frame is exact only for full-rank maps."
+        )
 
 
 def rotated_projections(

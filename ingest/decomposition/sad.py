@@ -68,8 +68,9 @@ class FiringRule:
 class QKSVD:
     """SVD of every head's augmented bilinear matrix: ``Ω[l, h] = U diag(σ) Vᵀ``.
 
-    With rotary positions, also the augmented factors ``Q̃``, ``K̃`` (per query head) and the
-    frame coefficients ``C_Q = Q̃⁺U``, ``C_K = K̃⁺V`` (see :mod:`~ingest.decomposition.rotary`).
+    With rotary positions, also Ω's factors (SAD: the augmented ``Q̃``, ``K̃``, per query head;
+    ACC: each side's own pair) and the frame coefficients ``C_Q = Q̃⁺U``, ``C_K = K̃⁺V`` (see
+    :mod:`~ingest.decomposition.rotary`).
     """
 
     U: Float[Tensor, "layer head d_aug r"]
@@ -125,6 +126,43 @@ def augmented_omega(
     return augmented_factors(W_Q, b_Q) @ augmented_factors(W_K, b_K).transpose(-1, -2)
 
 
+def factored_svd(
+    left: Float[Tensor, "... m r"],
+    right: Float[Tensor, "... n r"],
+    rotary: Rotary | None = None,
+) -> QKSVD:
+    """SVD of ``Ω = left rightᵀ`` through its factors, in float64 (with ``rotary``: and the frame
+    coefficients of both factors).
+
+    With thin QR factorisations ``left = P_l R_l`` and ``right = P_r R_r``,
+    ``Ω = P_l (R_l R_rᵀ) P_rᵀ``; the SVD ``R_l R_rᵀ = A diag(σ) Bᵀ`` of the small r×r core gives
+    ``U = P_l A``, ``V = P_r B``. Singular values come in descending order; index k is the
+    singular vector's identity. The frame coefficients are ``left⁺ U = R_l⁻¹ A`` and
+    ``right⁺ V = R_r⁻¹ B`` (exact for full-rank factors, and far cheaper than a pseudo-inverse).
+    """
+    left, right = left.double(), right.double()
+    with torch_threads(1):
+        p_left, r_left = torch.linalg.qr(left)
+        p_right, r_right = torch.linalg.qr(right)
+        core_left, sigma, core_right_t = torch.linalg.svd(r_left @ r_right.transpose(-1, -2))
+        core_right = core_right_t.transpose(-1, -2)
+        U, V = p_left @ core_left, p_right @ core_right
+        if rotary is None:
+            return QKSVD(U=U, sigma=sigma, V=V)
+        query_coef = torch.linalg.solve_triangular(r_left, core_left, upper=True)
+        key_coef = torch.linalg.solve_triangular(r_right, core_right, upper=True)
+    return QKSVD(
+        U=U,
+        sigma=sigma,
+        V=V,
+        rotary=rotary,
+        query_factor=left,
+        key_factor=right,
+        query_coef=query_coef,
+        key_coef=key_coef,
+    )
+
+
 def qk_svd(
     W_Q: Float[Tensor, "layer head d r"],
     b_Q: Float[Tensor, "layer head r"],
@@ -132,35 +170,8 @@ def qk_svd(
     b_K: Float[Tensor, "layer head r"],
     rotary: Rotary | None = None,
 ) -> QKSVD:
-    """SVD of Ω through its factors, in float64 (with ``rotary``: and the frame coefficients).
-
-    With thin QR factorisations ``Q̃ = P_q R_q`` and ``K̃ = P_k R_k``, ``Ω = P_q (R_q R_kᵀ) P_kᵀ``;
-    the SVD ``R_q R_kᵀ = A diag(σ) Bᵀ`` of the small r×r core gives ``U = P_q A``, ``V = P_k B``.
-    Singular values come in descending order; index k is the singular vector's identity.
-    """
-    q_factor = augmented_factors(W_Q, b_Q).double()
-    k_factor = augmented_factors(W_K, b_K).double()
-    with torch_threads(1):
-        p_q, r_q = torch.linalg.qr(q_factor)
-        p_k, r_k = torch.linalg.qr(k_factor)
-        core_left, sigma, core_right_t = torch.linalg.svd(r_q @ r_k.transpose(-1, -2))
-        U, V = p_q @ core_left, p_k @ core_right_t.transpose(-1, -2)
-        if rotary is None:
-            return QKSVD(U=U, sigma=sigma, V=V)
-        # Frame coefficients Q̃⁺U = R_q⁻¹ A (and K̃⁺V = R_k⁻¹ B) from the small triangular
-        # factors: exact for full-rank factors, and far cheaper than a pseudo-inverse of Q̃.
-        query_coef = torch.linalg.solve_triangular(r_q, core_left, upper=True)
-        key_coef = torch.linalg.solve_triangular(r_k, core_right_t.transpose(-1, -2), upper=True)
-    return QKSVD(
-        U=U,
-        sigma=sigma,
-        V=V,
-        rotary=rotary,
-        query_factor=q_factor,
-        key_factor=k_factor,
-        query_coef=query_coef,
-        key_coef=key_coef,
-    )
+    """SVD of ``Ω = Q̃ K̃ᵀ`` of every head (:func:`factored_svd` of the augmented factors)."""
+    return factored_svd(augmented_factors(W_Q, b_Q), augmented_factors(W_K, b_K), rotary)
 
 
 def augment(x: Float[Tensor, "... d"]) -> Float[Tensor, "... d_aug"]:

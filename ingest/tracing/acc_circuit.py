@@ -18,11 +18,15 @@ answer, as the authors do:
    its src on the source side) continues into the firing (m, h', p, t) when that pair is a
    firing. Embeddings, MLPs and attention biases are leaves.
 
-The query/key inputs of a layer are passed separately to the decomposition (both
-``ln1.hook_normalized`` here, GPT-2 family); a per-position frame map (rotary) composes by
-mapping them before (see :mod:`ingest.decomposition.acc`). Memory: component contributions
-are ``rows × layers × heads × positions`` per side, so firings are traced in chunks of
-``chunk`` rows.
+One code path serves both families: the query/key inputs of a layer are its
+``ln1.hook_normalized`` (RMSNorm's gain, like LayerNorm's, is folded into W_Q/W_K), and a
+rotary model's per-position frame map lives in its :class:`~ingest.decomposition.acc.AccSVD`
+(identity for GPT-2; see :mod:`ingest.decomposition.acc` and
+:mod:`ingest.tracing.components`). Bias-free models get zero biases, grouped key/value heads are
+expanded per query head, and the readers' normalisation says whether component outputs are
+centred (LayerNorm) or not (RMSNorm). Memory: component contributions are
+``rows × layers × heads × positions`` per side, so firings are traced in chunks of ``chunk``
+rows.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ from ingest.decomposition.acc import (
     decompose_layer_acc,
     decompose_pairs,
 )
+from ingest.decomposition.activations import model_rotary, stacked_bias
+from ingest.decomposition.rotary import Rotary, check_full_rank_frame, expand_kv_heads
+from ingest.decomposition.sad import KEY_SIDE, QUERY_SIDE
+from ingest.models.loading import UnsupportedModelError
 from ingest.tracing.components import (
     HEAD,
     AnswerSeeds,
@@ -59,12 +67,48 @@ TRACE_CHUNK = 1024
 _UNEMBED_INPUT = "unembed.hook_in"
 
 
-def model_acc_svd(bridge: Any, dtype: torch.dtype | None = None) -> AccSVD:
-    """Both sides' SVDs of every head of a processed bridge (float64, or cast to ``dtype``)."""
+def model_acc_svd(
+    bridge: Any, dtype: torch.dtype | None = None, *, rotary: Rotary | None = None
+) -> AccSVD:
+    """Both sides' SVDs of every head of a processed bridge (float64, or cast to ``dtype``).
+
+    Bias-free projections (Llama family) get explicit zero biases of shape (layer, head, r);
+    grouped key heads are expanded to one per query head, so every query head has its own
+    ``Ω_d`` and ``Ω_s``. Rotary models get their frame from ``bridge.cfg`` (as for SAD) unless
+    ``rotary`` overrides it; ACC's rotary frame needs bias-free query/key maps.
+    """
+    cfg = bridge.cfg
+    if rotary is None:
+        rotary = model_rotary(cfg)
     with torch.no_grad():
-        weights = (bridge.W_Q, bridge.b_Q, bridge.W_K, bridge.b_K)
-        svd = acc_svd(*(w.double() for w in weights))
+        W_Q = bridge.W_Q
+        W_K = expand_kv_heads(bridge.W_K, cfg.n_heads)
+        b_Q = stacked_bias(bridge, "b_Q", W_Q)
+        b_K = expand_kv_heads(stacked_bias(bridge, "b_K", bridge.W_K), cfg.n_heads)
+        if rotary is not None and (bool(b_Q.any()) or bool(b_K.any())):
+            raise UnsupportedModelError(
+                f"{cfg.model_name} has rotary positions and query/key biases: a rotated bias "
+                "does not cancel in relative attention, so ACC cannot split it (SAD can: "
+                "use --method sad)."
+            )
+        svd = acc_svd(W_Q.double(), b_Q.double(), W_K.double(), b_K.double(), rotary)
+    if rotary is not None:
+        frames = [svd.side(side).frame(f) for side in (0, 1) for f in (QUERY_SIDE, KEY_SIDE)]
+        check_full_rank_frame(*(coefficients for _, coefficients in frames))
     return svd if dtype is None else svd.to(dtype)
+
+
+def reads_centred(cfg: Any) -> bool:
+    """Whether the model's normalisations subtract the mean (LayerNorm) or not (RMSNorm)."""
+    return str(getattr(cfg, "normalization_type", "LN")).startswith("LN")
+
+
+def output_biases(bridge: Any) -> Float[Tensor, "layer d"]:
+    """``bridge.b_O``, or zeros of shape (layer, d_model) where attention has no output bias."""
+    try:
+        return bridge.b_O
+    except AttributeError:
+        return bridge.W_O.new_zeros((bridge.cfg.n_layers, bridge.cfg.d_model))
 
 
 def acc_hook_names(n_layers: int) -> list[str]:
@@ -113,7 +157,9 @@ def run_acc_activations(
         )
     rows = torch.arange(tokens.shape[0], device=device)
     end_logits = bridge.unembed(final_residual[rows, end.to(device)][:, None, :])[:, 0]
-    upstream = upstream_from_cache(cache, bridge.W_O, bridge.b_O, n_layers)
+    upstream = upstream_from_cache(
+        cache, bridge.W_O, output_biases(bridge), n_layers, centred=reads_centred(bridge.cfg)
+    )
     normalized = [cache[f"blocks.{m}.ln1.hook_normalized"] for m in range(n_layers)]
     return AccActivations(
         x_query=normalized,

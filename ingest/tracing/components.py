@@ -6,9 +6,9 @@ writing weights centred, value biases folded into ``b_O``), at every position p
     resid_pre(l)_p = embed_p (+ pos_embed_p) + Σ_{m<l} (attn_out(m)_p + mlp_out(m)_p),
     attn_out(m)_p  = Σ_h Σ_t A_{m,h}(p, t) · v_{m,h}(t) W_O^{m,h} + b_O^m,
 
-and the head reads ``x_p = C resid_p / s_p`` (C: subtract the mean over d_model; s: the
-``ln1.hook_scale`` of the reading layer; ``ln_final.hook_scale`` for the unembedding). Every
-component c therefore enters a linear read ``w · Σ_p ρ_p x_p`` as
+and the head reads ``x_p = C resid_p / s_p`` (C: subtract the mean over d_model for LayerNorm,
+the identity for RMSNorm; s: the ``ln1.hook_scale`` of the reading layer; ``ln_final.hook_scale``
+for the unembedding). Every component c therefore enters a linear read ``w · Σ_p ρ_p x_p`` as
 
     c(w, ρ) = Σ_p (ρ_p / s_p) · (C w) · o_c(p),
 
@@ -28,6 +28,22 @@ Reading weights ρ (which positions the components are taken at):
 * the answer: ``ρ = δ_END`` with ``w = W_U[:, IO] − W_U[:, S]`` and the final scale;
   ``Σ_c c + b_U[IO] − b_U[S]`` is the model's logit difference at END.
 
+Rotary positions (Llama family; :mod:`~ingest.decomposition.rotary`). The head reads the
+mapped input ``x̂_p = M_p x_p``, ``M_p = (F⁺)ᵀ R_p Fᵀ`` with F the factor of the side's own
+input (W_Q on the destination side, W_K on the source side), so the read is
+``w · Σ_p ρ_p M_p x_p`` and a component contributes
+
+    c(w, ρ) = Σ_p (ρ_p / s_p) (C M_pᵀ w) · o_c(p) = Σ_p (ρ_p / s_p) (R_pᵀ c) · Fᵀ C o_c(p),
+
+with ``w = F c`` (:func:`~ingest.decomposition.acc.side_frame_coefficients`): on the source
+side its mapped output at j minus the mean of its mapped outputs at the rivals, each divided by
+the reader's scale at its own position. The direction now depends on p, so a head's output
+through t is read position by position, ``Σ_p (ρ_p/s_p) A(p, t) (R_pᵀ c)·Fᵀ v_t W_O``
+(:func:`framed_contributions`, in the r-dimensional factor space). ``M_p`` is linear, so the
+components still add up to the side total exactly. Without rotation (GPT-2) ``M_p`` is the
+identity, the direction is the same at every p and the sums factorise
+(:func:`component_contributions`).
+
 Edges use SAD's rule (:func:`~ingest.tracing.upstream.top_share_edges`): per firing and side,
 the smallest top set of components whose contribution exceeds ``edge_fraction`` of the total.
 Seeds: in prompts the model gets right (logit difference > 0), the head components of the
@@ -43,7 +59,15 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from ingest.decomposition.acc import DEST_SIDE, SOURCE_SIDE, AccFirings, AccSVD, side_directions
+from ingest.decomposition.acc import (
+    DEST_SIDE,
+    SOURCE_SIDE,
+    AccFirings,
+    AccSVD,
+    side_directions,
+    side_frame_coefficients,
+)
+from ingest.decomposition.rotary import Rotary, expand_kv_heads, rotate
 from ingest.tracing.upstream import top_share_edges
 
 EMBED = 0
@@ -59,6 +83,8 @@ class UpstreamOutputs:
 
     ``head_values[b, t, m, h] = v_{m,h}(t) W_O^{m,h}`` is what head (m, h) writes per unit of
     attention to source t; its output at p is ``Σ_t patterns[b, m, h, p, t] · head_values``.
+    ``centred``: the readers' normalisation subtracts the mean over d_model (LayerNorm), or
+    not (RMSNorm).
     """
 
     embed: Float[Tensor, "batch pos d"]
@@ -66,6 +92,7 @@ class UpstreamOutputs:
     head_values: Float[Tensor, "batch src layer head d"]
     mlp_out: Float[Tensor, "batch pos layer d"]
     attn_bias: Float[Tensor, "layer d"]
+    centred: bool
 
     @property
     def n_layers(self) -> int:
@@ -84,10 +111,16 @@ def upstream_from_cache(
     W_O: Float[Tensor, "layer head d_head d"],
     b_O: Float[Tensor, "layer d"],
     n_layers: int,
+    *,
+    centred: bool,
     dtype: torch.dtype | None = None,
 ) -> UpstreamOutputs:
     """:class:`UpstreamOutputs` from TransformerLens hooks (``hook_embed``, ``hook_pos_embed``,
-    ``attn.hook_pattern``, ``attn.hook_v``, ``hook_mlp_out``), optionally cast to ``dtype``."""
+    ``attn.hook_pattern``, ``attn.hook_v``, ``hook_mlp_out``), optionally cast to ``dtype``.
+
+    Grouped value heads (``hook_v`` has n_kv_heads) are expanded to one per query head;
+    ``centred`` says whether the readers' normalisation is a LayerNorm (see the class).
+    """
 
     def get(name: str) -> Tensor:
         tensor = cache[name]
@@ -97,8 +130,13 @@ def upstream_from_cache(
     if "hook_pos_embed" in cache:
         embed = embed + get("hook_pos_embed")
     patterns = torch.stack([get(f"blocks.{m}.attn.hook_pattern") for m in range(n_layers)], 1)
+    n_heads = W_O.shape[1]
     head_values = torch.stack(
-        [head_value_outputs(get(f"blocks.{m}.attn.hook_v"), W_O[m]) for m in range(n_layers)], 2
+        [
+            head_value_outputs(expand_kv_heads(get(f"blocks.{m}.attn.hook_v"), n_heads, 2), W_O[m])
+            for m in range(n_layers)
+        ],
+        2,
     )
     mlp_out = torch.stack([get(f"blocks.{m}.hook_mlp_out") for m in range(n_layers)], 2)
     return UpstreamOutputs(
@@ -107,6 +145,7 @@ def upstream_from_cache(
         head_values=head_values,
         mlp_out=mlp_out,
         attn_bias=b_O.to(embed.dtype),
+        centred=centred,
     )
 
 
@@ -181,12 +220,14 @@ def component_contributions(
     """``c(w, ρ) = Σ_p (ρ_p / s_p) (C w)·o_c(p)`` for every component below layer ``n_upstream``.
 
     ``scale`` is the reader's normalisation scale; summed over components this is exactly
-    ``w · Σ_p ρ_p x_p`` with ``x_p = C resid_p / s_p``.
+    ``w · Σ_p ρ_p x_p`` with ``x_p = C resid_p / s_p`` (C the identity for RMSNorm).
     """
     dtype = upstream.embed.dtype
     n_rows, n_pos = reading.shape
     n_heads = upstream.patterns.shape[2]
-    centred = direction.to(dtype) - direction.to(dtype).mean(-1, keepdim=True)
+    centred = direction.to(dtype)
+    if upstream.centred:
+        centred = centred - centred.mean(-1, keepdim=True)
     weights = reading.to(dtype) / scale[prompt, :, 0].to(dtype)  # ρ_p / s_p
     embed = centred.new_zeros(n_rows)
     mlp = centred.new_zeros((n_rows, n_upstream))
@@ -202,6 +243,56 @@ def component_contributions(
         heads[rows] = mixed_attention * per_unit
     bias_read = centred @ upstream.attn_bias[:n_upstream].T  # row layer
     attn_bias = weights.sum(-1, keepdim=True) * bias_read
+    return ComponentContributions(embed=embed, attn_bias=attn_bias, mlp=mlp, heads=heads)
+
+
+FRAMED_ROWS = 32  # rows read together by framed_contributions (memory ∝ rows·pos²·layers·heads)
+
+
+def framed_contributions(
+    coefficients: Float[Tensor, "row r"],
+    factor: Float[Tensor, "d r"],
+    rotary: Rotary,
+    reading: Float[Tensor, "row pos"],
+    scale: Float[Tensor, "batch pos 1"],
+    prompt: Int[Tensor, " row"],
+    upstream: UpstreamOutputs,
+    n_upstream: int,
+) -> ComponentContributions:
+    """``c(w, ρ) = Σ_p (ρ_p / s_p) (R_pᵀ c) · Fᵀ C o_c(p)`` for rows read through one factor F.
+
+    The rows' direction is ``w = F c`` in the unrotated frame, read at position p as
+    ``M_pᵀ w = F R_pᵀ c`` (see the module notes): every component output is projected on F's
+    r columns once per prompt, and each row reads it with its own rotated coefficients
+    ``c̄_p = (ρ_p/s_p) R_pᵀ c``. Summed over components this is exactly ``w · Σ_p ρ_p M_p x_p``.
+    """
+    dtype = upstream.embed.dtype
+    n_rows, n_pos = reading.shape
+    n_heads = upstream.patterns.shape[2]
+    read = factor.to(dtype)
+    if upstream.centred:
+        read = read - read.mean(0, keepdim=True)  # Fᵀ C o = (C F)ᵀ o
+    weights = reading.to(dtype) / scale[prompt, :, 0].to(dtype)  # ρ_p / s_p
+    spread = coefficients.to(dtype)[:, None, :].expand(n_rows, n_pos, -1)
+    turned = rotate(spread, rotary, inverse=True) * weights[..., None]  # c̄[f, p]
+    embed = turned.new_zeros(n_rows)
+    mlp = turned.new_zeros((n_rows, n_upstream))
+    heads = turned.new_zeros((n_rows, n_upstream, n_heads, n_pos))
+    for b in torch.unique(prompt).tolist():
+        rows = (prompt == b).nonzero(as_tuple=True)[0]
+        embed_read = upstream.embed[b] @ read  # p r
+        mlp_read = torch.einsum("pld,dr->plr", upstream.mlp_out[b, :, :n_upstream], read)
+        head_read = torch.einsum("tlhd,dr->tlhr", upstream.head_values[b, :, :n_upstream], read)
+        patterns = upstream.patterns[b, :n_upstream]  # l h p t
+        for start in range(0, rows.numel(), FRAMED_ROWS):
+            part = rows[start : start + FRAMED_ROWS]
+            bar = turned[part]  # f p r
+            embed[part] = torch.einsum("fpr,pr->f", bar, embed_read)
+            mlp[part] = torch.einsum("fpr,plr->fl", bar, mlp_read)
+            per_position = torch.einsum("fpr,tlhr->flhpt", bar, head_read)
+            heads[part] = torch.einsum("flhpt,lhpt->flht", per_position, patterns)
+    bias_read = upstream.attn_bias[:n_upstream] @ read  # l r
+    attn_bias = torch.einsum("fpr,lr->fl", turned, bias_read)
     return ComponentContributions(embed=embed, attn_bias=attn_bias, mlp=mlp, heads=heads)
 
 
@@ -244,11 +335,41 @@ def side_contributions(
 ) -> ComponentContributions:
     """Contributions to one side of firings of one ``layer`` (``scale``: that layer's ln1).
 
-    Sums to ``firings.total[:, side]`` (with ``sparse``: to the side's sparse-set terms).
+    Sums to ``firings.total[:, side]`` (with ``sparse``: to the side's sparse-set terms). With
+    rotary positions each head's rows are read through that head's frame
+    (:func:`framed_contributions`); otherwise through one direction (the identity frame).
     """
-    direction = side_directions(firings, svd, side, sparse=sparse)
     reading = reading_weights(side, firings.dest, firings.src, scale.shape[1], scale.dtype)
-    return component_contributions(direction, reading, scale, firings.prompt, upstream, layer)
+    rotary = svd.rotary
+    if rotary is None:
+        direction = side_directions(firings, svd, side, sparse=sparse)
+        return component_contributions(direction, reading, scale, firings.prompt, upstream, layer)
+    coefficients = side_frame_coefficients(firings, svd, side, sparse=sparse)
+    factor = svd.side_factor(side)[layer]  # head d_aug r
+    d = upstream.embed.shape[-1]
+    dtype = upstream.embed.dtype
+    n_rows, n_heads, n_pos = len(firings), upstream.patterns.shape[2], reading.shape[1]
+    result = ComponentContributions(
+        embed=reading.new_zeros(n_rows, dtype=dtype),
+        attn_bias=reading.new_zeros((n_rows, layer), dtype=dtype),
+        mlp=reading.new_zeros((n_rows, layer), dtype=dtype),
+        heads=reading.new_zeros((n_rows, layer, n_heads, n_pos), dtype=dtype),
+    )
+    for head in torch.unique(firings.head).tolist():
+        rows = firings.head == head
+        found = framed_contributions(
+            coefficients[rows],
+            factor[head, :d],
+            rotary,
+            reading[rows],
+            scale,
+            firings.prompt[rows],
+            upstream,
+            layer,
+        )
+        for name in ("embed", "attn_bias", "mlp", "heads"):
+            getattr(result, name)[rows] = getattr(found, name)
+    return result
 
 
 def trace_acc_firings(

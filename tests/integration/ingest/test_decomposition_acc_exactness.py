@@ -1,4 +1,6 @@
-"""ACC exactness on real models (toy-ioi, random GPT-2 12×12) against TransformerLens's hooks.
+"""ACC exactness on real models against TransformerLens's hooks: toy-ioi, random GPT-2 12×12,
+a tiny random Llama (RoPE θ = 50,000, 4 query heads on 2 key/value heads, RMSNorm, no biases)
+and SmolLM2-135M (a few layers).
 
 Every check compares float64 maths on float32 activations with the model's own float32
 numbers; an error is ``max |ACC − hook| / max |hook|`` over all checked entries.
@@ -20,8 +22,10 @@ from ingest.decomposition.acc import (
     decompose_layer_acc,
 )
 from ingest.decomposition.reference_acc import reference_acc_firings
+from ingest.decomposition.rotary import Rotary
 from ingest.models.loading import LoadedModel
 from ingest.prompts.ioi import generate_prompts, tokenize_prompts
+from ingest.tracing.acc_circuit import model_acc_svd, output_biases, reads_centred
 from ingest.tracing.components import (
     answer_contributions,
     side_contributions,
@@ -43,16 +47,31 @@ def worst(errors: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 @torch.inference_mode()
-def acc_exactness(model: LoadedModel, n_prompts: int = 4, seed: int = 0) -> dict[str, tuple]:
-    """Max (abs, rel) error of every ACC identity on ``n_prompts`` IOI prompts."""
-    batch = tokenize_prompts(generate_prompts(n_prompts, "mixed", seed=seed), model.tokenizer)
+def acc_exactness(
+    model: LoadedModel,
+    n_prompts: int = 4,
+    seed: int = 0,
+    layers: list[int] | None = None,
+    rotary: Rotary | None = None,
+) -> dict[str, tuple]:
+    """Max (abs, rel) error of every ACC identity on ``n_prompts`` IOI prompts.
+
+    ``layers``: the reading layers checked (all by default); ``rotary`` overrides the model's
+    frame (to show a wrong θ fails).
+    """
+    batch = tokenize_prompts(
+        generate_prompts(n_prompts, "mixed", seed=seed, tokenizer=model.tokenizer),
+        model.tokenizer,
+        prepend_bos=model.prepend_bos,
+    )
     bridge = model.bridge
     n_layers = model.n_layers
     logits, cache32 = bridge.run_with_cache(batch.tokens)
     cache = {name: tensor.double() for name, tensor in cache32.items()}
-    W_O, b_O = bridge.W_O.double(), bridge.b_O.double()
-    svd = acc_svd(*(w.double() for w in (bridge.W_Q, bridge.b_Q, bridge.W_K, bridge.b_K)))
-    upstream = upstream_from_cache(cache, W_O, b_O, n_layers)
+    W_O, b_O = bridge.W_O.double(), output_biases(bridge).double()
+    svd = model_acc_svd(bridge, rotary=rotary)
+    centred = reads_centred(bridge.cfg)
+    upstream = upstream_from_cache(cache, W_O, b_O, n_layers, centred=centred)
     mask = batch.mask
 
     # the residual stream is the sum of the components (at real positions)
@@ -72,7 +91,7 @@ def acc_exactness(model: LoadedModel, n_prompts: int = 4, seed: int = 0) -> dict
     source, dest, components = [], [], {(s, sp): [] for s in (0, 1) for sp in (False, True)}
     n_firings = 0
     generator = torch.Generator().manual_seed(seed)
-    for layer in range(n_layers):
+    for layer in range(n_layers) if layers is None else layers:
         x = cache[f"blocks.{layer}.ln1.hook_normalized"]
         pattern = cache[f"blocks.{layer}.attn.hook_pattern"]
         firings = decompose_layer_acc(x, x, pattern, mask, svd, layer, AccFiringRule())
@@ -133,13 +152,33 @@ def acc_exactness(model: LoadedModel, n_prompts: int = 4, seed: int = 0) -> dict
     }
 
 
-@pytest.mark.parametrize("fixture", ["toy_model", "random_gpt2_model"])
+@pytest.mark.parametrize("fixture", ["toy_model", "random_gpt2_model", "tiny_llama"])
 def test_acc_identities_hold_on_real_models(fixture: str, request: pytest.FixtureRequest) -> None:
     model: LoadedModel = request.getfixturevalue(fixture)
     errors = acc_exactness(model)
     assert errors.pop("n_firings")[0] > 0
     for check, (_, relative) in errors.items():
         assert relative <= RELATIVE_TOLERANCE, check
+
+
+SMOLLM2_LAYERS = [1, 14, 23, 29]  # early, middle, the name movers' layer, the last
+
+
+def test_acc_identities_hold_on_smollm2(smollm2: LoadedModel) -> None:
+    """Rotary θ = 100,000, 9 query heads on 3 key/value heads, RMSNorm: every identity holds."""
+    errors = acc_exactness(smollm2, n_prompts=2, layers=SMOLLM2_LAYERS)
+    assert errors.pop("n_firings")[0] > 0
+    for check, (_, relative) in errors.items():
+        assert relative <= RELATIVE_TOLERANCE, check
+
+
+def test_a_wrong_rotary_base_breaks_the_split(tiny_llama: LoadedModel) -> None:
+    """θ = 10,000 (TransformerLens's default) instead of the config's 50,000: the terms no longer
+    sum to the hook's relative attention, so the checks above can fail."""
+    errors = acc_exactness(tiny_llama, rotary=Rotary(10_000.0, 16))
+    terms = ("Σ source terms = RA(hook_attn_scores)", "Σ dest terms + β = RA(hook_attn_scores)")
+    for check in terms:
+        assert errors[check][1] > 100 * RELATIVE_TOLERANCE, check
 
 
 @torch.inference_mode()

@@ -208,7 +208,7 @@ def tiny(tiny_model: LoadedModel) -> TinyRun:
         weights = [w.detach().double() for w in (bridge.W_Q, bridge.b_Q, bridge.W_K, bridge.b_K)]
         W_O, b_O = bridge.W_O.detach().double(), bridge.b_O.detach().double()
     cache64 = {name: tensor.double() for name, tensor in cache.items()}
-    upstream = upstream_from_cache(cache64, W_O, b_O, tiny_model.n_layers)
+    upstream = upstream_from_cache(cache64, W_O, b_O, tiny_model.n_layers, centred=True)
     return TinyRun(tiny_model, batch, cache64, logits.double(), acc_svd(*weights), upstream)
 
 
