@@ -267,7 +267,7 @@ def process_acc_batch(
     :mod:`ingest.tracing.acc_circuit`); stages ``forward``, ``decompose`` (firings, answer,
     seeds and tracing together, one pass) and ``trace`` (0: counted in decompose)."""
     clock = _StageClock(model.bridge.cfg.device)
-    batch = tokenize_prompts(list(prompts), model.tokenizer)
+    batch = tokenize_prompts(list(prompts), model.tokenizer, prepend_bos=model.prepend_bos)
     end = batch.roles["END"]
     activations = run_acc_activations(model.bridge, batch.tokens, end)
     clock.lap("forward")

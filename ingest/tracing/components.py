@@ -67,7 +67,7 @@ from ingest.decomposition.acc import (
     side_directions,
     side_frame_coefficients,
 )
-from ingest.decomposition.rotary import Rotary, expand_kv_heads, rotate
+from ingest.decomposition.rotary import Rotary, directions_at, expand_kv_heads, rotate
 from ingest.tracing.upstream import top_share_edges
 
 EMBED = 0
@@ -335,9 +335,11 @@ def side_contributions(
 ) -> ComponentContributions:
     """Contributions to one side of firings of one ``layer`` (``scale``: that layer's ln1).
 
-    Sums to ``firings.total[:, side]`` (with ``sparse``: to the side's sparse-set terms). With
-    rotary positions each head's rows are read through that head's frame
-    (:func:`framed_contributions`); otherwise through one direction (the identity frame).
+    Sums to ``firings.total[:, side]`` (with ``sparse``: to the side's sparse-set terms).
+    Without rotation one direction per row is read at every position (the identity frame).
+    With rotary positions the destination side reads one position, i, so its direction is the
+    one read there, ``M_iᵀ w``; the source side reads j and its rivals, each through its own
+    map, through the factor its heads share (:func:`framed_contributions`).
     """
     reading = reading_weights(side, firings.dest, firings.src, scale.shape[1], scale.dtype)
     rotary = svd.rotary
@@ -345,8 +347,17 @@ def side_contributions(
         direction = side_directions(firings, svd, side, sparse=sparse)
         return component_contributions(direction, reading, scale, firings.prompt, upstream, layer)
     coefficients = side_frame_coefficients(firings, svd, side, sparse=sparse)
-    factor = svd.side_factor(side)[layer]  # head d_aug r
     d = upstream.embed.shape[-1]
+    factor = svd.side_factor(side)[layer, :, :d]  # head d r
+    groups = _shared_factors(factor, torch.unique(firings.head).tolist())
+    if side == DEST_SIDE:
+        direction = coefficients.new_zeros((len(firings), d))
+        for head, members in groups.items():
+            rows = torch.isin(firings.head, torch.tensor(members, device=firings.head.device))
+            direction[rows] = directions_at(
+                coefficients[rows], factor[head], firings.dest[rows], rotary
+            )
+        return component_contributions(direction, reading, scale, firings.prompt, upstream, layer)
     dtype = upstream.embed.dtype
     n_rows, n_heads, n_pos = len(firings), upstream.patterns.shape[2], reading.shape[1]
     result = ComponentContributions(
@@ -355,11 +366,11 @@ def side_contributions(
         mlp=reading.new_zeros((n_rows, layer), dtype=dtype),
         heads=reading.new_zeros((n_rows, layer, n_heads, n_pos), dtype=dtype),
     )
-    for head in torch.unique(firings.head).tolist():
-        rows = firings.head == head
+    for head, members in groups.items():
+        rows = torch.isin(firings.head, torch.tensor(members, device=firings.head.device))
         found = framed_contributions(
             coefficients[rows],
-            factor[head, :d],
+            factor[head],
             rotary,
             reading[rows],
             scale,
@@ -370,6 +381,20 @@ def side_contributions(
         for name in ("embed", "attn_bias", "mlp", "heads"):
             getattr(result, name)[rows] = getattr(found, name)
     return result
+
+
+def _shared_factors(factor: Float[Tensor, "head d r"], heads: list[int]) -> dict[int, list[int]]:
+    """The given heads grouped by identical factor (query heads of one key group share W_K),
+    keyed by the group's first head."""
+    groups: dict[int, list[int]] = {}
+    for head in heads:
+        for first, members in groups.items():
+            if torch.equal(factor[first], factor[head]):
+                members.append(head)
+                break
+        else:
+            groups[head] = [head]
+    return groups
 
 
 def trace_acc_firings(
