@@ -148,9 +148,11 @@ def _decompose_acc(
     role_labels: list[list[str]] = []
     n_destinations, offset = 0, 0
     logit_diffs = []
+    answer_parts = []
     with tqdm(total=len(prompts), desc="decompose", unit="prompt", file=sys.stderr) as bar:
         for chunk in chunks(prompts, batch_size):
             result = process_acc_batch(model, svd, chunk, rule)
+            answer_parts.append(result.trace.answer_by_kind.cpu())
             firings = result.trace.firings.to("cpu")
             parts.append(replace(firings, prompt=firings.prompt + offset))
             trace_seeds = result.trace.seeds
@@ -178,12 +180,18 @@ def _decompose_acc(
         seeds=seed_counts,
     )
     mean_diff = float(torch.cat(logit_diffs).mean())
+    by_kind = torch.cat(answer_parts).double().sum(0)
+    kinds = ("embedding", "attention biases", "MLPs", "heads")
+    shares = ", ".join(
+        f"{name} {100 * float(part / by_kind.sum()):.1f} %"
+        for name, part in zip(kinds, by_kind, strict=True)
+    )
     _echo_head_summary(
         summary,
         output_format,
         f"{model.provenance.model_id} (ACC): {len(prompts)} {prompt_type} prompts (seed "
         f"{seed}), {len(f)} firings above uniform, {sum(seed_counts)} seeds, mean IO−S "
-        f"logit difference {mean_diff:.3f}",
+        f"logit difference {mean_diff:.3f}, carried by {shares}",
     )
 
 

@@ -178,7 +178,9 @@ class AccTrace:
 
     ``traced[f]``: firing f was reached from a seed and its sides traced; ``seed_weight[f]``:
     its head component's share of the logit difference when f is a seed, else NaN.
-    ``edges.firing`` indexes ``firings``.
+    ``edges.firing`` indexes ``firings``. ``answer_by_kind[b]``: prompt b's logit difference
+    (without ``b_U``) split by component kind, columns in :data:`COMPONENT_KINDS` order
+    (embedding, attention biases, MLPs, heads).
     """
 
     firings: AccFirings
@@ -187,6 +189,7 @@ class AccTrace:
     edges: ComponentEdges
     seeds: AnswerSeeds
     logit_diff: Float[Tensor, " batch"]
+    answer_by_kind: Float[Tensor, "batch kind"]
 
 
 class _PairIndex:
@@ -323,4 +326,13 @@ def trace_acc_batch(
         edges=all_edges,
         seeds=seeds,
         logit_diff=logit_diff,
+        answer_by_kind=torch.stack(
+            [
+                answer.embed,
+                answer.attn_bias.sum(-1),
+                answer.mlp.sum(-1),
+                answer.heads.sum((1, 2, 3)),
+            ],
+            dim=-1,
+        ),
     )

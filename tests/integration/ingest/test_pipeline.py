@@ -25,6 +25,12 @@ def test_an_acc_batch_traces_a_llama_model(tiny_llama: LoadedModel) -> None:
     assert HEAD in kinds and kinds <= {EMBED, ATTN_BIAS, MLP, HEAD}
     # no output bias: no attention-bias component carries anything
     assert not (trace.edges.kind == ATTN_BIAS).any()
+    assert not trace.answer_by_kind[:, ATTN_BIAS].any()
+    # the answer's split by kind adds up to the model's logit difference (b_U is zero here)
+    assert not tiny_llama.bridge.b_U.any()
+    total = trace.answer_by_kind.double().sum(-1)
+    expected = trace.logit_diff.double()
+    assert float((total - expected).abs().max()) <= 1e-4 * float(expected.abs().max())
 
 
 def test_an_acc_batch_follows_the_models_bos_setting(tiny_llama: LoadedModel) -> None:
