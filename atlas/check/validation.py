@@ -464,10 +464,14 @@ def _reusable(
     targets: FiringTargets | AccEdgeTargets,
     config: ValidationConfig,
 ) -> bool:
+    if previous is None:
+        return False
+    # an ACC writer without a component of its kind to draw (the embedding) has no control
+    # whatever the number asked for
+    no_control = previous["method"] == "acc" and previous["n_controls"] == 0
     return (
-        previous is not None
-        and previous["n_prompts"] == len(targets)
-        and previous["n_controls"] == config.n_controls
+        previous["n_prompts"] == len(targets)
+        and (previous["n_controls"] == config.n_controls or no_control)
         and previous.get("seed", config.seed) == config.seed
     )
 

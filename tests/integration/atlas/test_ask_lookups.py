@@ -340,3 +340,45 @@ def test_toy_ioi_name_mover_inputs_and_routes(atlas_store: AtlasStore, toy_ioi_r
     assert dict(zip(inputs["writer"], inputs["n_prompts"], strict=True)) == expected.to_dict()
     routes = alternative_routes(atlas_store, toy_ioi_run, "2.3", "3.1", min_prompts=5)
     assert routes.routes >= 1 and routes.edge_disjoint >= 1
+
+
+def _cli_parameters(parameters: dict) -> list[str]:
+    """``-p key=value`` arguments for a template's parameters (JSON for lists and null)."""
+    arguments = []
+    for key, value in parameters.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        arguments += ["-p", f"{key}={text}"]
+    return arguments
+
+
+def test_every_template_answers_on_an_acc_run_or_says_it_does_not_apply(
+    runner: CliRunner, toy_ioi_run: str, toy_ioi_acc_run: str
+) -> None:
+    """Through the CLI, each read template with its example-toy on the SAD and the ACC toy-ioi
+    runs of the same prompts: a template marked ``methods: sad`` (it reads USES) exits 1 with
+    one ``Error:`` line on the ACC run; every other one answers, with rows wherever the SAD
+    run has rows."""
+    refused = set()
+    for template in all_templates():
+        if template.mode != "read" or template.example_toy is None:
+            continue
+        answers = {}
+        for run in (toy_ioi_run, toy_ioi_acc_run):
+            parameters = {**template.example_toy, "run_id": run}
+            result = runner.invoke(
+                main, ["query", template.name, *_cli_parameters(parameters), "--format", "json"]
+            )
+            assert "Traceback" not in result.output, (template.name, result.output)
+            answers[run] = result
+        sad, acc = answers[toy_ioi_run], answers[toy_ioi_acc_run]
+        assert sad.exit_code == 0, (template.name, sad.output)
+        if "acc" not in template.methods:
+            refused.add(template.name)
+            lines = acc.output.strip().splitlines()
+            assert acc.exit_code == 1 and len(lines) == 1, (template.name, acc.output)
+            assert lines[0].startswith("Error: ") and "does not apply to ACC run" in lines[0]
+            continue
+        assert acc.exit_code == 0, (template.name, acc.output)
+        if json.loads(sad.output):
+            assert json.loads(acc.output), template.name
+    assert refused == {"shared_features", "shared_signals"}
