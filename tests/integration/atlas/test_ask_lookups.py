@@ -382,3 +382,33 @@ def test_every_template_answers_on_an_acc_run_or_says_it_does_not_apply(
         if json.loads(sad.output):
             assert json.loads(acc.output), template.name
     assert refused == {"shared_features", "shared_signals"}
+
+
+def test_compare_puts_a_sad_and_an_acc_run_side_by_side(
+    atlas_store: AtlasStore, toy_ioi_run: str, toy_ioi_acc_run: str
+) -> None:
+    """`compare` of the SAD and ACC toy-ioi runs of the same prompts, head → head only, against
+    both runs' COMMUNICATES read directly: which edges each method finds, and their support."""
+
+    def communication(run: str) -> dict[tuple[str, str, str, str], int]:
+        records = atlas_store.driver.execute_query(
+            "MATCH (w:Head)-[c:COMMUNICATES {run_id: $run}]->(h:Head) "
+            "RETURN w.id AS w, h.id AS h, c.side AS side, c.role AS role, c.n_prompts AS n",
+            run=run, database_=atlas_store.database,
+        ).records  # fmt: skip
+        return {(r["w"], r["h"], r["side"], r["role"]): r["n"] for r in records}
+
+    sad, acc = communication(toy_ioi_run), communication(toy_ioi_acc_run)
+    frame = run_query(atlas_store, "compare", run_id=toy_ioi_run, other_run_id=toy_ioi_acc_run,
+                      heads_only=True, limit=100_000)  # fmt: skip
+    got = {(r.writer, r.reader, r.side, r.role): r for r in frame.itertuples()}
+    assert got.keys() == sad.keys() | acc.keys()
+    for key, row in got.items():
+        assert (row.prompts_a, row.prompts_b) == (sad.get(key, 0), acc.get(key, 0)), key
+        expected = "both" if key in sad and key in acc else "a only" if key in sad else "b only"
+        assert row.found_in == expected, key
+    assert {"both", "a only", "b only"} <= set(frame["found_in"])
+    everything = run_query(atlas_store, "compare", run_id=toy_ioi_run,
+                           other_run_id=toy_ioi_acc_run, limit=100_000)  # fmt: skip
+    leaves = everything[~everything["writer"].str.fullmatch(r"\d+\.\d+")]
+    assert len(leaves) > 0 and set(leaves["found_in"]) == {"b only"}  # MLPs etc.: ACC's only
