@@ -67,3 +67,18 @@ def test_a_bad_method_is_one_error_line(runner: CliRunner, command: list[str]) -
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert len(errors) == 1 and "'lasso' is not one of 'sad', 'acc'" in errors[0]
+
+
+def test_replicate_acc_runs_for_shape_on_random_gpt2(runner: CliRunner) -> None:
+    """`replicate --method acc` on GPT-2-shaped random weights (no real GPT-2 here): every
+    published ACC value with ours and the difference beside it (the numbers themselves differ)."""
+    from ingest.interventions.replication_acc import ACC_PAPER
+
+    arguments = ["replicate", "--model", "random-gpt2", "--method", "acc", "--n-prompts", "2",
+                 "--batch-size", "2"]  # fmt: skip
+    rows = json.loads(invoke(runner, [*arguments, "--format", "json"]))
+    assert [row["quantity"] for row in rows] == [v.quantity for v in ACC_PAPER.values()]
+    assert [row["paper"] for row in rows] == [v.paper for v in ACC_PAPER.values()]
+    assert all({"ours", "difference"} <= set(row) for row in rows)
+    table = invoke(runner, arguments)
+    assert table.startswith("random-gpt2, 2 mixed prompts, seed 0, acc")
