@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "AtlasError",
     "Neo4jUnavailableError",
+    "NotApplicableError",
     "ParameterError",
     "ServerError",
     "UnknownRunError",
@@ -35,3 +36,8 @@ class ParameterError(AtlasError):
 
 class ServerError(AtlasError):
     """The local Neo4j server cannot be installed, started or reached during start-up."""
+
+
+class NotApplicableError(AtlasError):
+    """The question does not apply to this kind of run (e.g. a template reading SAD's
+    singular-vector links asked about an ACC run)."""

@@ -9,11 +9,13 @@
 // param: layer int[0..]? = null — only edges into heads of this layer
 // param: head int[0..]? = null — only edges into heads with this index (with layer: one head)
 // param: min_prompts int[1..] = 1 — edges seen in at least this many prompts of either group
+// param: heads_only bool = false — only head → head edges (leaves out MLP, attention-bias and embedding writers and the logit direction, which only ACC runs have)
 // param: limit int[1..] = 50 — at most this many rows
 // returns: writer string, reader string, side string, role string, prompts_a int, prompts_b int,
-//   share_a float?, share_b float?, difference float?, group_a int, group_b int
-// example: {"run_id": "gpt2-sad-256", "other_run_id": null, "order_a": "ABBA", "order_b": "BABA", "templates_a": null, "templates_b": null, "layer": 9, "head": 9, "min_prompts": 5, "limit": 50}
-// example-toy: {"run_id": "toy-ioi-run", "other_run_id": null, "order_a": "ABBA", "order_b": "BABA", "templates_a": null, "templates_b": null, "layer": 3, "head": 1, "min_prompts": 1, "limit": 50}
+//   share_a float?, share_b float?, difference float?, group_a int, group_b int,
+//   found_in string
+// example: {"run_id": "gpt2-sad-256", "other_run_id": null, "order_a": "ABBA", "order_b": "BABA", "templates_a": null, "templates_b": null, "layer": 9, "head": 9, "min_prompts": 5, "heads_only": false, "limit": 50}
+// example-toy: {"run_id": "toy-ioi-run", "other_run_id": null, "order_a": "ABBA", "order_b": "BABA", "templates_a": null, "templates_b": null, "layer": 3, "head": 1, "min_prompts": 1, "heads_only": false, "limit": 50}
 //
 // An edge is (writer, reader head, side, role written). `prompts_a` / `prompts_b` count the
 // distinct prompts of each group in which the SAD edge rule kept it; `share_*` divide by the
@@ -23,6 +25,17 @@
 // runs, which have no prompts, compare by counts: shares and difference are then null).
 // Example questions: ABBA vs BABA (does the circuit depend on name order?), one template
 // family vs the rest, or the same prompts in two runs with other thresholds or models.
+// `found_in` says which group has the edge: `both`, `a only` or `b only`.
+//
+// SAD against ACC (a SAD run and an ACC run of the same prompts, `other_run_id`, with
+// `heads_only`): both key an edge by (writer, reader head, side, role written). An ACC head
+// writer's source token is dropped (its COMMUNICATES already sums over it), ACC's destination
+// side is `q` and its source side `k`, and the role is that of the position the reader reads
+// on that side in both methods, so the head → head edges line up; ACC's other writers (MLPs,
+// attention biases, the embedding) and its logit-direction reader have no SAD counterpart.
+// The support differs in kind: a SAD run traces every firing (A ≥ 0.5), an ACC run only the
+// firings reached from the answer (unless ingested with `--all-firings`), each firing above
+// uniform attention; `prompts_a − prompts_b` is the support difference.
 //
 // How it runs: per group, the prompts by the unique `Prompt(run_id, idx)` index; a whole run reads
 // its COMMUNICATES by the relationship index `COMMUNICATES(run_id)`; a prompt group with one head
@@ -54,7 +67,7 @@ CALL (g, idx, whole) {
   MATCH (w:Component)-[c:COMMUNICATES]->(h:Component)
   USING INDEX c:COMMUNICATES(run_id)
   WHERE c.run_id = run AND ($layer IS NULL OR h.layer = $layer)
-    AND ($head IS NULL OR h.head = $head)
+    AND ($head IS NULL OR h.head = $head) AND (NOT $heads_only OR (w:Head AND h:Head))
   RETURN w.id AS writer, h.id AS reader, c.side AS side, c.role AS role, c.n_prompts AS prompts
   UNION ALL
   WITH g, idx, whole WHERE NOT whole AND $layer IS NOT NULL AND $head IS NOT NULL
@@ -63,6 +76,7 @@ CALL (g, idx, whole) {
   USING INDEX f:Firing(run_id, prompt, layer, head, dest, src)
   WHERE f.dest IS NOT NULL AND f.src IS NOT NULL // the unique firing index, by its prefix
   MATCH (w:Component)-[e:WRITES]->(f)
+  WHERE NOT $heads_only OR w:Head
   WITH w, e.side AS side, e.role AS role, count(DISTINCT i) AS prompts // w.id once per group
   RETURN w.id AS writer, toString($layer) + '.' + toString($head) AS reader, side, role, prompts
   UNION ALL
@@ -71,6 +85,7 @@ CALL (g, idx, whole) {
   WHERE f.prompt IN idx AND ($layer IS NULL OR f.layer = $layer)
     AND ($head IS NULL OR f.head = $head)
   MATCH (w:Component)-[e:WRITES]->(f)
+  WHERE NOT $heads_only OR w:Head
   RETURN w.id AS writer, toString(f.layer) + '.' + toString(f.head) AS reader, e.side AS side,
          e.role AS role, count(DISTINCT f.prompt) AS prompts
 }
@@ -81,7 +96,9 @@ WHERE prompts_a >= $min_prompts OR prompts_b >= $min_prompts
 WITH *, CASE group_a WHEN 0 THEN null ELSE toFloat(prompts_a) / group_a END AS share_a,
      CASE group_b WHEN 0 THEN null ELSE toFloat(prompts_b) / group_b END AS share_b
 RETURN writer, reader, side, role, prompts_a, prompts_b, share_a, share_b,
-       share_a - share_b AS difference, group_a, group_b
+       share_a - share_b AS difference, group_a, group_b,
+       CASE WHEN prompts_a > 0 AND prompts_b > 0 THEN 'both'
+            WHEN prompts_a > 0 THEN 'a only' ELSE 'b only' END AS found_in
 ORDER BY abs(coalesce(difference, toFloat(prompts_a - prompts_b))) DESC, writer, reader, side,
          role
 LIMIT $limit

@@ -8,7 +8,8 @@
 // param: role string — the role of the position written (as on COMMUNICATES)
 // param: dest_role string = "END" — the downstream firings' query role
 // param: src_role string = "IO" — the downstream firings' key role
-// returns: prompt int, text string, dest int, src int, pos int, weight float, sparse_set list<int>
+// returns: prompt int, text string, dest int, src int, pos int, weight float, sparse_set list<int>,
+//   writer_pos int?
 // example: {"run_id": "gpt2-sad-256", "writer": "8.6", "layer": 9, "head": 9, "side": "q", "role": "END", "dest_role": "END", "src_role": "IO"}
 // example-toy: {"run_id": "toy-ioi-run", "writer": "2.3", "layer": 3, "head": 1, "side": "q", "role": "END", "dest_role": "END", "src_role": "IO"}
 //
@@ -17,6 +18,11 @@
 // position written, the edge's weight, and the firing's sparse set (singular-vector indices
 // in rank order). `circuit-atlas validate` re-runs the model on these prompts and removes the
 // signal that the writer sends into these firings.
+//
+// On an ACC run the sparse set is the side's own (`sparse_dest` for `q`, `sparse_source` for
+// `k`: indices into that side's Ω), and a head writer has one row per source token it read
+// (`writer_pos`; null for SAD runs and for MLP, bias and embedding writers), so a prompt can
+// give several rows for one firing: the edge's weight there is their sum.
 //
 // How it runs: seek of `Firing(run_id, layer, head, dest_role, src_role)` (both roles are required,
 // so firings without a role, which that index leaves out, could never match), then each firing's
@@ -35,5 +41,8 @@ CALL (f) {
   RETURN collect(sv.index) AS sparse_set
 }
 RETURN f.prompt AS prompt, p.text AS text, f.dest AS dest, f.src AS src, e.pos AS pos,
-       e.weight AS weight, sparse_set
-ORDER BY prompt
+       e.weight AS weight,
+       CASE WHEN f.method = 'acc' AND $side = 'q' THEN f.sparse_dest
+            WHEN f.method = 'acc' THEN f.sparse_source ELSE sparse_set END AS sparse_set,
+       e.writer_pos AS writer_pos
+ORDER BY prompt, dest, src, writer_pos

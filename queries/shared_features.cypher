@@ -1,5 +1,6 @@
 // name: shared_features
 // purpose: The features a head uses that other heads read too (ALIGNED singular vectors), and the writers that broadcast each feature into both.
+// methods: sad
 // param: run_id string — the run
 // param: layer int[0..] — the head's layer
 // param: head int[0..] — the head's index in its layer

@@ -1,5 +1,6 @@
 // name: shared_signals
 // purpose: The singular vectors a head uses in at least a share of its firings at a role pair, and who writes each of them (from WRITES.parts).
+// methods: sad
 // param: run_id string — the run
 // param: layer int[0..] — the head's layer
 // param: head int[0..] — the head's index in its layer

@@ -22,8 +22,11 @@ to its items. Every ``int`` also fits in 64 bits (Cypher's integer). Defaults an
 the examples are JSON (which the Browser's ``:params`` also accepts): ``example`` for a GPT-2
 run, and optionally ``example-toy`` for a run of the shipped toy-ioi model (the benchmark times
 every template with it, its ``run_id`` replaced). ``mode`` is ``read``
-(the default; run in a read transaction) or ``write``. Values are always sent as Cypher
-parameters, never spliced into the query text.
+(the default; run in a read transaction) or ``write``. ``methods`` names the run methods a
+template answers for (``sad``, ``acc``; default both): ``// methods: sad`` marks a template that
+reads what only SAD runs store (``USES`` and ``SingularVector`` of SAD's one Ω per head), which
+:func:`atlas.ask.lookups.run_query` refuses on an ACC run in one line. Values are always sent
+as Cypher parameters, never spliced into the query text.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ _PARAM = re.compile(
 _RETURN = re.compile(r"(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>[a-z<>?|]+)")
 _NO_DEFAULT = object()
 INT64 = (-(2**63), 2**63 - 1)
-_FIELDS = {"name", "purpose", "mode", "param", "returns", "example", "example-toy"}
+_FIELDS = {"name", "purpose", "mode", "methods", "param", "returns", "example", "example-toy"}
+METHODS = ("sad", "acc")
 
 
 class TemplateError(ParameterError):
@@ -167,6 +171,7 @@ class Template:
     notes: str
     cypher: str
     example_toy: Mapping[str, Any] | None = None
+    methods: tuple[str, ...] = METHODS
 
     def parameter(self, name: str) -> Parameter:
         for parameter in self.parameters:
@@ -258,6 +263,9 @@ def parse_template(name: str, text: str) -> Template:
     mode = fields.get("mode", ["read"])[0]
     if mode not in {"read", "write"}:
         raise ValueError(f"{name}.cypher: mode must be read or write, got {mode!r}")
+    methods = tuple(m.strip() for m in fields.get("methods", [",".join(METHODS)])[0].split(","))
+    if not methods or not set(methods) <= set(METHODS):
+        raise ValueError(f"{name}.cypher: methods must be among {METHODS}, got {methods}")
     return Template(
         name=name,
         purpose=fields["purpose"][0],
@@ -268,6 +276,7 @@ def parse_template(name: str, text: str) -> Template:
         notes="\n".join(notes).strip(),
         cypher="\n".join(lines).strip() + "\n",
         example_toy=json.loads(fields["example-toy"][0]) if "example-toy" in fields else None,
+        methods=methods,
     )
 
 
@@ -348,6 +357,9 @@ def render_catalogue(templates: list[Template] | None = None) -> str:
         out += [f"## `{template.name}`", "", template.purpose, ""]
         if template.mode == "write":
             out += ["*Writes to the database.*", ""]
+        if template.methods != METHODS:
+            runs = " and ".join(m.upper() for m in template.methods)
+            out += [f"*Answers on {runs} runs only; refused on the others.*", ""]
         out.append("**Parameters**:" + ("" if template.parameters else " none."))
         out += [""] if template.parameters else []
         for p in template.parameters:

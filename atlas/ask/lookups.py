@@ -11,8 +11,10 @@ route and circuit results as networkx graphs.
 
 Parameters are checked against the template's header (unknown, missing and mistyped ones are
 :class:`~queries.templates.TemplateError`), the run must exist and head parameters must name a
-head of the run's model (:class:`~atlas.errors.AtlasError` otherwise, one line each). Values
-always travel as Cypher parameters.
+head of the run's model, and the template must answer on the run's method (a template marked
+``// methods: sad`` is :class:`~atlas.errors.NotApplicableError` on an ACC run)
+(:class:`~atlas.errors.AtlasError` otherwise, one line each). Values always travel as Cypher
+parameters.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import networkx as nx
 import pandas as pd
 
 from atlas.ask.circuits import parse_head
-from atlas.errors import ParameterError, UnknownRunError
+from atlas.errors import NotApplicableError, ParameterError, UnknownRunError
 from atlas.store.store import AtlasStore
-from queries.templates import load_template
+from queries.templates import Template, load_template
 
 # Template parameters that name one head together: (layer parameter, head parameter).
 HEAD_PARAMETERS = (("layer", "head"), ("from_layer", "from_head"), ("to_layer", "to_head"))
@@ -51,7 +53,8 @@ def run_query(store: AtlasStore, name: str, **parameters: Any) -> pd.DataFrame:
     template = load_template(name)
     bound = template.bind(parameters)
     if "run_id" in bound:
-        check_heads(store, bound["run_id"], bound)
+        run = check_heads(store, bound["run_id"], bound)
+        check_applies(template, bound["run_id"], str(run["method"]))
     rows = store.read_template(name, **bound)
     frame = pd.DataFrame(rows, columns=[column.name for column in template.returns])
     for column in template.returns:  # declared ints stay ints where a null made pandas use floats
@@ -60,8 +63,20 @@ def run_query(store: AtlasStore, name: str, **parameters: Any) -> pd.DataFrame:
     return frame
 
 
-def check_heads(store: AtlasStore, run_id: str, bound: Mapping[str, Any]) -> None:
-    """Refuse an unknown run, or a head the run's model does not have, in one line."""
+def check_applies(template: Template, run_id: str, method: str) -> None:
+    """Refuse, in one line, a template that does not answer on runs of ``method``."""
+    if method not in template.methods:
+        runs = " or ".join(m.upper() for m in template.methods)
+        raise NotApplicableError(
+            f"Template '{template.name}' does not apply to {method.upper()} run '{run_id}': it "
+            f"reads what only {runs} runs store (SAD's singular vectors of each head's one Ω, "
+            "linked by USES; an ACC firing's sparse sets index its two sides' own Ω)."
+        )
+
+
+def check_heads(store: AtlasStore, run_id: str, bound: Mapping[str, Any]) -> dict[str, Any]:
+    """Refuse an unknown run, or a head the run's model does not have, in one line; returns
+    the run's model and method (:meth:`~atlas.store.store.AtlasStore.run_model`)."""
     shape = store.run_model(run_id)
     if shape is None:
         raise UnknownRunError(
@@ -77,6 +92,7 @@ def check_heads(store: AtlasStore, run_id: str, bound: Mapping[str, Any]) -> Non
                 f"Head {layer}.{index} is not in model '{shape['model_id']}' of run '{run_id}' "
                 f"({n_layers} layers × {n_heads} heads: 0.0 to {n_layers - 1}.{n_heads - 1})."
             )
+    return shape
 
 
 def routes_graph(edges: pd.DataFrame) -> nx.MultiDiGraph:

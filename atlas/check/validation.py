@@ -11,6 +11,12 @@ src_role, mode, factor), the COMMUNICATES key plus the downstream roles and the 
 so an edge's global and local removal and its boost live side by side. Writing MERGEs on that
 key, so re-running is idempotent; edges already validated with the same prompts, controls and
 seed are skipped (``rewrite=True`` recomputes them), which makes an interrupted run resumable.
+
+ACC runs (``method`` ``acc`` on the node) go through :mod:`ingest.interventions.edits_acc`
+instead: an edge is (writer component → one side of the reader's firings), a head writer
+keeping the source tokens it read in each prompt; the writer's output where the side reads it
+is scaled by the factor, against random components of the same kind, and the change of the
+firing's relative attention is stored beside its linear prediction (the edge's weight).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,11 +36,20 @@ from atlas.errors import AtlasError, ParameterError, UnknownRunError
 from atlas.store.connection import explained_errors
 from atlas.store.schema import SCHEMA_VERSION
 from atlas.store.store import AtlasStore
+from ingest.decomposition.acc import DEST_SIDE, SOURCE_SIDE
 from ingest.decomposition.activations import model_qk_svd
+from ingest.decomposition.sad import QKSVD
 from ingest.interventions.edits import MODES, FiringTargets, Mode, measure_edges, summarize
+from ingest.interventions.edits_acc import (
+    AccEdgeTargets,
+    AccWriter,
+    measure_acc_edges,
+    summarize_acc,
+)
 from ingest.models.loading import LoadedModel
 from ingest.prompts.ioi import IOIPrompt, generate_prompts
 from ingest.records.types import Side
+from ingest.tracing.components import ATTN_BIAS, EMBED, HEAD, MLP
 
 WRITE_VALIDATION = """
 MATCH (r:Run {id: $row.run_id})
@@ -116,11 +131,13 @@ def top_edges(
     top: int,
     dest_role: str = "END",
     src_role: str = "IO",
+    heads_only: bool = True,
 ) -> list[CircuitEdge]:
     """The ``top`` edges of the root's circuit by prompt support (then depth, then |weight|);
-    only head writers (interventions act on attention-head outputs)."""
+    only head writers unless ``heads_only`` is False (SAD's interventions act on attention-head
+    outputs; ACC's on any component)."""
     circuit = fetch_circuit(store, run_id, root, dest_role, src_role)
-    records = [r for r in circuit_edges(circuit) if _is_head(r["writer"])]
+    records = [r for r in circuit_edges(circuit) if not heads_only or _is_head(r["writer"])]
     records.sort(key=lambda r: (-r["n_prompts"], r["depth"], -abs(r["mean_weight"])))
     edges = []
     for record in records[:top]:
@@ -159,7 +176,7 @@ def run_prompts(store: AtlasStore, run_id: str, tokenizer: Any = None) -> list[I
     if summary is None:
         raise unknown_run(run_id)
     run = summary["run"]
-    if run.get("read_only") or run.get("method") != "sad":
+    if run.get("read_only") or run.get("method") not in ("sad", "acc"):
         raise AtlasError(
             f"Run '{run_id}' has no firings to intervene on (method {run.get('method')}); "
             "validate needs a run made by `circuit-atlas ingest`."
@@ -179,6 +196,75 @@ def edge_targets(
 ) -> tuple[FiringTargets, list[int]]:
     """The first ``max_prompts`` downstream firings of ``edge`` with their sparse sets, and
     the indices of their prompts."""
+    rows = _edge_firing_rows(store, run_id, edge, prompts)
+    seen: set[int] = set()
+    chosen: list[dict[str, Any]] = []
+    for row in rows:  # one firing per prompt (a head may fire twice at the same roles)
+        if row["prompt"] not in seen and len(chosen) < max_prompts:
+            seen.add(row["prompt"])
+            chosen.append(row)
+    targets = FiringTargets(
+        layer=edge.layer,
+        head=edge.head,
+        prompts=[prompts[row["prompt"]] for row in chosen],
+        dest=[row["dest"] for row in chosen],
+        src=[row["src"] for row in chosen],
+        sparse_sets=[row["sparse_set"] for row in chosen],
+    )
+    return targets, [row["prompt"] for row in chosen]
+
+
+def acc_edge_targets(
+    store: AtlasStore,
+    run_id: str,
+    edge: CircuitEdge,
+    prompts: Sequence[IOIPrompt],
+    max_prompts: int,
+) -> tuple[AccEdgeTargets, list[int]]:
+    """The first ``max_prompts`` downstream firings of an ACC ``edge`` (one per prompt), each
+    with the source tokens a head writer read there and the edge's weight summed over them;
+    and the indices of their prompts."""
+    rows = _edge_firing_rows(store, run_id, edge, prompts)
+    chosen: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:  # one firing per prompt (a head may fire twice at the same roles)
+        same = chosen.get(row["prompt"])
+        if same is None and len(chosen) < max_prompts:
+            chosen[row["prompt"]] = [row]
+        elif same is not None and (same[0]["dest"], same[0]["src"]) == (row["dest"], row["src"]):
+            same.append(row)
+    firings = list(chosen.values())
+    targets = AccEdgeTargets(
+        layer=edge.layer,
+        head=edge.head,
+        side=DEST_SIDE if edge.side == "q" else SOURCE_SIDE,
+        prompts=[prompts[group[0]["prompt"]] for group in firings],
+        dest=[group[0]["dest"] for group in firings],
+        src=[group[0]["src"] for group in firings],
+        writer_src=[
+            [r["writer_pos"] for r in group if r["writer_pos"] is not None] for group in firings
+        ],
+        weight=[sum(r["weight"] for r in group) for group in firings],
+    )
+    return targets, list(chosen)
+
+
+def acc_writer(component: str) -> AccWriter:
+    """The :class:`AccWriter` of a component id (``"2.3"``, ``"mlp0"``, ``"attn_bias1"``,
+    ``"embed"``)."""
+    if _is_head(component):
+        return AccWriter(HEAD, *parse_head(component))
+    if component == "embed":
+        return AccWriter(EMBED)
+    for prefix, kind in (("attn_bias", ATTN_BIAS), ("mlp", MLP)):
+        if component.startswith(prefix) and component[len(prefix) :].isdigit():
+            return AccWriter(kind, int(component[len(prefix) :]))
+    raise AtlasError(f"Component '{component}' is not a writer ACC can intervene on.")
+
+
+def _edge_firing_rows(
+    store: AtlasStore, run_id: str, edge: CircuitEdge, prompts: Sequence[IOIPrompt]
+) -> list[dict[str, Any]]:
+    """``edge_firings`` rows of the edge, their prompts checked against the regenerated ones."""
     rows = store.read_template(
         "edge_firings",
         run_id=run_id,
@@ -190,27 +276,13 @@ def edge_targets(
         dest_role=edge.dest_role,
         src_role=edge.src_role,
     )
-    seen: set[int] = set()
-    chosen: list[dict[str, Any]] = []
-    for row in rows:  # one firing per prompt (a head may fire twice at the same roles)
-        if row["prompt"] not in seen and len(chosen) < max_prompts:
-            seen.add(row["prompt"])
-            chosen.append(row)
-    for row in chosen:
+    for row in rows:
         if prompts[row["prompt"]].text != row["text"]:
             raise AtlasError(
                 f"Prompt {row['prompt']} of run '{run_id}' differs from the one its dataset "
                 "parameters generate now (the prompt generator changed); re-ingest the run."
             )
-    targets = FiringTargets(
-        layer=edge.layer,
-        head=edge.head,
-        prompts=[prompts[row["prompt"]] for row in chosen],
-        dest=[row["dest"] for row in chosen],
-        src=[row["src"] for row in chosen],
-        sparse_sets=[row["sparse_set"] for row in chosen],
-    )
-    return targets, [row["prompt"] for row in chosen]
+    return rows
 
 
 def stored_validations(store: AtlasStore, run_id: str, mode: str | None = None) -> pd.DataFrame:
@@ -246,11 +318,15 @@ def validate_circuit(
         model.prepend_bos = bool(dataset["prepend_bos"])
     if store.schema_version() != SCHEMA_VERSION:  # the Validation constraint
         store.init_schema()
-    edges = top_edges(store, run_id, root, config.top, config.dest_role, config.src_role)
+    acc = stored_run.get("method") == "acc"
+    edges = top_edges(
+        store, run_id, root, config.top, config.dest_role, config.src_role, heads_only=not acc
+    )
     stored = _stored_by_key(store, run_id, config)
-    svd = model_qk_svd(model.bridge)
+    targets_of = acc_edge_targets if acc else edge_targets
     work = [
-        (edge, *edge_targets(store, run_id, edge, prompts, config.max_prompts)) for edge in edges
+        (edge, *targets_of(store, run_id, edge, prompts, config.max_prompts))  # type: ignore[operator]
+        for edge in edges
     ]
     todo = sum(
         len(t) for e, t, _ in work if rewrite or not _reusable(stored.get(_key(e)), t, config)
@@ -258,6 +334,7 @@ def validate_circuit(
     bar = tqdm(
         total=todo, unit="prompt", desc="validate", file=sys.stderr, disable=not show_progress
     )
+    svd = None if acc else model_qk_svd(model.bridge)
     table = []
     try:
         for edge, targets, prompt_ids in work:
@@ -269,38 +346,93 @@ def validate_circuit(
             if len(targets) == 0:
                 continue
             started = time.perf_counter()
-            effects = measure_edges(
-                model,
-                svd,
-                targets,
-                [parse_head(edge.writer)],
-                edge.side,
-                mode=config.mode,
-                factor=config.factor,
-                n_controls=config.n_controls,
-                seed=config.seed,
-                batch_size=config.batch_size,
-                progress=bar.update,
-            )
+            if acc:
+                values = _measure_acc(model, edge, targets, config, bar.update)
+            else:
+                assert svd is not None
+                values = _measure_sad(model, svd, edge, targets, config, bar.update)
             seconds = time.perf_counter() - started
-            values = {
-                **asdict(summarize(effects)),
+            values |= {
                 "support": edge.support,
                 "seed": config.seed,
                 "max_prompts": config.max_prompts,
                 "batch_size": config.batch_size,
                 "seconds": seconds,
                 "prompts": prompt_ids,
-                "signal_attention": effects.signal_attention.tolist(),
-                "signal_logit": effects.signal_logit.tolist(),
-                "control_attention": effects.control_attention.mean(1).tolist(),
-                "control_logit": effects.control_logit.mean(1).tolist(),
             }
             _write(store, run_id, edge, config, values)
             table.append(_table_row(edge, values, "computed", seconds))
     finally:
         bar.close()
     return pd.DataFrame(table)
+
+
+def _measure_sad(
+    model: LoadedModel,
+    svd: QKSVD,
+    edge: CircuitEdge,
+    targets: FiringTargets,
+    config: ValidationConfig,
+    progress: Callable[[int], object],
+) -> dict[str, Any]:
+    """Remove (or boost) a SAD edge's signal; the values a Validation node stores."""
+    effects = measure_edges(
+        model,
+        svd,
+        targets,
+        [parse_head(edge.writer)],
+        edge.side,
+        mode=config.mode,
+        factor=config.factor,
+        n_controls=config.n_controls,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        progress=progress,
+    )
+    return {
+        **asdict(summarize(effects)),
+        "method": "sad",
+        "signal_attention": effects.signal_attention.tolist(),
+        "signal_logit": effects.signal_logit.tolist(),
+        "control_attention": effects.control_attention.mean(1).tolist(),
+        "control_logit": effects.control_logit.mean(1).tolist(),
+    }
+
+
+def _measure_acc(
+    model: LoadedModel,
+    edge: CircuitEdge,
+    targets: AccEdgeTargets,
+    config: ValidationConfig,
+    progress: Callable[[int], object],
+) -> dict[str, Any]:
+    """Scale an ACC edge's writer where the side reads it; the values a Validation node stores
+    (the SAD ones, and the relative attention's with the linear prediction)."""
+    try:
+        effects = measure_acc_edges(
+            model,
+            targets,
+            acc_writer(edge.writer),
+            mode=config.mode,
+            factor=config.factor,
+            n_controls=config.n_controls,
+            seed=config.seed,
+            batch_size=config.batch_size,
+            progress=progress,
+        )
+    except ValueError as error:  # a model the ACC intervention does not support
+        raise AtlasError(f"Cannot validate ACC run edges on this model: {error}.") from None
+    return {
+        **asdict(summarize_acc(effects)),
+        "method": "acc",
+        "signal_attention": effects.signal_attention.tolist(),
+        "signal_logit": effects.signal_logit.tolist(),
+        "control_attention": effects.control_attention.mean(1).tolist(),
+        "control_logit": effects.control_logit.mean(1).tolist(),
+        "predicted_relative": effects.predicted_relative.tolist(),
+        "signal_relative": effects.signal_relative.tolist(),
+        "control_relative": effects.control_relative.mean(1).tolist(),
+    }
 
 
 EdgeKey = tuple[str, str, str, str, str, str]
@@ -328,12 +460,18 @@ def _validation_rows(store: AtlasStore, run_id: str, mode: str | None) -> list[d
 
 
 def _reusable(
-    previous: dict[str, Any] | None, targets: FiringTargets, config: ValidationConfig
+    previous: dict[str, Any] | None,
+    targets: FiringTargets | AccEdgeTargets,
+    config: ValidationConfig,
 ) -> bool:
+    if previous is None:
+        return False
+    # an ACC writer without a component of its kind to draw (the embedding) has no control
+    # whatever the number asked for
+    no_control = previous["method"] == "acc" and previous["n_controls"] == 0
     return (
-        previous is not None
-        and previous["n_prompts"] == len(targets)
-        and previous["n_controls"] == config.n_controls
+        previous["n_prompts"] == len(targets)
+        and (previous["n_controls"] == config.n_controls or no_control)
         and previous.get("seed", config.seed) == config.seed
     )
 
@@ -372,6 +510,16 @@ def _table_row(edge: CircuitEdge, values: dict[str, Any], status: str, seconds: 
         "dLD_signal": values["signal_logit_mean"],
         "dLD_control": values["control_logit_mean"],
         "LD_ratio": values["logit_ratio"],
+        **(
+            {
+                "dRA_predicted": values["predicted_relative_mean"],
+                "dRA_signal": values["signal_relative_mean"],
+                "dRA_control": values["control_relative_mean"],
+                "RA_ratio": values["relative_ratio"],
+            }
+            if values.get("method") == "acc"
+            else {}
+        ),
         "seconds": seconds,
         "status": status,
     }
@@ -388,6 +536,10 @@ def format_table(table: pd.DataFrame) -> str:
         "dLD_signal": "{:+.3f}".format,
         "dLD_control": "{:+.4f}".format,
         "LD_ratio": "{:.1f}×".format,
+        "dRA_predicted": "{:+.3f}".format,
+        "dRA_signal": "{:+.3f}".format,
+        "dRA_control": "{:+.4f}".format,
+        "RA_ratio": "{:.1f}×".format,
         "seconds": "{:.1f}".format,
     }
     return table.to_string(index=False, formatters=formats)  # type: ignore[arg-type]

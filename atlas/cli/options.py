@@ -289,13 +289,12 @@ def check_run_method(store: Any, run_id: str, method: str | None) -> str:
     """The run's method (``sad`` or ``acc``); a mismatch with ``method`` is one-line error."""
     from atlas.errors import ParameterError, UnknownRunError
 
-    shown = store.show_run(run_id)
+    shown = store.run_model(run_id)
     if shown is None:
         raise UnknownRunError(
             f"Run '{run_id}' is not in the atlas (see `circuit-atlas runs list`)."
         )
-    run = shown["run"]
-    actual = "acc" if "acc" in (run.get("method"), run.get("source_format")) else "sad"
+    actual = str(shown["method"])
     if method is not None and method != actual:
         raise ParameterError(
             f"Run '{run_id}' was made with method {actual}, not {method}; drop --method or "

@@ -114,4 +114,5 @@ def replicate(
         echo_frame(table, output_format)
         return
     click.echo(f"{model.provenance.model_id}, {n_prompts} mixed prompts, seed 0, {method}")
-    click.echo(table.to_string(index=False, formatters={c: show for c in table.columns[1:]}))
+    formatters = {c: show for c in table.columns[1:]}
+    click.echo(table.to_string(index=False, formatters=formatters, na_rep="n/a"))

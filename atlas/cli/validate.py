@@ -37,7 +37,8 @@ from atlas.cli.options import check_run_method, format_option, run_method_option
     default=5,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Random singular-vector control draws per prompt.",
+    help="Random control draws per prompt (SAD: other singular vectors of the head; ACC: "
+    "other components of the writer's kind).",
 )
 @click.option("--boost", is_flag=True, help="Double the signal instead of removing it.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the control draws.")
@@ -91,20 +92,21 @@ def validate(
     already validated with the same settings are not recomputed (use --rewrite), so an
     interrupted validate is resumed by running it again.
 
-    The intervention removes SAD signals (sparse sets of the head's Ω, writers that are heads);
-    an ACC run (--method acc) cannot be validated this way yet, and says so.
+    On an ACC run (ingested with --method acc) an edge is (writer component → one side of the
+    reader's firings): MLPs, attention biases and the embedding are validated too, and a head
+    writer keeps the source tokens it read in each prompt. The writer's output is removed (or
+    doubled) where that side reads it (the destination token; on the source side every token
+    up to the destination), in the reader's query or keys only (--mode local) or in the
+    writer's own output (--mode global); a control does the same with a random component of
+    the writer's kind. Printed besides dA and dLD: the change of the firing's relative
+    attention (dRA_signal), its linear prediction from the edge's weight (dRA_predicted, exact
+    in local mode) and the control's (dRA_control).
 
     Example: circuit-atlas validate --run gpt2-sad-256 --root 9.9 --top 10 --mode local
     """
-    from atlas.errors import ParameterError
     from atlas.store.store import AtlasStore
 
-    if check_run_method(AtlasStore.connect(), run_id, method) == "acc":
-        raise ParameterError(
-            f"Run '{run_id}' is an ACC run: validate removes SAD signals (a head's Ω sparse "
-            "set) and does not apply to ACC's per-side sparse sets and component writers yet; "
-            "validate a SAD run of the same prompts (ingest --method sad)."
-        )
+    check_run_method(AtlasStore.connect(), run_id, method)
     from atlas.check.validation import (
         ValidationConfig,
         format_table,
@@ -112,7 +114,6 @@ def validate(
         validate_circuit,
     )
     from atlas.cli.options import load_model_quietly
-    from atlas.store.store import AtlasStore
 
     config = ValidationConfig(
         top=top,

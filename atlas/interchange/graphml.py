@@ -40,7 +40,11 @@ lists the prompts; ``weight`` is the *sum* over those prompts divided by the num
 prompts N (the root node's ``n_appearences``, the largest in the file). Edges that share
 (writer, downstream head, side, role) are merged into one communication edge (the atlas does
 not key it by role pair): ``n_prompts`` = distinct prompts of the union, ``mean_weight`` =
-Σ weight·N / Σ |prompts| (the mean per occurrence), ``prompts`` = the sorted union.
+Σ weight·N / Σ |prompts| (the mean per occurrence), ``prompts`` = the sorted union. The merge
+loses the role pairs, so each communication edge also keeps the file's own edges it merged
+(``authors_edges``: one JSON ``[upstream, downstream, attributes]`` each) and the run keeps
+the file's node attributes (:attr:`AuthorsGraph.nodes`): :func:`authors_acc_graph` writes the
+file's graph again from them.
 
 Roles are renamed to the atlas's (``end`` → ``END``, ``end-1`` → ``END-1``, others matched
 case-insensitively to :data:`ingest.prompts.ioi.ROLES`); roles the atlas does not know (``verb``,
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import xml.etree.ElementTree as ElementTree
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -108,12 +113,14 @@ class Edge:
 
 @dataclass(frozen=True)
 class AuthorsGraph:
-    """A parsed file: its format, edges, per-head firing counts and format-level facts."""
+    """A parsed file: its format, edges, per-head firing counts, format-level facts and (ACC)
+    every node's attributes by node id."""
 
     format: GraphFormat
     edges: tuple[Edge, ...]
     head_firings: Mapping[str, int] = field(default_factory=dict)
     facts: Mapping[str, Any] = field(default_factory=dict)
+    nodes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def components(self) -> list[Component]:
@@ -219,6 +226,7 @@ def parse_acc(graph: nx.Graph) -> AuthorsGraph:
         int(d["n_appearences"]) for _, d in graph.nodes(data=True) if "n_appearences" in d
     ]
     merged: dict[tuple[str, str, Side, str], list[tuple[float, list[int]]]] = defaultdict(list)
+    authors: dict[tuple[str, str, Side, str], list[str]] = defaultdict(list)
     parts: dict[tuple[str, str, Side, str], tuple[Component, Component]] = {}
     all_prompts: set[int] = set()
     roots = set()
@@ -239,6 +247,7 @@ def parse_acc(graph: nx.Graph) -> AuthorsGraph:
         key = (writer.id, target.id, side, str(atlas_role(role)))
         parts[key] = (writer, target)
         merged[key].append((float(data["weight"]), prompts))
+        authors[key].append(json.dumps([u, v, dict(data)], sort_keys=True))
     traced = max(appearances, default=0) or len(all_prompts)
     edges = []
     for key, items in merged.items():
@@ -254,11 +263,16 @@ def parse_acc(graph: nx.Graph) -> AuthorsGraph:
                 role=key[3],
                 n_prompts=len(union),
                 mean_weight=total / occurrences if occurrences else 0.0,
-                source={"prompts": union, "merged_edges": len(items)},
+                source={
+                    "prompts": union,
+                    "merged_edges": len(items),
+                    "authors_edges": sorted(authors[key]),
+                },
             )
         )
     facts = {"support": "prompts", "traced_prompts": traced, "root": sorted(roots)}
-    return AuthorsGraph("acc", tuple(edges), {}, facts)
+    nodes = {str(n): dict(data) for n, data in graph.nodes(data=True)}
+    return AuthorsGraph("acc", tuple(edges), {}, facts, nodes)
 
 
 def sad_graph(edges: Iterable[Edge], head_firings: Mapping[str, int]) -> nx.DiGraph:
@@ -335,6 +349,28 @@ def acc_graph(rows: Iterable[Mapping[str, Any]]) -> nx.MultiDiGraph:
             type=TYPE_OF_SIDE[row["side"]],
             prompts_appeared=repr(sorted(int(p) for p in row["prompts"])),
         )
+    return graph
+
+
+def authors_acc_graph(
+    nodes: Mapping[str, Mapping[str, Any]], edges: Iterable[Edge]
+) -> nx.MultiDiGraph:
+    """The ACC file an imported run was made from: its nodes with their attributes, and every
+    edge each communication edge merged (``source["authors_edges"]``, see the module notes)."""
+    graph = nx.MultiDiGraph()
+    for node, data in sorted(nodes.items()):
+        graph.add_node(node, **data)
+    originals = []
+    for edge in edges:
+        kept = edge.source.get("authors_edges")
+        if kept is None:
+            raise AtlasError(
+                f"Edge {edge.writer.id} → {edge.target.id} of this imported ACC run does not "
+                "keep the file's own edges (imported by an older version); import the file again."
+            )
+        originals += [json.loads(text) for text in kept]
+    for u, v, data in sorted(originals, key=lambda e: (e[0], e[1], json.dumps(e[2]))):
+        graph.add_edge(u, v, **data)
     return graph
 
 

@@ -5,7 +5,8 @@ transaction a run of method ``sad-import`` (status ``complete``, ``read_only``, 
 file name, sha256, format) with its heads and ``COMMUNICATES`` edges, exactly the properties an
 ingested run has, so every template works on both. :func:`export_graphml` writes a run's
 head-to-head communication back in the SAD aggregated format, or an ACC run in the authors' ACC
-combined format (importing that file gives the run's COMMUNICATES back).
+combined format (importing that file gives the run's COMMUNICATES back; a run imported from
+that format is written as the file it came from).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from atlas.interchange.graphml import (
     Edge,
     GraphFormat,
     acc_graph,
+    authors_acc_graph,
     file_sha256,
     parse_graph,
     read_graphml,
@@ -110,6 +112,8 @@ def import_graphml(
         "support": parsed.facts.get("support"),
         "head_firings": json.dumps(dict(parsed.head_firings), sort_keys=True),
     }
+    if parsed.format == "acc":
+        provenance["authors_nodes"] = json.dumps(parsed.nodes, sort_keys=True)
     communicates = [_communicates_record(edge, run_id) for edge in parsed.edges]
     counts = store.write_imported_run(
         run, provenance, KNOWN_SHAPES.get(model_id), components, communicates
@@ -142,15 +146,21 @@ def run_sad_graph(store: AtlasStore, run_id: str) -> tuple[nx.DiGraph, int]:
 
 def export_graphml(store: AtlasStore, run_id: str, out: Path) -> ExportSummary:
     """Write run ``run_id`` as GraphML at ``out``: an ACC run (method ``acc``) in the authors'
-    ACC combined format, any other run in the SAD aggregated format."""
+    ACC combined format, a run imported from that format as the file it was imported from
+    (its nodes and edges, which importing the written file gives back), any other run in the
+    SAD aggregated format."""
     summary = store.show_run(run_id)
     if summary is None:
         raise UnknownRunError(
             f"Run '{run_id}' is not in the atlas (see `circuit-atlas runs list`)."
         )
     graph: nx.Graph
-    if summary["run"].get("method") == "acc":
+    run = summary["run"]
+    if run.get("method") == "acc":
         graph, skipped = acc_graph(store.acc_graph_rows(run_id)), 0
+    elif run.get("source_format") == "acc":
+        nodes = json.loads(run.get("authors_nodes") or "{}")
+        graph, skipped = authors_acc_graph(nodes, run_edges(store, run_id)), 0
     else:
         graph, skipped = run_sad_graph(store, run_id)
     try:

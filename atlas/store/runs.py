@@ -122,7 +122,9 @@ class RunLifecycle(Database):
         return summary
 
     def run_model(self, run_id: str) -> dict[str, Any] | None:
-        """The run's ``model_id``, ``n_layers`` and ``n_heads`` (None if unknown); None: no run."""
+        """The run's ``model_id``, ``n_layers`` and ``n_heads`` (None if unknown) and ``method``:
+        ``acc`` for a run ingested with ACC or imported from the authors' ACC format, else
+        ``sad``. None: no such run."""
         records = self._read(RUN_MODEL_SHAPE, run_id=run_id)
         return records[0].data() if records else None
 

@@ -40,7 +40,8 @@ RUN_MODEL = "MATCH (r:Run {id: $run_id}) RETURN r.model_id AS model_id"
 RUN_MODEL_SHAPE = """
 MATCH (r:Run {id: $run_id})
 OPTIONAL MATCH (r)-[:OF_MODEL]->(m:Model)
-RETURN r.model_id AS model_id, m.n_layers AS n_layers, m.n_heads AS n_heads
+RETURN r.model_id AS model_id, m.n_layers AS n_layers, m.n_heads AS n_heads,
+       CASE WHEN 'acc' IN [r.method, r.source_format] THEN 'acc' ELSE 'sad' END AS method
 """
 
 WRITE_COMPONENTS = """

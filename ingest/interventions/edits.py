@@ -34,6 +34,7 @@ intervened runs use ``run_with_hooks`` and read activations with capturing hooks
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -399,9 +400,13 @@ class EffectSummary:
 def summarize(effects: EdgeEffects) -> EffectSummary:
     def stats(values: Tensor) -> tuple[float, float]:
         values = values.double().flatten()
+        if values.numel() == 0:  # no control draws (an ACC embedding edge has no control)
+            return math.nan, math.nan
         return float(values.mean()), float(values.std(correction=0))
 
     def ratio(signal: Tensor, control: Tensor) -> float:
+        if control.numel() == 0:
+            return math.nan
         denominator = float(control.double().abs().mean())
         numerator = float(signal.double().abs().mean())
         return numerator / denominator if denominator > 0 else float("inf")

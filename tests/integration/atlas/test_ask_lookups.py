@@ -340,3 +340,75 @@ def test_toy_ioi_name_mover_inputs_and_routes(atlas_store: AtlasStore, toy_ioi_r
     assert dict(zip(inputs["writer"], inputs["n_prompts"], strict=True)) == expected.to_dict()
     routes = alternative_routes(atlas_store, toy_ioi_run, "2.3", "3.1", min_prompts=5)
     assert routes.routes >= 1 and routes.edge_disjoint >= 1
+
+
+def _cli_parameters(parameters: dict) -> list[str]:
+    """``-p key=value`` arguments for a template's parameters (JSON for lists and null)."""
+    arguments = []
+    for key, value in parameters.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        arguments += ["-p", f"{key}={text}"]
+    return arguments
+
+
+def test_every_template_answers_on_an_acc_run_or_says_it_does_not_apply(
+    runner: CliRunner, toy_ioi_run: str, toy_ioi_acc_run: str
+) -> None:
+    """Through the CLI, each read template with its example-toy on the SAD and the ACC toy-ioi
+    runs of the same prompts: a template marked ``methods: sad`` (it reads USES) exits 1 with
+    one ``Error:`` line on the ACC run; every other one answers, with rows wherever the SAD
+    run has rows."""
+    refused = set()
+    for template in all_templates():
+        if template.mode != "read" or template.example_toy is None:
+            continue
+        answers = {}
+        for run in (toy_ioi_run, toy_ioi_acc_run):
+            parameters = {**template.example_toy, "run_id": run}
+            result = runner.invoke(
+                main, ["query", template.name, *_cli_parameters(parameters), "--format", "json"]
+            )
+            assert "Traceback" not in result.output, (template.name, result.output)
+            answers[run] = result
+        sad, acc = answers[toy_ioi_run], answers[toy_ioi_acc_run]
+        assert sad.exit_code == 0, (template.name, sad.output)
+        if "acc" not in template.methods:
+            refused.add(template.name)
+            lines = acc.output.strip().splitlines()
+            assert acc.exit_code == 1 and len(lines) == 1, (template.name, acc.output)
+            assert lines[0].startswith("Error: ") and "does not apply to ACC run" in lines[0]
+            continue
+        assert acc.exit_code == 0, (template.name, acc.output)
+        if json.loads(sad.output):
+            assert json.loads(acc.output), template.name
+    assert refused == {"shared_features", "shared_signals"}
+
+
+def test_compare_puts_a_sad_and_an_acc_run_side_by_side(
+    atlas_store: AtlasStore, toy_ioi_run: str, toy_ioi_acc_run: str
+) -> None:
+    """`compare` of the SAD and ACC toy-ioi runs of the same prompts, head → head only, against
+    both runs' COMMUNICATES read directly: which edges each method finds, and their support."""
+
+    def communication(run: str) -> dict[tuple[str, str, str, str], int]:
+        records = atlas_store.driver.execute_query(
+            "MATCH (w:Head)-[c:COMMUNICATES {run_id: $run}]->(h:Head) "
+            "RETURN w.id AS w, h.id AS h, c.side AS side, c.role AS role, c.n_prompts AS n",
+            run=run, database_=atlas_store.database,
+        ).records  # fmt: skip
+        return {(r["w"], r["h"], r["side"], r["role"]): r["n"] for r in records}
+
+    sad, acc = communication(toy_ioi_run), communication(toy_ioi_acc_run)
+    frame = run_query(atlas_store, "compare", run_id=toy_ioi_run, other_run_id=toy_ioi_acc_run,
+                      heads_only=True, limit=100_000)  # fmt: skip
+    got = {(r.writer, r.reader, r.side, r.role): r for r in frame.itertuples()}
+    assert got.keys() == sad.keys() | acc.keys()
+    for key, row in got.items():
+        assert (row.prompts_a, row.prompts_b) == (sad.get(key, 0), acc.get(key, 0)), key
+        expected = "both" if key in sad and key in acc else "a only" if key in sad else "b only"
+        assert row.found_in == expected, key
+    assert {"both", "a only", "b only"} <= set(frame["found_in"])
+    everything = run_query(atlas_store, "compare", run_id=toy_ioi_run,
+                           other_run_id=toy_ioi_acc_run, limit=100_000)  # fmt: skip
+    leaves = everything[~everything["writer"].str.fullmatch(r"\d+\.\d+")]
+    assert len(leaves) > 0 and set(leaves["found_in"]) == {"b only"}  # MLPs etc.: ACC's only

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from atlas.check.comparison import is_head
 from atlas.check.validation import (
     ValidationConfig,
     edge_targets,
@@ -106,3 +107,65 @@ def test_cli_validate_prints_the_table_and_explains_errors(runner, small_run: st
     missing = runner.invoke(main, ["validate", "--run", "no-such-run", "--root", "3.1"])
     assert missing.exit_code != 0 and "not in the atlas" in missing.output
     assert "Traceback" not in missing.output
+
+
+@pytest.fixture(scope="module")
+def small_acc_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str]:
+    """A 16-prompt toy-ioi ACC run this module may add validations to (deleted at the end)."""
+    run_id = f"test-validate-acc-{uuid.uuid4().hex[:8]}"
+    config = IngestConfig(n_prompts=16, batch_size=16, seed=0, method="acc")
+    ingest_run(atlas_store, toy_model, config, run_id=run_id, show_progress=False)
+    yield run_id
+    atlas_store.delete_run(run_id)
+
+
+def test_validate_on_an_acc_run_measures_the_edge_weight_and_is_idempotent(
+    atlas_store: AtlasStore, toy_model: LoadedModel, small_acc_run: str
+) -> None:
+    """Local mode: per prompt, the change of the reader's RA measured through the model's hooks
+    equals minus the edge's weight summed from the stored WRITES (an independent read)."""
+    local = ValidationConfig(top=4, mode="local", max_prompts=4, n_controls=2, batch_size=4)
+    table = validate_circuit(atlas_store, toy_model, small_acc_run, "3.1", local,
+                             show_progress=False)  # fmt: skip
+    assert len(table) == 4 and set(table["status"]) == {"computed"}
+    stored = stored_validations(atlas_store, small_acc_run, "local")
+    assert set(stored["method"]) == {"acc"} and len(stored) == 4
+    assert not all(is_head(w) for w in stored["writer"])  # MLPs / the embedding are edges too
+    for row in stored.itertuples():
+        side = row.side
+        weights = atlas_store.driver.execute_query(
+            "MATCH (w:Component {id: $writer})-[e:WRITES {side: $side}]->(f:Firing {run_id: $run, "
+            "layer: $layer, head: $head, dest_role: $dest_role, src_role: $src_role}) "
+            "WHERE f.prompt IN $prompts AND e.role = $role "
+            "WITH f.prompt AS prompt, f.dest AS dest, f.src AS src, sum(e.weight) AS weight "
+            "ORDER BY prompt, dest, src RETURN prompt, collect(weight)[0] AS weight",
+            writer=row.writer, side=side, run=small_acc_run, layer=int(row.head.split(".")[0]),
+            head=int(row.head.split(".")[1]), dest_role=row.dest_role, src_role=row.src_role,
+            prompts=row.prompts, role=row.role, database_=atlas_store.database,
+        ).records  # fmt: skip
+        assert [r["prompt"] for r in weights] == row.prompts
+        expected = [-r["weight"] for r in weights]
+        assert row.predicted_relative == pytest.approx(expected, rel=1e-6)
+        assert row.signal_relative == pytest.approx(expected, rel=1e-4, abs=1e-3)
+    again = validate_circuit(atlas_store, toy_model, small_acc_run, "3.1", local,
+                             show_progress=False)  # fmt: skip
+    assert set(again["status"]) == {"stored"} and count(atlas_store, small_acc_run) == 4
+    assert again["dRA_signal"].equals(table["dRA_signal"])
+
+
+def test_cli_validate_on_an_acc_run(runner, small_acc_run: str) -> None:
+    from atlas.cli import main
+
+    result = runner.invoke(
+        main, ["validate", "--run", small_acc_run, "--root", "3.1", "--top", "2", "--prompts",
+               "3", "--controls", "1", "--method", "acc"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "dRA_signal" in result.output and "dRA_predicted" in result.output
+    wrong = runner.invoke(main, ["validate", "--run", small_acc_run, "--root", "3.1",
+                                 "--method", "sad"])  # fmt: skip
+    assert (
+        wrong.exit_code == 1
+        and wrong.output.strip().splitlines() == [wrong.output.strip()]
+        and "made with method acc" in wrong.output
+    )

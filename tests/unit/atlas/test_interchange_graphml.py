@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from atlas.errors import AtlasError
 from atlas.interchange.graphml import (
     atlas_role,
+    authors_acc_graph,
     authors_role,
     parse_graph,
     read_graphml,
@@ -18,6 +20,7 @@ from atlas.interchange.graphml import (
     skipped_for_sad,
 )
 from tests.fixtures.authors_data import (
+    ACC_EDGES,
     ACC_EXPECTED,
     sad_communication,
     sad_gpt2_file,
@@ -75,7 +78,11 @@ def test_acc_edges_are_merged_per_writer_head_side_role(tmp_path: Path) -> None:
     for key, (n_prompts, mean_weight) in ACC_EXPECTED.items():
         assert got[key].n_prompts == n_prompts, key
         assert math.isclose(got[key].mean_weight, mean_weight), key
-    assert got[("8.6", "9.9", "q", "END")].source == {"prompts": [0, 1, 2], "merged_edges": 2}
+    merged = got[("8.6", "9.9", "q", "END")].source
+    assert merged["prompts"] == [0, 1, 2] and merged["merged_edges"] == 2
+    assert sorted(json.loads(e)[0] for e in merged["authors_edges"]) == [
+        "(8, 6, 'end', 'IO')", "(8, 6, 'end', 'S2')",
+    ]  # fmt: skip
     kinds = {c.id: c.kind for c in parsed.components}
     assert kinds == {
         "logit_direction": "logit_direction", "embed": "embed", "mlp0": "mlp",
@@ -83,6 +90,24 @@ def test_acc_edges_are_merged_per_writer_head_side_role(tmp_path: Path) -> None:
         "5.5": "head", "8.6": "head", "9.9": "head",
     }  # fmt: skip
     assert skipped_for_sad(parsed.edges) == 4  # into logit; mlp0, embed, attn_bias3
+
+
+def edge_multiset(graph: nx.Graph) -> list[tuple[str, str, str]]:
+    """Every edge with its attributes, order-free (a MultiDiGraph's keys left out)."""
+    return sorted((u, v, json.dumps(d, sort_keys=True)) for u, v, d in graph.edges(data=True))
+
+
+def test_an_acc_file_is_rebuilt_from_what_its_import_keeps(tmp_path: Path) -> None:
+    """The nodes and merged edges the import keeps give the file's graph back, read by
+    networkx from a written file (the role pairs that the merge folds together included)."""
+    original = read_graphml(write_acc_graph(tmp_path / "acc.graphml"))
+    parsed = parse_graph(original)
+    rebuilt = authors_acc_graph(parsed.nodes, parsed.edges)
+    nx.write_graphml(rebuilt, tmp_path / "again.graphml")
+    again = read_graphml(tmp_path / "again.graphml")
+    assert dict(again.nodes(data=True)) == dict(original.nodes(data=True))
+    assert edge_multiset(again) == edge_multiset(original)
+    assert len(edge_multiset(original)) == len(ACC_EDGES)
 
 
 def test_a_format_can_be_forced_and_must_fit(tmp_path: Path, sad_gpt2_file: Path) -> None:
