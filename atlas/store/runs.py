@@ -225,10 +225,11 @@ class RunLifecycle(Database):
             raise UnknownRunError(f"Run '{run_id}' is not in the atlas.")
 
 
-def shown_status(status: Any, writer: str | None) -> Any:
-    """``interrupted`` for a run stored ``running`` whose writer process is gone
-    (:func:`~atlas.store.liveness.writer_is_gone`); the stored status otherwise."""
-    return "interrupted" if status == "running" and writer_is_gone(writer) else status
+def shown_status(status: Any, writer: object) -> Any:
+    """``interrupted`` for a run stored ``running`` whose writer process (``writer``, from
+    :func:`~atlas.store.liveness.writer_identity`) is gone; the stored status otherwise."""
+    gone = isinstance(writer, str) and writer_is_gone(writer)
+    return "interrupted" if status == "running" and gone else status
 
 
 def read_only_message(run_id: str, run: Mapping[str, Any]) -> str:
