@@ -116,6 +116,29 @@ class ReferenceFigures:
 
 
 @dataclass(frozen=True)
+class FirstFeedback:
+    """How soon ``circuit-atlas ingest`` shows that it works, in seconds from its process's
+    start: its first line on stderr, the line naming the run (the model is loaded, the job
+    starts) and the first batch committed."""
+
+    workload: str
+    n_prompts: int
+    first_line: str
+    first_line_seconds: float
+    model_loaded_seconds: float
+    first_batch_seconds: float
+
+    def sentence(self) -> str:
+        return (
+            f"First feedback ({self.workload}, `circuit-atlas ingest --n-prompts "
+            f"{self.n_prompts}`, from the process start): first progress after "
+            f"{self.first_line_seconds:.1f} s ({self.first_line!r}), model loaded after "
+            f"{self.model_loaded_seconds:.1f} s, first batch written after "
+            f"{self.first_batch_seconds:.1f} s."
+        )
+
+
+@dataclass(frozen=True)
 class BenchReport:
     """Every measurement of a ``circuit-atlas bench`` and its medians."""
 
@@ -123,6 +146,7 @@ class BenchReport:
     reference: ReferenceFigures | None
     machine: str
     warmup: list[IngestFigures] = field(default_factory=list)
+    first_feedback: list[FirstFeedback] = field(default_factory=list)
 
     def medians(self) -> dict[tuple[str, int], dict[str, float]]:
         """Per (workload, n_prompts): the median of every figure over the repeats."""
@@ -157,6 +181,7 @@ class BenchReport:
             if self.reference is None
             else {**asdict(self.reference), "speedup": self.reference.speedup},
             "query_latency_ms": self.query_latency(),
+            "first_feedback": [asdict(f) for f in self.first_feedback],
         }
 
     def table(self) -> str:
@@ -186,6 +211,8 @@ class BenchReport:
         for label, key, spec in rows:
             cells = [format(figures[key], spec) for figures in medians.values()]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if self.first_feedback:
+            lines += ["", *(f.sentence() for f in self.first_feedback)]
         if self.reference is not None:
             r = self.reference
             verdict = "identical" if r.identical else "DIFFERENT"
@@ -439,12 +466,70 @@ def run_bench(
                     measurements.append(
                         child(workload, n_prompts, query_repeats=queries, method=method)
                     )
+    first_feedback = []
+    for workload in workloads:
+        if progress is not None:
+            progress(f"first feedback of `circuit-atlas ingest`, {workload}")
+        first_feedback.append(
+            time_first_feedback(workload, counts[0], batch_size=batch_size, device=device, env=env)
+        )
     reference = None
     if reference_prompts:
         if progress is not None:
             progress(f"per-pair reference, {reference_prompts} prompts")
         reference = bench_reference(n_prompts=reference_prompts)
-    return BenchReport(measurements, reference, machine_description(), warmup)
+    return BenchReport(measurements, reference, machine_description(), warmup, first_feedback)
+
+
+def time_first_feedback(
+    workload: str,
+    n_prompts: int,
+    *,
+    batch_size: int = 32,
+    device: str = "cpu",
+    env: dict[str, str] | None = None,
+) -> FirstFeedback:
+    """Start ``circuit-atlas ingest`` in a new process and time its first line on stderr, the
+    line naming its run and its first committed batch; then stop it and delete the run."""
+    store = AtlasStore.connect()
+    run_id = f"bench-first-{workload}-{uuid.uuid4().hex[:8]}"
+    command = [sys.executable, "-m", "atlas.cli", "ingest", "--model", workload, "--n-prompts"]
+    command += [str(n_prompts), "--batch-size", str(batch_size), "--device", device]
+    command += ["--run-id", run_id, "--quiet"]
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stderr is not None
+    try:
+        first_line = process.stderr.readline().strip()
+        first_line_seconds = time.perf_counter() - started
+        for line in process.stderr:
+            if line.strip() == f"Run {run_id}":
+                break
+        model_loaded_seconds = time.perf_counter() - started
+        while not store.done_batches(run_id):
+            if process.poll() is not None:
+                raise AtlasError(f"The first-feedback run of {workload} ended without a batch.")
+            time.sleep(0.01)
+        first_batch_seconds = time.perf_counter() - started
+    finally:
+        process.kill()
+        process.wait()
+        process.stderr.close()
+        store.delete_run(run_id)
+    return FirstFeedback(
+        workload,
+        n_prompts,
+        first_line,
+        first_line_seconds,
+        model_loaded_seconds,
+        first_batch_seconds,
+    )
 
 
 def _bench_in_child(

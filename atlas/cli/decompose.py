@@ -16,10 +16,10 @@ from atlas.cli.options import (
     check_model_choice,
     firing_rule_or_exit,
     format_option,
-    generate_prompts_or_exit,
     load_model_quietly,
     method_option,
     model_options,
+    prompts_or_exit,
 )
 
 
@@ -78,18 +78,18 @@ def decompose(
     from ingest.pipeline import chunks, ioi_behaviour, process_batch
 
     rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
-    generate_prompts_or_exit(n_prompts, prompt_type, seed)  # bad settings fail before loading
+    prompts_or_exit(n_prompts, prompt_type, seed)  # bad settings fail before loading
     model = load_model_quietly(model_name, model_dir, revision, device, seed)
     if prepend_bos is not None:
         model.prepend_bos = prepend_bos
-    prompts = generate_prompts_or_exit(n_prompts, prompt_type, seed, model.tokenizer)
+    prompts = prompts_or_exit(n_prompts, prompt_type, seed, model.tokenizer)  # batch by batch
     svd = model_qk_svd(model.bridge, dtype=model.bridge.cfg.dtype)
     parts: list[Firings] = []
     role_labels: list[list[str]] = []
     n_destinations = 0
     logit_diffs = []
     offset = 0
-    with tqdm(total=len(prompts), desc="decompose", unit="prompt", file=sys.stderr) as bar:
+    with tqdm(total=n_prompts, desc="decompose", unit="prompt", file=sys.stderr) as bar:
         for chunk in chunks(prompts, batch_size):
             result = process_batch(model, svd, chunk, rule)
             firings = result.firings.to("cpu")
@@ -105,7 +105,7 @@ def decompose(
     _echo_head_summary(
         summary,
         output_format,
-        f"{model.provenance.model_id}: {len(prompts)} {prompt_type} prompts (seed {seed}, "
+        f"{model.provenance.model_id}: {offset} {prompt_type} prompts (seed {seed}, "
         f"{'with' if model.prepend_bos else 'no'} BOS), {len(all_firings)} firings, mean "
         f"IO−S logit difference {behaviour['logit_diff_mean']:.3f} (min "
         f"{behaviour['logit_diff_min']:.3f}), IOI accuracy {behaviour['ioi_accuracy']:.3f}",
@@ -137,11 +137,11 @@ def _decompose_acc(
     from ingest.tracing.acc_circuit import model_acc_svd
 
     rule = acc_rule_or_exit(sparse_fraction)
-    generate_prompts_or_exit(n_prompts, prompt_type, seed)  # bad settings fail before loading
+    prompts_or_exit(n_prompts, prompt_type, seed)  # bad settings fail before loading
     model = load_model_quietly(model_name, model_dir, revision, device, seed)
     if prepend_bos is not None:
         model.prepend_bos = prepend_bos
-    prompts = generate_prompts_or_exit(n_prompts, prompt_type, seed, model.tokenizer)
+    prompts = prompts_or_exit(n_prompts, prompt_type, seed, model.tokenizer)  # batch by batch
     svd = model_acc_svd(model.bridge, dtype=model.bridge.cfg.dtype)
     parts: list[AccFirings] = []
     seeds: list[torch.Tensor] = []
@@ -149,7 +149,7 @@ def _decompose_acc(
     n_destinations, offset = 0, 0
     logit_diffs = []
     answer_parts = []
-    with tqdm(total=len(prompts), desc="decompose", unit="prompt", file=sys.stderr) as bar:
+    with tqdm(total=n_prompts, desc="decompose", unit="prompt", file=sys.stderr) as bar:
         for chunk in chunks(prompts, batch_size):
             result = process_acc_batch(model, svd, chunk, rule)
             answer_parts.append(result.trace.answer_by_kind.cpu())
@@ -189,7 +189,7 @@ def _decompose_acc(
     _echo_head_summary(
         summary,
         output_format,
-        f"{model.provenance.model_id} (ACC): {len(prompts)} {prompt_type} prompts (seed "
+        f"{model.provenance.model_id} (ACC): {offset} {prompt_type} prompts (seed "
         f"{seed}), {len(f)} firings above uniform, {sum(seed_counts)} seeds, mean IO−S "
         f"logit difference {mean_diff:.3f}, carried by {shares}",
     )

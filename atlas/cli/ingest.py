@@ -122,6 +122,8 @@ def ingest(
         )
     check_model_choice(model_name, model_dir, device)
     click.echo("Checking the settings and Neo4j ...", err=True)  # first feedback, in < 1 s
+    from atlas.cli.quiet import driver_retries_reported_once
+    from atlas.errors import Neo4jUnavailableError
     from atlas.store.store import AtlasStore
     from atlas.store.writer import check_run_id_free, ingest_run
     from ingest.pipeline import IngestConfig
@@ -149,21 +151,25 @@ def ingest(
     )
     chosen_id = run_id or config.default_run_id(model.provenance.model_id)
     click.echo(f"Run {chosen_id}", err=True)
+    resume_hint = (
+        f"Batches written so far are kept; continue with the same command plus --resume "
+        f"(run id {chosen_id})."
+    )
     try:
-        summary = ingest_run(
-            store,
-            model,
-            config,
-            run_id=chosen_id,
-            resume=resume,
-            rewrite=rewrite,
-            show_progress=not quiet,
-        )
+        with driver_retries_reported_once():
+            summary = ingest_run(
+                store,
+                model,
+                config,
+                run_id=chosen_id,
+                resume=resume,
+                rewrite=rewrite,
+                show_progress=not quiet,
+            )
     except KeyboardInterrupt:
-        raise click.ClickException(
-            f"Interrupted. Batches written so far are kept; continue with the same command "
-            f"plus --resume (run id {chosen_id})."
-        ) from None
+        raise click.ClickException(f"Interrupted. {resume_hint}") from None
+    except Neo4jUnavailableError as error:  # lost during the run, after the driver's retries
+        raise Neo4jUnavailableError(f"{error} {resume_hint}") from error
     seconds = ", ".join(f"{stage} {value:.1f}s" for stage, value in summary.stage_seconds.items())
     totals = store.show_run(summary.run_id) or {}  # the run's, not only this invocation's
     click.echo(

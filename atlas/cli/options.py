@@ -10,7 +10,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -324,12 +324,14 @@ def firing_rule_or_exit(min_attention: float, min_layer: int, sparse_fraction: f
         raise click.BadParameter(str(error)) from error
 
 
-def generate_prompts_or_exit(
+def prompts_or_exit(
     n_prompts: int, prompt_type: str, seed: int, tokenizer: Any = None
-) -> list[IOIPrompt]:
-    from ingest.prompts.ioi import generate_prompts
+) -> Iterator[IOIPrompt]:
+    """The seeded prompts, drawn lazily (memory does not grow with ``n_prompts``); bad
+    settings are a usage error at once."""
+    from ingest.prompts.ioi import iter_prompts
 
     try:
-        return generate_prompts(n_prompts, prompt_type, seed=seed, tokenizer=tokenizer)
+        return iter_prompts(n_prompts, prompt_type, seed=seed, tokenizer=tokenizer)
     except ValueError as error:
         raise click.BadParameter(str(error)) from error

@@ -12,8 +12,8 @@ import click
 from atlas.cli.ingest import ingest
 from atlas.cli.options import (
     firing_rule_or_exit,
-    generate_prompts_or_exit,
     load_model_quietly,
+    prompts_or_exit,
 )
 
 # trace takes every option of ingest that shapes the run (model, prompts, method, edges,
@@ -42,7 +42,7 @@ def _config(options: dict[str, Any]) -> Any:
     rule = firing_rule_or_exit(
         options["min_attention"], options["min_layer"], options["sparse_fraction"]
     )
-    generate_prompts_or_exit(options["n_prompts"], options["prompt_type"], options["seed"])
+    prompts_or_exit(options["n_prompts"], options["prompt_type"], options["seed"])
     return IngestConfig(
         n_prompts=options["n_prompts"],
         prompt_type=options["prompt_type"],

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from neo4j import Driver, GraphDatabase
-from neo4j.exceptions import AuthError, ClientError, ConfigurationError, ServiceUnavailable
+from neo4j.exceptions import (
+    AuthError,
+    ClientError,
+    ConfigurationError,
+    DatabaseUnavailable,
+    ServiceUnavailable,
+    SessionExpired,
+)
 
 from atlas.errors import Neo4jUnavailableError
 from atlas.settings import Neo4jSettings
@@ -45,7 +52,8 @@ atexit.register(close_drivers)
 
 @contextmanager
 def explained_errors(settings: Neo4jSettings) -> Iterator[None]:
-    """Re-raise unreachable-server and bad-credential errors as :class:`Neo4jUnavailableError`."""
+    """Re-raise unreachable-server, unavailable-database and bad-credential errors as
+    :class:`Neo4jUnavailableError`."""
     try:
         yield
     except AuthError as error:
@@ -68,7 +76,9 @@ def explained_errors(settings: Neo4jSettings) -> Iterator[None]:
             f"{settings.source}). Set NEO4J_DATABASE to an existing database (Community "
             "edition has one, 'neo4j'), or unset it."
         ) from error
-    except (ServiceUnavailable, OSError) as error:
+    # A server stopping or starting: refused connections, a broken session, or a database
+    # not open yet (after the driver's retries gave up).
+    except (ServiceUnavailable, SessionExpired, DatabaseUnavailable, OSError) as error:
         raise Neo4jUnavailableError(
             f"Cannot reach Neo4j at {settings.uri} (settings from {settings.source}). "
             "Is the server running? Start the local one with `circuit-atlas server start`, "

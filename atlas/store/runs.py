@@ -2,8 +2,10 @@
 
 An ingested run is created ``running`` (:meth:`RunLifecycle.create_run`), gets its batches
 (:class:`~atlas.store.store.AtlasStore`), and is completed, which aggregates its per-prompt
-edges into ``COMMUNICATES``, or failed. An imported run is written whole, read-only, in one
-transaction (:meth:`RunLifecycle.write_imported_run`).
+edges into ``COMMUNICATES``, or failed, or interrupted (Ctrl-C). A run still ``running`` whose
+writing process is gone (killed, or it lost the database while failing) is shown as
+``interrupted`` (:mod:`atlas.store.liveness`). An imported run is written whole, read-only, in
+one transaction (:meth:`RunLifecycle.write_imported_run`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from neo4j.time import DateTime
 from atlas.errors import AtlasError, UnknownRunError
 from atlas.store.connection import explained_errors
 from atlas.store.database import Database, WriteCounts
+from atlas.store.liveness import writer_identity, writer_is_gone
 from atlas.store.rows import component_row, imported_communicates_row, model_row, run_row
 from atlas.store.schema import SCHEMA_VERSION
 from atlas.store.statements import (
@@ -31,9 +34,11 @@ from atlas.store.statements import (
     MERGE_RUN,
     RUN_MODEL_SHAPE,
     RUN_PROVENANCE,
+    RUN_STATUS,
     SET_RUN_BEHAVIOUR,
     SET_RUN_PROPERTIES,
     SET_RUN_STATUS,
+    SET_RUN_WRITER,
     SHOW_RUN,
     STALE_RUNS,
     WRITE_COMMUNICATES,
@@ -53,7 +58,8 @@ class RunLifecycle(Database):
     """Runs in the atlas: their status, summaries and deletion (a base of ``AtlasStore``)."""
 
     def create_run(self, run: RunRecord) -> None:
-        """Record a run and its provenance (status ``running`` unless the record says else).
+        """Record a run and its provenance (status ``running`` unless the record says else),
+        and this process as its writer (:func:`~atlas.store.liveness.writer_identity`).
 
         An imported (read-only) run of the same id is refused.
         """
@@ -62,6 +68,7 @@ class RunLifecycle(Database):
         if existing and existing[0]["read_only"]:
             raise AtlasError(read_only_message(run.id, existing[0].data()))
         self._execute(MERGE_RUN, row=run_row(run))
+        self._execute(SET_RUN_WRITER, run_id=run.id, writer=writer_identity())
         self._run_models[run.id] = run.model_id
 
     def complete_run(self, run_id: str) -> int:
@@ -81,6 +88,10 @@ class RunLifecycle(Database):
 
     def fail_run(self, run_id: str, error: str) -> None:
         self._set_status(run_id, "failed", error)
+
+    def interrupt_run(self, run_id: str) -> None:
+        """Mark the run stopped by the user (Ctrl-C); it is resumable like a failed one."""
+        self._set_status(run_id, "interrupted", None)
 
     def aggregate_communication(self, run_id: str) -> int:
         """(Re)compute the run's COMMUNICATES relationships from its per-prompt edges."""
@@ -106,19 +117,27 @@ class RunLifecycle(Database):
         return [(record["id"], record["version"]) for record in records]
 
     def run_status(self, run_id: str) -> str | None:
-        """The run's status (``running``, ``failed``, ``complete``); None: no such run."""
-        records = self._execute("MATCH (r:Run {id: $run_id}) RETURN r.status AS s", run_id=run_id)
-        return records[0]["s"] if records else None
+        """The run's status (``running``, ``interrupted``, ``failed``, ``complete``; see
+        :func:`shown_status`); None: no such run."""
+        records = self._read(RUN_STATUS, run_id=run_id)
+        return shown_status(records[0]["status"], records[0]["writer"]) if records else None
 
     def list_runs(self) -> list[dict[str, Any]]:
-        return [record.data() for record in self._read(LIST_RUNS)]
+        """Every run with its shown status (:func:`shown_status`), newest first."""
+        rows = [record.data() for record in self._read(LIST_RUNS)]
+        for row in rows:
+            row["status"] = shown_status(row["status"], row["writer"])
+        return rows
 
     def show_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run's properties (status as shown, :func:`shown_status`) and its counts."""
         records = self._read(SHOW_RUN, run_id=run_id)
         if not records:
             return None
         summary = records[0].data()
-        summary["run"] = {key: _plain(value) for key, value in summary["run"].items()}
+        run = {key: _plain(value) for key, value in summary["run"].items()}
+        run["status"] = shown_status(run.get("status"), run.get("writer"))
+        summary["run"] = run
         return summary
 
     def run_model(self, run_id: str) -> dict[str, Any] | None:
@@ -206,6 +225,13 @@ class RunLifecycle(Database):
     def _set_status(self, run_id: str, status: str, error: str | None) -> None:
         if not self._execute(SET_RUN_STATUS, run_id=run_id, status=status, error=error):
             raise UnknownRunError(f"Run '{run_id}' is not in the atlas.")
+
+
+def shown_status(status: Any, writer: object) -> Any:
+    """``interrupted`` for a run stored ``running`` whose writer process (``writer``, from
+    :func:`~atlas.store.liveness.writer_identity`) is gone; the stored status otherwise."""
+    gone = isinstance(writer, str) and writer_is_gone(writer)
+    return "interrupted" if status == "running" and gone else status
 
 
 def read_only_message(run_id: str, run: Mapping[str, Any]) -> str:

@@ -23,6 +23,12 @@ SET r.model_id = $row.model_id, r.model_revision = $row.model_revision, r.method
 MERGE (r)-[:OF_MODEL]->(m)
 """
 
+# The process writing the run (atlas.store.liveness), so that readers can tell a dead one.
+SET_RUN_WRITER = """
+MATCH (r:Run {id: $run_id})
+SET r.writer = $writer
+"""
+
 SET_RUN_STATUS = """
 MATCH (r:Run {id: $run_id})
 SET r.status = $status, r.finished_at = datetime(), r.error = $error
@@ -248,12 +254,22 @@ SET r.done_batches = [b IN coalesce(r.done_batches, []) WHERE b <> row.index] + 
 RETURN count(r) AS written
 """
 
+RUN_STATUS = "MATCH (r:Run {id: $run_id}) RETURN r.status AS status, r.writer AS writer"
+
 DONE_BATCHES = "MATCH (r:Run {id: $run_id}) RETURN coalesce(r.done_batches, []) AS done"
+
+# Read first in a fresh batch's transaction: true when an earlier attempt of the same
+# transaction committed (its outcome unknown to the driver, which then retries it).
+BATCH_ALREADY_DONE = """
+MATCH (r:Run {id: $run_id})
+RETURN $index IN coalesce(r.done_batches, []) AS done
+"""
 
 LIST_RUNS = """
 MATCH (r:Run)
 RETURN r.id AS id, r.model_id AS model_id, r.method AS method, r.status AS status,
-       toString(r.created_at) AS created_at, COUNT { (r)-[:HAS_PROMPT]->() } AS prompts
+       toString(r.created_at) AS created_at, COUNT { (r)-[:HAS_PROMPT]->() } AS prompts,
+       r.writer AS writer
 ORDER BY r.created_at DESC
 """
 

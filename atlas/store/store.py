@@ -14,6 +14,12 @@ per property, :mod:`~atlas.store.columns`) rather than one map per row. The node
 of once per row. The uniqueness constraints still stand behind every CREATE: writing a batch
 twice fails instead of duplicating anything.
 
+A fresh batch's transaction first reads its marker and writes nothing when it is already set.
+That is the commit-unknown case: the connection broke (a Neo4j restart, say) after the server
+had committed the batch but before the driver heard so, and the driver runs the transaction
+again. Batch writes retry for :data:`BATCH_RETRY_SECONDS`, long enough for a local server to
+be restarted, so an ingest rides through a restart.
+
 The statements' text is in :mod:`~atlas.store.statements`, the rows they take are built by
 :mod:`~atlas.store.rows`, and the run lifecycle (create, complete, delete, import, ...) is
 inherited from :class:`~atlas.store.runs.RunLifecycle`.
@@ -49,6 +55,7 @@ from atlas.store.rows import (
 from atlas.store.runs import RunLifecycle
 from atlas.store.statements import (
     ALIGNED_PARAMS,
+    BATCH_ALREADY_DONE,
     CREATE_FIRINGS,
     CREATE_PROMPTS,
     DELETE_ALIGNED,
@@ -65,6 +72,7 @@ from atlas.store.statements import (
 )
 from ingest.records.types import (
     AlignedRecord,
+    BatchDone,
     CommunicatesRecord,
     ComponentRecord,
     FiringRecord,
@@ -76,7 +84,17 @@ from ingest.records.types import (
 )
 from queries.templates import load_template
 
-__all__ = ["FRESH_CHUNK_FIRINGS", "AtlasStore", "PreparedWrite", "WriteCounts"]
+__all__ = [
+    "BATCH_RETRY_SECONDS",
+    "FRESH_CHUNK_FIRINGS",
+    "AtlasStore",
+    "PreparedWrite",
+    "WriteCounts",
+]
+
+# How long the driver retries a batch's transaction while the server does not answer (its
+# default is 30 s; a local server's stop and start take up to a minute on a busy machine).
+BATCH_RETRY_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -91,9 +109,14 @@ class _Statement:
 
 @dataclass(frozen=True)
 class PreparedWrite:
-    """The statements of one write transaction, built ahead of it (in another thread, say)."""
+    """The statements of one write transaction, built ahead of it (in another thread, say).
+
+    ``guard``: the batch marker of a fresh batch; when it is already set, the transaction
+    writes nothing.
+    """
 
     statements: tuple[_Statement, ...]
+    guard: BatchDone | None = None
 
 
 def _rows_statement(query: str, what: str, rows: list[Row]) -> _Statement:
@@ -219,7 +242,8 @@ class AtlasStore(RunLifecycle):
                 _rows_statement(CREATE_PROMPTS, "prompts", _rows(batch.prompts, prompt_row)),
                 *firings,
                 _rows_statement(MARK_BATCH_DONE, "batch markers", [marker_row(batch.done)]),
-            )
+            ),
+            guard=batch.done,
         )
 
     def prepare_batch(self, batch: RecordBatch) -> PreparedWrite:
@@ -254,10 +278,20 @@ class AtlasStore(RunLifecycle):
         The statements are sent back to back and their counts read afterwards: the driver
         packs the next statement while the server runs the previous one (Bolt pipelining; the
         server still runs them in order). Any failed check rolls the whole transaction back.
+        A guarded write (a fresh batch) whose marker is already set writes nothing and
+        returns zero counts: an earlier attempt of it committed.
         """
         self._ensure_schema()
+        guard = prepared.guard
 
         def work(tx: ManagedTransaction) -> WriteCounts:
+            if (
+                guard is not None
+                and tx.run(BATCH_ALREADY_DONE, run_id=guard.run_id, index=guard.index).single(
+                    strict=True
+                )["done"]
+            ):
+                return WriteCounts()
             sent = [
                 (statement, tx.run(statement.query, **statement.parameters))
                 for statement in prepared.statements
@@ -279,7 +313,12 @@ class AtlasStore(RunLifecycle):
                 )
             return total
 
-        with explained_errors(self.settings), self.driver.session(database=self.database) as s:
+        with (
+            explained_errors(self.settings),
+            self.driver.session(
+                database=self.database, max_transaction_retry_time=BATCH_RETRY_SECONDS
+            ) as s,
+        ):
             return s.execute_write(work)
 
     # ----- helpers -------------------------------------------------------------------------

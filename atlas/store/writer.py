@@ -289,7 +289,11 @@ def _close(bars: list[Any]) -> None:
 
 
 def _record_failure(store: AtlasStore, run_id: str, error: BaseException) -> None:
-    """Best effort: mark the run failed (the database may be the thing that failed)."""
-    reason = "interrupted" if isinstance(error, KeyboardInterrupt) else repr(error)
+    """Best effort: mark the run interrupted (Ctrl-C) or failed. The database may be the
+    thing that failed: the run then stays ``running`` and is shown ``interrupted`` once this
+    process has ended (:mod:`atlas.store.liveness`)."""
     with contextlib.suppress(Exception):  # the original error is what the user must see
-        store.fail_run(run_id, reason)
+        if isinstance(error, KeyboardInterrupt):
+            store.interrupt_run(run_id)
+        else:
+            store.fail_run(run_id, repr(error))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import shutil
 import site
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,17 +30,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.neo4j import free_port
+
 pytestmark = pytest.mark.acceptance
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "atlas", "ingest", "queries")
 STEP_TIMEOUT = 600  # seconds; Maven's first download or a slow Neo4j start-up
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run(command: list[str | Path], cwd: Path, env: dict[str, str]) -> str:

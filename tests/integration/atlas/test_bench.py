@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from atlas.bench import ROW_STAGES, bench_ingest
+from atlas.bench import ROW_STAGES, bench_ingest, time_first_feedback
 from atlas.cli import main
 from atlas.store.store import AtlasStore
 from queries.templates import all_templates
@@ -53,4 +53,16 @@ def test_bench_cli_table(runner: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     assert "Warm-up" not in result.stdout
     assert "| stage | toy-ioi 4 |" in result.stdout
+    assert "First feedback (toy-ioi, `circuit-atlas ingest --n-prompts 4`" in result.stdout
     assert "| written rel/s |" in result.stdout
+
+
+def test_first_feedback_of_the_cli_ingest(atlas_store: AtlasStore) -> None:
+    """Seconds from the process start: the first line, the model loaded, the first batch;
+    the run it started is deleted. Timings are printed by `bench`, not asserted."""
+    runs_before = atlas_store.list_runs()
+    feedback = time_first_feedback("toy-ioi", 8, batch_size=1)
+    assert feedback.first_line == "Checking the settings and Neo4j ..."
+    assert 0 < feedback.first_line_seconds <= feedback.model_loaded_seconds
+    assert feedback.model_loaded_seconds <= feedback.first_batch_seconds
+    assert atlas_store.list_runs() == runs_before

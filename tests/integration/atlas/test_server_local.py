@@ -13,12 +13,7 @@ from atlas.errors import AtlasError
 from atlas.server.local import LocalServer
 from atlas.settings import Neo4jSettings, read_credentials
 from atlas.store.store import AtlasStore
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.fixtures.neo4j import free_port
 
 
 def scratch_server(tmp_path: Path, bolt_port: int) -> LocalServer:

@@ -9,7 +9,7 @@ from neo4j.exceptions import ConstraintError
 
 from atlas.errors import AtlasError
 from atlas.store.schema import CONSTRAINTS, INDEXES, SCHEMA_VERSION
-from atlas.store.store import FRESH_CHUNK_FIRINGS, AtlasStore
+from atlas.store.store import FRESH_CHUNK_FIRINGS, AtlasStore, WriteCounts
 from ingest.records.types import (
     BatchDone,
     ComponentRecord,
@@ -342,9 +342,31 @@ def test_fresh_batch_failing_in_a_later_statement_writes_nothing(
     assert atlas_store.done_batches(atlas_run.id) == set()
 
 
-def test_fresh_batch_written_twice_fails_and_duplicates_nothing(
+def test_fresh_batch_sent_again_after_its_commit_writes_nothing(
     atlas_store: AtlasStore, atlas_run: RunRecord
 ) -> None:
+    """The commit-unknown case: the driver runs a batch's transaction again after the first
+    attempt committed (the connection broke before the answer came). The marker, read first
+    in the transaction, makes the second attempt write nothing instead of failing on the
+    uniqueness constraints."""
+    batch = sample_batch(atlas_run.id)
+    atlas_store.write_batch(replace(batch, prompts=(), firings=(), edges=()))
+    fresh = replace(
+        batch, components=(), singular_vectors=(), done=BatchDone(run_id=atlas_run.id, index=0)
+    )
+    prepared = atlas_store.prepare_fresh_batch(fresh)
+    first = atlas_store.write_prepared(prepared)
+    graph = count_graph(atlas_store)
+    assert first.nodes_created > 0
+    assert atlas_store.write_prepared(prepared) == WriteCounts()
+    assert count_graph(atlas_store) == graph
+    assert atlas_store.done_batches(atlas_run.id) == {0}
+
+
+def test_fresh_batch_written_under_another_marker_fails_and_duplicates_nothing(
+    atlas_store: AtlasStore, atlas_run: RunRecord
+) -> None:
+    """Past the marker, the uniqueness constraints still stand behind every CREATE."""
     batch = sample_batch(atlas_run.id)
     atlas_store.write_batch(replace(batch, prompts=(), firings=(), edges=()))
     fresh = replace(
@@ -353,8 +375,9 @@ def test_fresh_batch_written_twice_fails_and_duplicates_nothing(
     atlas_store.write_fresh_batch(fresh)
     graph = count_graph(atlas_store)
     with pytest.raises(ConstraintError):
-        atlas_store.write_fresh_batch(fresh)
+        atlas_store.write_fresh_batch(replace(fresh, done=BatchDone(atlas_run.id, index=1)))
     assert count_graph(atlas_store) == graph
+    assert atlas_store.done_batches(atlas_run.id) == {0}
 
 
 def test_fresh_batch_must_be_whole(atlas_store: AtlasStore, atlas_run: RunRecord) -> None:

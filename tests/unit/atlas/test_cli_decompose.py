@@ -45,3 +45,15 @@ def test_bad_options_give_clear_errors(arguments: list[str], message: str) -> No
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_prompts_are_drawn_lazily() -> None:
+    """decompose and trace draw their prompts batch by batch: asking for 10¹² prompts costs
+    nothing up front (a list would not fit in memory), and they are the seeded sequence."""
+    from itertools import islice
+
+    from atlas.cli.options import prompts_or_exit
+    from ingest.prompts.ioi import generate_prompts
+
+    prompts = prompts_or_exit(10**12, "mixed", 7)
+    assert list(islice(prompts, 3)) == generate_prompts(3, "mixed", seed=7)

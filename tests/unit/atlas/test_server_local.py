@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from atlas.server.local import LocalServer
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.fixtures.neo4j import free_port
 
 
 def scratch_server(tmp_path: Path, bolt_port: int) -> LocalServer:
