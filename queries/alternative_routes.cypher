@@ -20,18 +20,20 @@
 // `circuit-atlas query alternative_routes` and `atlas.ask.lookups.alternative_routes()` compute it
 // with networkx from these rows; a hop with `routes = total_routes` is a bottleneck.
 //
-// How it runs: the same seeks and quantified path pattern as `paths`, then one row per relationship
-// on any route. Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE):
-// 449,653 db hits (645,337 before the target-layer pruning); p50 105 ms, p95 159 ms over 20 warm
-// runs (before: 214 / 278 ms) (load ≈ 4, 2 shared cores). As for `paths`, the cost follows the
-// number of candidate routes.
+// How it runs: the same seeks and quantified path pattern as `paths` (with its writer-layer and
+// reader-layer pruning), then one row per relationship on any route. Measured with the example-toy
+// parameters on a 1,024-prompt toy-ioi run (PROFILE, same server and data): 454,264 db hits (without
+// the writer-layer pruning 449,653 or 780,616, depending on whether the planner expanded from the
+// source or from the target; 645,337 before the target-layer pruning); p50 / p95 in
+// docs/performance.md. As for `paths`, the cost follows the number of candidate routes.
 MATCH (r:Run {id: $run_id})
 WITH r.model_id AS model, toString($from_layer) + '.' + toString($from_head) AS from_id,
      toString($to_layer) + '.' + toString($to_head) AS to_id
 MATCH (a:Component {model_id: model, id: from_id})
 MATCH (b:Component {model_id: model, id: to_id})
-MATCH p = (a) (()-[c:COMMUNICATES]->(x:Component)
+MATCH p = (a) ((w:Component)-[c:COMMUNICATES]->(x:Component)
                WHERE c.run_id = $run_id AND c.n_prompts >= $min_prompts
+                 AND (w.layer > $from_layer OR w = a)
                  AND (x.layer < $to_layer OR x = b)){1,6} (b)
 WHERE size(c) <= $max_hops
   AND (NOT $consistent

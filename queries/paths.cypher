@@ -28,23 +28,29 @@
 //
 // How it runs: unique-constraint seeks for the run and both heads (their ids are computed in a WITH
 // first: otherwise the planner scans the Component label), then a quantified path pattern, planned
-// as a VarLengthExpand(Into) between the two heads whose inner predicate (run, support, and a
-// reader below the target's layer or the target itself: a head of the target's layer cannot write
-// into it) prunes during expansion; the length bound `{1,6}` is a literal (Cypher does not take a
-// parameter there) and `$max_hops` filters below it. Measured with the example-toy parameters on a
-// 1,024-prompt toy-ioi run (PROFILE): 464,749 db hits (660,433 before the target-layer pruning);
-// p50 162 ms, p95 171 ms over 20 warm runs (before: 232 / 391 ms) (load ≈ 4, 2 shared cores). Above
-// the 100 ms target: parallel relationships (other side or role) multiply the candidate routes (19k
-// of ≤ 3 hops here), and role consistency compares consecutive hops, which a QPP cannot test inside
-// the pattern, so 82% of them are dropped after expansion. Cost grows with the number of candidate
-// routes: ask with a support floor.
+// as a Repeat(Trail) from the upstream head whose inner predicates prune during expansion: run and
+// support, a reader below the target's layer or the target itself (a head of the target's layer
+// cannot write into it), and a writer above the source's layer or the source itself (a writer is
+// always in an earlier layer than its reader, so a writer at or below the source's layer can never
+// be reached from it). The length bound `{1,6}` is a literal (Cypher does not take a parameter
+// there) and `$max_hops` filters below it. Measured with the example-toy parameters on a 1,024-prompt
+// toy-ioi run (PROFILE, same server and data): 502,160 db hits (828,584 without the writer-layer
+// pruning, when the planner expanded backwards from the target; 660,433 before the target-layer
+// pruning); p50 / p95 in docs/performance.md. Still above the 100 ms target on a loaded machine:
+// parallel relationships (other side or role) multiply the candidate trails (22.6k expanded here
+// for 3.5k role-consistent routes to the target), and role consistency compares consecutive hops,
+// which a QPP cannot test inside the pattern, so it filters after expansion (a reduce over levels
+// that tested it while
+// expanding read each reader's relationships once per route and cost more: 867,836). Cost grows
+// with the number of candidate routes: ask with a support floor.
 MATCH (r:Run {id: $run_id})
 WITH r.model_id AS model, toString($from_layer) + '.' + toString($from_head) AS from_id,
      toString($to_layer) + '.' + toString($to_head) AS to_id
 MATCH (a:Component {model_id: model, id: from_id})
 MATCH (b:Component {model_id: model, id: to_id})
-MATCH p = (a) (()-[c:COMMUNICATES]->(x:Component)
+MATCH p = (a) ((w:Component)-[c:COMMUNICATES]->(x:Component)
                WHERE c.run_id = $run_id AND c.n_prompts >= $min_prompts
+                 AND (w.layer > $from_layer OR w = a)
                  AND (x.layer < $to_layer OR x = b)){1,6} (b)
 WHERE size(c) <= $max_hops
   AND (NOT $consistent

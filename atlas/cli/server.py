@@ -86,8 +86,10 @@ def db_init() -> None:
     """Create constraints and indexes (idempotent) and record the schema version.
 
     On a database of an older schema version the new constraints and indexes are added in
-    place; runs written before keep working, but lack what the new version stores (they are
-    named, with what they lack: re-ingest them with --rewrite to get it).
+    place, and complete runs without the current per-run aggregates (the counts the whole-run
+    templates read) get them, computed from their stored rows. Runs written before keep
+    working, but lack what the new version stores (they are named, with what they lack:
+    re-ingest them with --rewrite to get it).
     """
     from atlas.store.schema import UPGRADE_NOTES
     from atlas.store.store import AtlasStore
@@ -97,8 +99,13 @@ def db_init() -> None:
     version = store.init_schema()
     upgraded = "" if before in (None, version) else f" (upgraded from version {before})"
     click.echo(f"Schema version {version} ready in {store.settings.uri}{upgraded}.")
+    for run_id in store.runs_without_aggregates():
+        store.aggregate_run(run_id)
+        click.echo(f"Computed the per-run aggregates of run '{run_id}' from its stored rows.")
     for run_id, old in store.stale_runs():
         missing = "; ".join(note for v, note in UPGRADE_NOTES.items() if v > old)
+        if not missing:
+            continue
         click.echo(
             f"Run '{run_id}' was written under schema version {old} and lacks {missing}: "
             "re-ingest it (same command with --rewrite) to query those.",

@@ -523,7 +523,7 @@ def bulk_load(
         store.record_behaviour(run_id)
         store.complete_run(run_id)
     else:
-        store.aggregate_communication(run_id)
+        store.aggregate_run(run_id)
     summary.schema_seconds = time.perf_counter() - clock
     summary.wall_seconds = time.perf_counter() - started
     return summary

@@ -14,7 +14,9 @@ writers would only contend). :func:`load_shards`:
    batch) is CREATEd with its marker in one transaction, exactly as ``ingest`` writes it
    (:meth:`~atlas.store.store.AtlasStore.prepare_fresh_batch`), the next batch read and prepared
    while the writer thread sends the previous one; then the shard's marker, last;
-4. recomputes ``COMMUNICATES`` from the stored WRITES (MERGE and SET, never an increment) and
+4. recomputes the run's aggregates (``COMMUNICATES``, the counts the whole-run templates read)
+   from the stored rows (:meth:`~atlas.store.runs.RunLifecycle.aggregate_run`, never an
+   increment) and
    completes the run once every batch of it is in (a load that wrote nothing into a complete
    run leaves it as it is: Neo4j's ``avg`` adds in storage order, so a recomputation may move a
    mean's last bits).
@@ -210,7 +212,7 @@ def load_shards(
         store.record_behaviour(run_id)
         summary.communicates = store.complete_run(run_id)
     else:
-        summary.communicates = store.aggregate_communication(run_id)
+        summary.communicates = store.aggregate_run(run_id)
     seconds["aggregate"] = time.perf_counter() - clock
     summary.wall_seconds = time.perf_counter() - started
     return summary

@@ -21,12 +21,16 @@ from atlas.store.connection import explained_errors
 from atlas.store.database import Database, WriteCounts
 from atlas.store.liveness import writer_identity, writer_is_gone
 from atlas.store.rows import component_row, imported_communicates_row, model_row, run_row
-from atlas.store.schema import SCHEMA_VERSION
+from atlas.store.schema import AGGREGATES_VERSION, SCHEMA_VERSION
 from atlas.store.statements import (
     ACC_GRAPH_EDGES,
     AGGREGATE_ANSWER,
+    AGGREGATE_FIRING_COUNTS,
+    AGGREGATE_SPARSE_SET_COUNTS,
+    DELETE_FIRING_COUNTS,
     DELETE_OTHER_COMMUNICATES,
     DELETE_RUN,
+    DELETE_SPARSE_SET_COUNTS,
     DONE_BATCHES,
     HEAD_FIRINGS,
     LIST_RUNS,
@@ -35,6 +39,8 @@ from atlas.store.statements import (
     RUN_MODEL_SHAPE,
     RUN_PROVENANCE,
     RUN_STATUS,
+    RUNS_WITHOUT_AGGREGATES,
+    SET_RUN_AGGREGATES_VERSION,
     SET_RUN_BEHAVIOUR,
     SET_RUN_PROPERTIES,
     SET_RUN_STATUS,
@@ -72,9 +78,9 @@ class RunLifecycle(Database):
         self._run_models[run.id] = run.model_id
 
     def complete_run(self, run_id: str) -> int:
-        """Aggregate the run's communication and mark it complete; returns #COMMUNICATES."""
+        """Compute the run's aggregates and mark it complete; returns #COMMUNICATES."""
         self._model_of(run_id)
-        communicates = self.aggregate_communication(run_id)
+        communicates = self.aggregate_run(run_id)
         self._set_status(run_id, "complete", None)
         self.refresh_planner_statistics()
         return communicates
@@ -92,6 +98,40 @@ class RunLifecycle(Database):
     def interrupt_run(self, run_id: str) -> None:
         """Mark the run stopped by the user (Ctrl-C); it is resumable like a failed one."""
         self._set_status(run_id, "interrupted", None)
+
+    def aggregate_run(self, run_id: str) -> int:
+        """(Re)compute every per-run aggregate from the run's stored rows; returns #COMMUNICATES.
+
+        The one function ``ingest`` (through :meth:`complete_run`), ``load``, ``load --bulk`` and
+        ``db init`` call: COMMUNICATES (:meth:`aggregate_communication`), then the
+        ``FiringCount`` and ``SparseSetCount`` nodes the whole-run templates read. Each
+        aggregate replaces the previous one in one transaction (deleted, then created from the
+        stored firings), so recomputing gives the same nodes, never incremented ones.
+        """
+        communicates = self.aggregate_communication(run_id)
+        self._replace(
+            (DELETE_FIRING_COUNTS, AGGREGATE_FIRING_COUNTS),
+            (DELETE_SPARSE_SET_COUNTS, AGGREGATE_SPARSE_SET_COUNTS),
+            run_id=run_id,
+        )
+        self._execute(SET_RUN_AGGREGATES_VERSION, run_id=run_id, version=AGGREGATES_VERSION)
+        return communicates
+
+    def runs_without_aggregates(self) -> list[str]:
+        """Complete ingested runs whose aggregates are missing or of an older version."""
+        records = self._read(RUNS_WITHOUT_AGGREGATES, version=AGGREGATES_VERSION)
+        return [record["id"] for record in records]
+
+    def _replace(self, *statements: tuple[str, str], run_id: str) -> None:
+        """Per (delete, create) pair, one write transaction running both for ``run_id``."""
+        with explained_errors(self.settings), self.driver.session(database=self.database) as s:
+            for delete, create in statements:
+
+                def work(tx: ManagedTransaction, delete: str = delete, create: str = create):
+                    tx.run(delete, run_id=run_id).consume()
+                    tx.run(create, run_id=run_id).consume()
+
+                s.execute_write(work)
 
     def aggregate_communication(self, run_id: str) -> int:
         """(Re)compute the run's COMMUNICATES relationships from its per-prompt edges."""

@@ -14,9 +14,15 @@ from __future__ import annotations
 
 from neo4j import Driver
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# The version of the per-run aggregates `complete_run` computes (FiringCount, SparseSetCount, ...):
+# a complete run with an older one gets them recomputed from its stored rows by `db init`.
+AGGREGATES_VERSION = 1
 
 # What each version added that older runs cannot have (read by `db init`'s upgrade message).
+# Version 3 added the per-run aggregates' indexes: `db init` computes the aggregates of older
+# complete runs from their stored rows, so they lack nothing.
 UPGRADE_NOTES = {
     2: "WRITES.parts (each edge's weight per singular vector) and ALIGNED singular vectors",
 }
@@ -65,6 +71,9 @@ INDEXES = {
     "firing_run_prompt_head_src": "FOR (n:Firing) ON (n.run_id, n.prompt, n.layer, n.head, n.src)",
     "firing_roles": "FOR (n:Firing) ON (n.dest_role, n.src_role)",
     "communicates_run": "FOR ()-[r:COMMUNICATES]-() ON (r.run_id)",
+    # The per-run aggregates (atlas.store.runs.RunLifecycle.aggregate_run), read by run.
+    "firing_count_run": "FOR (n:FiringCount) ON (n.run_id)",
+    "sparse_set_count_run": "FOR (n:SparseSetCount) ON (n.run_id)",
 }
 
 _RECORD_VERSION = """

@@ -247,6 +247,51 @@ RETURN 'head' AS kind, f.layer AS layer, f.head AS head, f.dest_role AS role,
        null AS src_role, 'q' AS side, collect(f.prompt) AS prompts, sum(f.seed_weight) AS total
 """
 
+# ----- per-run aggregates (RunLifecycle.aggregate_run) -----------------------------------------
+# Each is recomputed from the run's stored firings: its old nodes are deleted and new ones
+# created in one transaction (never incremented). The read templates that count over a whole run
+# (firing_counts, sparse_set_sizes, run_counts) read these few hundred nodes instead of every
+# firing.
+
+DELETE_FIRING_COUNTS = "MATCH (n:FiringCount {run_id: $run_id}) DELETE n"
+
+# One node per (head, dest_role, src_role) (no role: 'other'): firings, distinct prompts, mean
+# |S|, and their USES and WRITES (each firing's degree, no expansion).
+AGGREGATE_FIRING_COUNTS = """
+MATCH (f:Firing {run_id: $run_id})
+WITH f.layer AS layer, f.head AS head, coalesce(f.dest_role, 'other') AS dest_role,
+     coalesce(f.src_role, 'other') AS src_role, count(*) AS firings,
+     count(DISTINCT f.prompt) AS prompts, avg(f.n_svs) AS mean_n_svs,
+     sum(COUNT { (f)-[:USES]->() }) AS uses, sum(COUNT { (f)<-[:WRITES]-() }) AS writes
+CREATE (:FiringCount {run_id: $run_id, layer: layer, head: head, dest_role: dest_role,
+                      src_role: src_role, firings: firings, prompts: prompts,
+                      mean_n_svs: mean_n_svs, uses: uses, writes: writes})
+RETURN count(*) AS written
+"""
+
+DELETE_SPARSE_SET_COUNTS = "MATCH (n:SparseSetCount {run_id: $run_id}) DELETE n"
+
+# One node per (head, |S|): the head's firings whose sparse set has that size.
+AGGREGATE_SPARSE_SET_COUNTS = """
+MATCH (f:Firing {run_id: $run_id})
+WITH f.layer AS layer, f.head AS head, f.n_svs AS n_svs, count(*) AS firings
+CREATE (:SparseSetCount {run_id: $run_id, layer: layer, head: head, n_svs: n_svs,
+                         firings: firings})
+RETURN count(*) AS written
+"""
+
+SET_RUN_AGGREGATES_VERSION = """
+MATCH (r:Run {id: $run_id})
+SET r.aggregates_version = $version
+"""
+
+# Complete runs whose aggregates are missing or older than this code's (`db init` computes them).
+RUNS_WITHOUT_AGGREGATES = """
+MATCH (r:Run {status: 'complete'})
+WHERE coalesce(r.aggregates_version, 0) < $version AND NOT coalesce(r.read_only, false)
+RETURN r.id AS id ORDER BY id
+"""
+
 MARK_BATCH_DONE = """
 UNWIND $rows AS row
 MATCH (r:Run {id: row.run_id})
@@ -323,6 +368,8 @@ DELETE_RUN = (
     "MATCH (f:Firing {run_id: $run_id}) CALL (f) { DETACH DELETE f } IN TRANSACTIONS OF 1000 ROWS",
     "MATCH (p:Prompt {run_id: $run_id}) CALL (p) { DETACH DELETE p } IN TRANSACTIONS OF 5000 ROWS",
     "MATCH (v:Validation {run_id: $run_id}) DETACH DELETE v",
+    DELETE_FIRING_COUNTS,
+    DELETE_SPARSE_SET_COUNTS,
     "MATCH ()-[e:PATCH_EDGE {run_id: $run_id}]->() DELETE e",
     "MATCH (p:Patching {run_id: $run_id}) DETACH DELETE p",
     "MATCH (r:Run {id: $run_id}) DETACH DELETE r",
