@@ -2,7 +2,8 @@
 writer, give exactly the graph a single-process ``ingest`` of the same prompts writes.
 
 Also: loading twice changes nothing; a shard killed before its manifest is refused and can be
-traced again; a loader stopped mid-shard resumes to the same graph; the same under Ray.
+traced again; a loader stopped mid-shard resumes to the same graph; the same under Ray; an ACC
+run traced without the tokenizer's BOS choice loads into the graph ``ingest`` writes for it.
 """
 
 from __future__ import annotations
@@ -263,3 +264,35 @@ def test_two_ray_tasks_write_the_same_shards(
     assert summary.complete
     graph = dump(atlas_store, run_id)
     assert_same_graph(graph, expected)
+
+
+def test_an_acc_run_with_the_other_bos_choice_loads_into_the_ingested_graph(
+    atlas_store: AtlasStore, toy_model: LoadedModel, tmp_path: Path
+) -> None:
+    """``trace`` carries what ``ingest --method acc --no-bos`` (or ``--bos``) writes: the ACC
+    firing fields, the non-head writers with their source positions, and the prompts as
+    tokenized without (with) BOS."""
+    config = replace(CONFIG, n_prompts=16, method="acc")
+    bos = not toy_model.prepend_bos  # the choice the tokenizer would not make
+    run_id = f"test-scale-acc-{uuid.uuid4().hex[:8]}"
+    default = toy_model.prepend_bos
+    toy_model.prepend_bos = bos
+    try:
+        ingest_run(atlas_store, toy_model, config, run_id=run_id, show_progress=False)
+    finally:
+        toy_model.prepend_bos = default
+    expected = dump(atlas_store, run_id)
+    atlas_store.delete_run(run_id)
+    try:
+        spec = ModelSpec("toy-ioi", prepend_bos=bos)
+        jobs = [ShardJob(spec, config, run_id, ShardSpec(i, 2), str(tmp_path)) for i in range(2)]
+        trace_shards(jobs)
+        summary = load_shards(atlas_store, run_id, [tmp_path])
+        assert summary.complete and summary.shards_loaded == 2
+        graph = dump(atlas_store, run_id)
+        assert {dict(dict(f)["p"]).get("method") for f in graph["firings"]} == {"acc"}
+        assert any(dict(dict(e)["p"]).get("writer_pos") is not None for e in graph["writes"])
+        assert any("." not in dict(e)["w"] for e in graph["writes"])  # an MLP, the embedding
+        assert_same_graph(graph, expected)
+    finally:
+        atlas_store.delete_run(run_id)
