@@ -10,6 +10,7 @@ import click
 # keeps the two equal).
 WORKLOADS = ("toy-ioi", "random-gpt2")
 ALL_WORKLOADS = (*WORKLOADS, "smollm2-135m")
+SCALE_CELLS = (("toy-ioi", 1024), ("smollm2-135m", 256))  # bench --scale's default
 
 
 @click.command()
@@ -69,6 +70,21 @@ ALL_WORKLOADS = (*WORKLOADS, "smollm2-135m")
     "'toy-ioi acc 256'). With acc, 'decompose' is 0 and 'trace' holds the firings, the "
     "answer's seeds and the tracing from them.",
 )
+@click.option(
+    "--scale",
+    is_flag=True,
+    help="Instead: the paths past one machine (docs/scale.md) per workload and prompt count "
+    "(default toy-ioi 1024 and smollm2-135m 256): ingest vs trace + load vs load --bulk, "
+    "online rel/s vs bulk records/s, the trace stage on 1 vs 2 workers. On a server "
+    "instance of its own (--scale-port), whose database the bulk import replaces.",
+)
+@click.option(
+    "--scale-port",
+    default=17797,
+    show_default=True,
+    type=click.IntRange(1024, 65534),
+    help="With --scale: the Bolt port of its server instance (HTTP: the next port).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print every measurement as JSON.")
 def bench(
     workloads: tuple[str, ...],
@@ -80,6 +96,8 @@ def bench(
     query_repeats: int,
     warmup_runs: int,
     methods: tuple[str, ...],
+    scale: bool,
+    scale_port: int,
     as_json: bool,
 ) -> None:
     """Benchmark the ingestion: seconds per stage, write throughput, peak memory, queries.
@@ -102,7 +120,12 @@ def bench(
       circuit-atlas bench --workload toy-ioi --n-prompts 256 --repeats 1
       circuit-atlas bench --json > bench.json
       circuit-atlas bench --workload toy-ioi --n-prompts 256 --method sad --method acc
+      circuit-atlas bench --scale                           # toy-ioi 1024, smollm2-135m 256
+      circuit-atlas bench --scale --workload toy-ioi --n-prompts 256 --warmup-runs 1
     """
+    if scale:
+        _scale_bench(workloads, prompt_counts, batch_size, warmup_runs, scale_port, as_json)
+        return
     from atlas.bench import run_bench
     from atlas.cli.quiet import quiet_libraries
     from atlas.store.store import AtlasStore
@@ -122,3 +145,38 @@ def bench(
         progress=lambda step: click.echo(f"bench: {step} ...", err=True),
     )
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.table())
+
+
+def _scale_bench(
+    workloads: tuple[str, ...],
+    prompt_counts: tuple[int, ...],
+    batch_size: int,
+    warmup_runs: int,
+    port: int,
+    as_json: bool,
+) -> None:
+    """`bench --scale`: per (workload, prompt count), :func:`atlas.scale.bench.scale_bench`."""
+    from atlas.cli.quiet import quiet_libraries
+    from atlas.scale.bench import scale_bench, scale_table
+
+    context = click.get_current_context()
+    given = {
+        name
+        for name in ("workloads", "prompt_counts")
+        if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    }
+    cells = [(w, n) for w in workloads for n in prompt_counts] if given else list(SCALE_CELLS)
+    quiet_libraries()
+    results = []
+    for model, n_prompts in cells:
+        click.echo(f"bench --scale: {model} {n_prompts} prompts ...", err=True)
+        results.append(
+            scale_bench(
+                model,
+                n_prompts,
+                batch_size=batch_size,
+                bolt_port=port,
+                warmup_runs=warmup_runs,
+            )
+        )
+    click.echo(json.dumps(results, indent=2) if as_json else scale_table(results))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +16,52 @@ from atlas.cli.options import (
     method_option,
     model_options,
 )
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestConfig
+
+
+def check_edge_fraction(edge_fraction: float) -> None:
+    if not 0.0 < edge_fraction <= 1.0:
+        raise click.BadParameter(
+            f"must lie in (0, 1], got {edge_fraction}", param_hint="--edge-fraction"
+        )
+
+
+def run_config(
+    *,
+    n_prompts: int,
+    prompt_type: str,
+    seed: int,
+    batch_size: int,
+    min_attention: float,
+    min_layer: int,
+    sparse_fraction: float,
+    method: str,
+    seed_fraction: float,
+    all_firings: bool,
+    edge_fraction: float,
+    align_threshold: float,
+    align_top_k: int,
+) -> IngestConfig:
+    """The run's settings from the options of `ingest` (and of `trace`, which takes them all)."""
+    from ingest.pipeline import IngestConfig
+
+    check_edge_fraction(edge_fraction)
+    return IngestConfig(
+        n_prompts=n_prompts,
+        prompt_type=prompt_type,
+        seed=seed,
+        batch_size=batch_size,
+        rule=firing_rule_or_exit(min_attention, min_layer, sparse_fraction),
+        edge_fraction=edge_fraction,
+        method=method,
+        acc_rule=acc_rule_or_exit(sparse_fraction),
+        seed_fraction=seed_fraction,
+        acc_all_firings=all_firings,
+        align_threshold=align_threshold,
+        align_top_k=align_top_k,
+    )
 
 
 @click.command()
@@ -116,39 +163,35 @@ def ingest(
         check_run_id(run_id)
     if resume and rewrite:
         raise click.UsageError("--resume and --rewrite exclude each other.")
-    if not 0.0 < edge_fraction <= 1.0:
-        raise click.BadParameter(
-            f"must lie in (0, 1], got {edge_fraction}", param_hint="--edge-fraction"
-        )
+    check_edge_fraction(edge_fraction)
     check_model_choice(model_name, model_dir, device)
     click.echo("Checking the settings and Neo4j ...", err=True)  # first feedback, in < 1 s
     from atlas.cli.quiet import driver_retries_reported_once
     from atlas.errors import Neo4jUnavailableError
     from atlas.store.store import AtlasStore
     from atlas.store.writer import check_run_id_free, ingest_run
-    from ingest.pipeline import IngestConfig
 
     store = AtlasStore.connect()  # fails fast, before the model loads, when Neo4j is down
     if run_id is not None:
         check_run_id_free(store, run_id, resume, rewrite)
-    rule = firing_rule_or_exit(min_attention, min_layer, sparse_fraction)
-    model = load_model_quietly(model_name, model_dir, revision, device, seed)
-    if prepend_bos is not None:
-        model.prepend_bos = prepend_bos
-    config = IngestConfig(
+    config = run_config(
         n_prompts=n_prompts,
         prompt_type=prompt_type,
         seed=seed,
         batch_size=batch_size,
-        rule=rule,
-        edge_fraction=edge_fraction,
+        min_attention=min_attention,
+        min_layer=min_layer,
+        sparse_fraction=sparse_fraction,
         method=method,
-        acc_rule=acc_rule_or_exit(sparse_fraction),
         seed_fraction=seed_fraction,
-        acc_all_firings=all_firings,
+        all_firings=all_firings,
+        edge_fraction=edge_fraction,
         align_threshold=align_threshold,
         align_top_k=align_top_k,
     )
+    model = load_model_quietly(model_name, model_dir, revision, device, seed)
+    if prepend_bos is not None:
+        model.prepend_bos = prepend_bos
     chosen_id = run_id or config.default_run_id(model.provenance.model_id)
     click.echo(f"Run {chosen_id}", err=True)
     resume_hint = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from pathlib import Path
@@ -9,50 +10,19 @@ from typing import Any
 
 import click
 
-from atlas.cli.ingest import ingest
-from atlas.cli.options import (
-    firing_rule_or_exit,
-    load_model_quietly,
-    prompts_or_exit,
-)
+from atlas.cli.ingest import ingest, run_config
+from atlas.cli.options import load_model_quietly, prompts_or_exit
 
 # trace takes every option of ingest that shapes the run (model, prompts, method, edges,
 # alignment), as ingest defines them; the database ones (--run-id, --resume, --rewrite) not.
 _NOT_FOR_TRACE = {"run_id", "resume", "rewrite", "quiet"}
 _RUN_OPTIONS = [p for p in ingest.params if p.name not in _NOT_FOR_TRACE]
+_CONFIG_OPTIONS = inspect.signature(run_config).parameters
 
 
 def _config(options: dict[str, Any]) -> Any:
-    from atlas.errors import ParameterError
-    from ingest.pipeline import IngestConfig
-
-    if options["method"] != "sad":
-        raise ParameterError(
-            "trace and load write SAD runs only for now; trace an ACC run with "
-            "`circuit-atlas ingest --method acc`."
-        )
-    if options["prepend_bos"] is not None:
-        raise ParameterError(
-            "trace follows the tokenizer's BOS choice; --bos/--no-bos are for `ingest` only."
-        )
-    if not 0.0 < options["edge_fraction"] <= 1.0:
-        raise click.BadParameter(
-            f"must lie in (0, 1], got {options['edge_fraction']}", param_hint="--edge-fraction"
-        )
-    rule = firing_rule_or_exit(
-        options["min_attention"], options["min_layer"], options["sparse_fraction"]
-    )
     prompts_or_exit(options["n_prompts"], options["prompt_type"], options["seed"])
-    return IngestConfig(
-        n_prompts=options["n_prompts"],
-        prompt_type=options["prompt_type"],
-        seed=options["seed"],
-        batch_size=options["batch_size"],
-        rule=rule,
-        edge_fraction=options["edge_fraction"],
-        align_threshold=options["align_threshold"],
-        align_top_k=options["align_top_k"],
-    )
+    return run_config(**{name: options[name] for name in _CONFIG_OPTIONS})
 
 
 def _trace(
@@ -93,6 +63,7 @@ def _trace(
         options["revision"],
         options["device"],
         options["seed"],
+        options["prepend_bos"],
     )
     started = time.perf_counter()
     results: list[ShardResult] = []
@@ -110,8 +81,10 @@ def _trace(
         click.echo(f"Shard {result.shard}: {what} → {result.folder}", err=True)
 
     if shard is not None:
-        model = load_model_quietly(
-            spec.model, options["model_dir"], spec.revision, spec.device, spec.seed
+        model = spec.with_bos(
+            load_model_quietly(
+                spec.model, options["model_dir"], spec.revision, spec.device, spec.seed
+            )
         )
         chosen = run_id or config.default_run_id(model.provenance.model_id)
         click.echo(f"Run {chosen}, shard {shard}", err=True)

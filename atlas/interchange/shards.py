@@ -3,12 +3,17 @@
 A shard is one folder holding part of a run (a contiguous range of its batches), written by
 ``circuit-atlas trace --shard i/N`` without any database and read by ``circuit-atlas load``:
 
-- ``prompts.parquet``, ``firings.parquet`` (each with its sparse set as a list of
-  ``{index, rank, term, sign}``) and ``edges.parquet`` (the per-prompt WRITES: the firing's key,
-  the writer, side, weight, position, role and ``parts``): one row per record, each with the
+- ``prompts.parquet``, ``firings.parquet`` and ``edges.parquet``: one row per
+  :class:`~ingest.records.types.PromptRecord`, :class:`~ingest.records.types.FiringRecord` (its
+  sparse set a list of ``{index, rank, term, sign}``) and
+  :class:`~ingest.records.types.WriteEdgeRecord` (its firing's key spliced in), each with the
   ``batch`` it belongs to, appended batch by batch (memory is bounded by the batch);
 - ``components.parquet``, ``singular_vectors.parquet`` and ``aligned.parquet``: the model's
   heads, σ values and ALIGNED pairs (small; every shard carries them, so any one is enough);
+
+The columns are the records' fields (:mod:`atlas.interchange.columnar`; ``run_id`` and
+``model_id`` are in the manifest), so a field a record gains is carried without an edit here:
+ACC runs' firing fields and writer positions included.
 - ``manifest.json``, written last and atomically (a temporary file renamed): the run record, the
   model, the shard's index and count, its batches, the row count, size and sha256 of every file,
   the code's commit and the package versions. **A folder without a manifest is an incomplete
@@ -35,81 +40,42 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from atlas.errors import AtlasError
+from atlas.interchange.columnar import RecordTable
 from ingest.records.types import (
     AlignedRecord,
     BatchDone,
     ComponentRecord,
-    FiringKey,
     FiringRecord,
     ModelRecord,
     PromptRecord,
     RecordBatch,
     RunRecord,
     SingularVectorRecord,
-    SparseTerm,
     WriteEdgeRecord,
 )
 
 FORMAT = "circuit-atlas-shard"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: columns derived from the records (ACC fields, writer_pos)
 MANIFEST = "manifest.json"
 PACKAGES = ("circuit-atlas", "torch", "transformer-lens", "transformers", "pyarrow", "numpy")
 
-_I = pa.int64()
-_F = pa.float64()
-_S = pa.string()
-_TERM = pa.struct([("index", _I), ("rank", _I), ("term", _F), ("sign", _I)])
-_KEY = [("prompt", _I), ("layer", _I), ("head", _I), ("dest", _I), ("src", _I)]
-
-SCHEMAS: dict[str, pa.Schema] = {
-    "prompts": pa.schema(
-        [
-            ("batch", _I),
-            ("idx", _I),
-            ("text", _S),
-            ("template", _S),
-            ("order", _S),
-            ("io", _S),
-            ("s", _S),
-            ("roles", _S),
-            ("tokens", pa.list_(_S)),
-            ("logit_diff", _F),
-        ]
-    ),
-    "firings": pa.schema(
-        [
-            ("batch", _I),
-            *_KEY,
-            ("dest_role", _S),
-            ("src_role", _S),
-            ("attn", _F),
-            ("score", _F),
-            ("n_svs", _I),
-            ("sparse_set", pa.list_(_TERM)),
-        ]
-    ),
-    "edges": pa.schema(
-        [
-            ("batch", _I),
-            *_KEY,
-            ("writer_kind", _S),
-            ("writer_layer", _I),
-            ("writer_head", _I),
-            ("side", _S),
-            ("weight", _F),
-            ("pos", _I),
-            ("role", _S),
-            ("parts", pa.list_(_F)),
-        ]
-    ),
-    "components": pa.schema([("kind", _S), ("layer", _I), ("head", _I), ("ioi_class", _S)]),
-    "singular_vectors": pa.schema([("layer", _I), ("head", _I), ("index", _I), ("sigma", _F)]),
-    "aligned": pa.schema(
-        [("a", pa.list_(_I)), ("side_a", _S), ("b", pa.list_(_I)), ("side_b", _S), ("cos", _F)]
-    ),
+# Each file's columns are its record's fields (atlas.interchange.columnar): a field a record
+# gains is in the next shard by itself. The run's and the model's ids are in the manifest.
+RECORD_TABLES: dict[str, RecordTable] = {
+    "prompts": RecordTable(PromptRecord, context=("run_id",)),
+    "firings": RecordTable(FiringRecord, context=("run_id",)),
+    "edges": RecordTable(WriteEdgeRecord, context=("run_id",)),
+    "components": RecordTable(ComponentRecord, context=("model_id",)),
+    "singular_vectors": RecordTable(SingularVectorRecord, context=("model_id",)),
+    "aligned": RecordTable(AlignedRecord, context=("model_id",)),
 }
-RUN_TABLES = ("prompts", "firings", "edges")
+RUN_TABLES = ("prompts", "firings", "edges")  # each row with the batch it belongs to
 MODEL_TABLES = ("components", "singular_vectors", "aligned")
+BATCH_COLUMN = ("batch", pa.int64())
+SCHEMAS: dict[str, pa.Schema] = {
+    name: table.schema([BATCH_COLUMN] if name in RUN_TABLES else [])
+    for name, table in RECORD_TABLES.items()
+}
 
 
 @dataclass(frozen=True)
@@ -161,102 +127,6 @@ def package_versions() -> dict[str, str]:
     return found
 
 
-# ----- records → columns ---------------------------------------------------------------------
-
-
-def _list_array(offsets: list[int], values: pa.Array) -> pa.Array:
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
-
-
-def _prompt_table(batch: int, prompts: Sequence[PromptRecord]) -> pa.Table:
-    return pa.table(
-        {
-            "batch": [batch] * len(prompts),
-            "idx": [p.idx for p in prompts],
-            "text": [p.text for p in prompts],
-            "template": [p.template for p in prompts],
-            "order": [p.order for p in prompts],
-            "io": [p.io for p in prompts],
-            "s": [p.s for p in prompts],
-            "roles": [json.dumps(dict(p.roles), sort_keys=True) for p in prompts],
-            "tokens": [list(p.tokens) for p in prompts],
-            "logit_diff": [p.logit_diff for p in prompts],
-        },
-        schema=SCHEMAS["prompts"],
-    )
-
-
-def _firing_table(batch: int, firings: Sequence[FiringRecord]) -> pa.Table:
-    offsets = [0]
-    terms: list[SparseTerm] = []
-    for firing in firings:
-        terms += firing.sparse_set
-        offsets.append(len(terms))
-    term_values = pa.StructArray.from_arrays(
-        [
-            pa.array([t.index for t in terms], _I),
-            pa.array([t.rank for t in terms], _I),
-            pa.array([t.term for t in terms], _F),
-            pa.array([t.sign for t in terms], _I),
-        ],
-        fields=list(_TERM),
-    )
-    columns: dict[str, Any] = {"batch": [batch] * len(firings)}
-    for name in ("prompt", "layer", "head", "dest", "src", "dest_role", "src_role", "attn"):
-        columns[name] = [getattr(f, name) for f in firings]
-    columns["score"] = [f.score for f in firings]
-    columns["n_svs"] = [f.n_svs for f in firings]
-    arrays = [pa.array(columns[f.name], f.type) for f in SCHEMAS["firings"] if f.name in columns]
-    return pa.Table.from_arrays(
-        [*arrays, _list_array(offsets, term_values)], schema=SCHEMAS["firings"]
-    )
-
-
-def _edge_table(batch: int, edges: Sequence[WriteEdgeRecord]) -> pa.Table:
-    offsets = [0]
-    parts: list[float] = []
-    for edge in edges:
-        parts += edge.parts
-        offsets.append(len(parts))
-    columns: dict[str, list[Any]] = {"batch": [batch] * len(edges)}
-    for name in ("prompt", "layer", "head", "dest", "src"):
-        columns[name] = [getattr(e.firing, name) for e in edges]
-    for name in ("writer_kind", "writer_layer", "writer_head", "side", "weight", "pos", "role"):
-        columns[name] = [getattr(e, name) for e in edges]
-    schema = SCHEMAS["edges"]
-    arrays = [pa.array(columns[f.name], f.type) for f in schema if f.name != "parts"]
-    return pa.Table.from_arrays([*arrays, _list_array(offsets, pa.array(parts, _F))], schema=schema)
-
-
-def _model_tables(
-    components: Sequence[ComponentRecord],
-    singular_vectors: Sequence[SingularVectorRecord],
-    aligned: Sequence[AlignedRecord],
-) -> dict[str, pa.Table]:
-    def rows(records: Sequence[Any], names: Sequence[str]) -> dict[str, list[Any]]:
-        return {name: [getattr(r, name) for r in records] for name in names}
-
-    return {
-        "components": pa.table(
-            rows(components, ("kind", "layer", "head", "ioi_class")), schema=SCHEMAS["components"]
-        ),
-        "singular_vectors": pa.table(
-            rows(singular_vectors, ("layer", "head", "index", "sigma")),
-            schema=SCHEMAS["singular_vectors"],
-        ),
-        "aligned": pa.table(
-            {
-                "a": [list(r.a) for r in aligned],
-                "side_a": [r.side_a for r in aligned],
-                "b": [list(r.b) for r in aligned],
-                "side_b": [r.side_b for r in aligned],
-                "cos": [r.cos for r in aligned],
-            },
-            schema=SCHEMAS["aligned"],
-        ),
-    }
-
-
 # ----- writing -------------------------------------------------------------------------------
 
 
@@ -302,17 +172,19 @@ class ShardWriter:
         singular_vectors: Sequence[SingularVectorRecord],
         aligned: Sequence[AlignedRecord],
     ) -> None:
-        for name, table in _model_tables(components, singular_vectors, aligned).items():
+        for name, records in zip(
+            MODEL_TABLES, (components, singular_vectors, aligned), strict=True
+        ):
+            table = RECORD_TABLES[name].to_table(records)
             pq.write_table(table, self.folder / f"{name}.parquet", compression="zstd")
             self.rows[name] = table.num_rows
 
     def write_batch(self, index: int, records: RecordBatch) -> None:
-        tables = {
-            "prompts": _prompt_table(index, records.prompts),
-            "firings": _firing_table(index, records.firings),
-            "edges": _edge_table(index, records.edges),
-        }
-        for name, table in tables.items():
+        batch = {BATCH_COLUMN[0]: (BATCH_COLUMN[1], index)}
+        for name, of_batch in zip(
+            RUN_TABLES, (records.prompts, records.firings, records.edges), strict=True
+        ):
+            table = RECORD_TABLES[name].to_table(of_batch, batch)
             if table.num_rows:
                 self._writers[name].write_table(table)
             self.rows[name] += table.num_rows
@@ -408,40 +280,29 @@ class Shard:
         self,
     ) -> tuple[list[ComponentRecord], list[SingularVectorRecord], list[AlignedRecord]]:
         model_id = self.model.id
-        components = [
-            ComponentRecord(model_id, **row) for row in self.table("components").to_pylist()
-        ]
-        vectors = [
-            SingularVectorRecord(model_id, **row)
-            for row in self.table("singular_vectors").to_pylist()
-        ]
-        aligned = [
-            AlignedRecord(
-                model_id,
-                tuple(row["a"]),  # type: ignore[arg-type]
-                row["side_a"],
-                tuple(row["b"]),  # type: ignore[arg-type]
-                row["side_b"],
-                row["cos"],
-            )
-            for row in self.table("aligned").to_pylist()
-        ]
+        components, vectors, aligned = (
+            RECORD_TABLES[name].records(self.table(name), model_id=model_id)
+            for name in MODEL_TABLES
+        )
         return components, vectors, aligned
 
     def record_batches(self) -> Iterator[tuple[int, RecordBatch]]:
         """Each batch of the shard as the :class:`RecordBatch` ``trace_run`` yielded for it
         (marker included), in batch order."""
         run_id = self.manifest["run"]["id"]
-        prompts = _split(self.table("prompts"))
-        firings = _split(self.table("firings"))
-        edges = _split(self.table("edges"))
+        tables = {name: _split(self.table(name)) for name in RUN_TABLES}
+
+        def records(name: str, index: int) -> list[Any]:
+            table = tables[name].get(index)
+            return [] if table is None else RECORD_TABLES[name].records(table, run_id=run_id)
+
         for index in self.batches:
             yield (
                 index,
                 RecordBatch(
-                    prompts=_prompts(run_id, prompts.get(index)),
-                    firings=_firings(run_id, firings.get(index)),
-                    edges=_edges(run_id, edges.get(index)),
+                    prompts=records("prompts", index),
+                    firings=records("firings", index),
+                    edges=records("edges", index),
                     done=BatchDone(run_id, index),
                 ),
             )
@@ -500,73 +361,3 @@ def _split(table: pa.Table) -> dict[int, pa.Table]:
             parts[batches[start]] = table.slice(start, end - start)
             start = end
     return parts
-
-
-def _columns(table: pa.Table, names: Sequence[str]) -> list[list[Any]]:
-    return [table.column(name).to_pylist() for name in names]
-
-
-def _nested(column: pa.ChunkedArray) -> list[list[Any]]:
-    """A list column as Python lists, without building one dict per struct element."""
-    array = column.combine_chunks()
-    offsets = array.offsets.to_pylist()
-    values = array.values
-    if isinstance(values.type, pa.StructType):
-        fields_ = [values.field(i).to_pylist() for i in range(values.type.num_fields)]
-        items: list[Any] = list(zip(*fields_, strict=True)) if fields_[0] else []
-    else:
-        items = values.to_pylist()
-    return [items[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-
-
-def _prompts(run_id: str, table: pa.Table | None) -> list[PromptRecord]:
-    if table is None:
-        return []
-    names = ("idx", "text", "template", "order", "io", "s", "roles", "tokens", "logit_diff")
-    return [
-        PromptRecord(
-            run_id=run_id,
-            idx=idx,
-            text=text,
-            template=template,
-            order=order,
-            io=io,
-            s=s,
-            roles=json.loads(roles),
-            tokens=tokens,
-            logit_diff=logit_diff,
-        )
-        for idx, text, template, order, io, s, roles, tokens, logit_diff in zip(
-            *_columns(table, names), strict=True
-        )
-    ]
-
-
-def _firings(run_id: str, table: pa.Table | None) -> list[FiringRecord]:
-    if table is None:
-        return []
-    names = ("prompt", "layer", "head", "dest", "src", "dest_role", "src_role", "attn", "score")
-    columns = _columns(table, (*names, "n_svs"))
-    sparse = _nested(table.column("sparse_set"))
-    return [
-        FiringRecord(run_id, *values, sparse_set=tuple(SparseTerm(*term) for term in terms))  # type: ignore[misc]
-        for *values, terms in zip(*columns, sparse, strict=True)
-    ]
-
-
-def _edges(run_id: str, table: pa.Table | None) -> list[WriteEdgeRecord]:
-    if table is None:
-        return []
-    key = ("prompt", "layer", "head", "dest", "src")
-    rest = ("writer_layer", "writer_head", "side", "weight", "pos", "role", "writer_kind")
-    parts = _nested(table.column("parts"))
-    key_columns = _columns(table, key)
-    return [
-        WriteEdgeRecord(FiringKey(run_id, *k), *values, parts=tuple(p))  # type: ignore[misc]
-        for k, values, p in zip(
-            zip(*key_columns, strict=True),
-            zip(*_columns(table, rest), strict=True),
-            parts,
-            strict=True,
-        )
-    ]

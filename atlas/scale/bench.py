@@ -2,8 +2,8 @@
 ``trace`` + ``load --bulk``, and the trace stage on 1 vs 2 local workers.
 
 Runs on a local server instance of its own (it is replaced by the bulk import), each traced
-shard set in a fresh temporary folder; prints one JSON object. Run it as
-``python -m atlas.scale.bench n_prompts=1024`` (not yet a ``circuit-atlas bench`` option).
+shard set in a fresh temporary folder. ``circuit-atlas bench --scale`` runs it per workload
+and prints :func:`scale_table`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +40,17 @@ def scale_bench(
     n_prompts: int = 1024,
     batch_size: int = 32,
     bolt_port: int = 17797,
-    http_port: int = 17798,
     workers: tuple[int, ...] = (1, 2),
     warmup_runs: int = 2,
 ) -> dict[str, Any]:
-    """The measurements (seconds, counts, throughputs) as one dict."""
+    """The measurements (seconds, counts, throughputs) as one dict, on a server instance of
+    its own (Bolt ``bolt_port``, HTTP the next port; its database is replaced)."""
     out: dict[str, Any] = {"model": model, "n_prompts": n_prompts, "load_average": []}
     instance = data_dir() / f"neo4j-scale-bench-{bolt_port}"
     server = LocalServer(
         instance=instance,
         bolt_port=bolt_port,
-        http_port=http_port,
+        http_port=bolt_port + 1,
         credentials_file=instance / "credentials.json",
     )
     store = AtlasStore.connect(server.start())
@@ -116,6 +117,7 @@ def scale_bench(
         store = AtlasStore.connect(server.start())
         out["bulk_totals"] = _totals(store)
         out["reference_totals"] = reference
+        out["bulk_matches_ingest"] = out["bulk_totals"] == reference
         out["load_average"].append(os.getloadavg()[0])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -123,14 +125,51 @@ def scale_bench(
     return out
 
 
-if __name__ == "__main__":
-    import json
-    import sys
+def scale_table(results: Sequence[dict[str, Any]]) -> str:
+    """The measurements of :func:`scale_bench`, one column per workload."""
+    names = [f"{r['model']} {r['n_prompts']}" for r in results]
 
-    arguments = dict(arg.split("=", 1) for arg in sys.argv[1:])
-    result = scale_bench(
-        model=arguments.get("model", "toy-ioi"),
-        n_prompts=int(arguments.get("n_prompts", "1024")),
-        warmup_runs=int(arguments.get("warmup_runs", "2")),
-    )
-    print(json.dumps(result, indent=2))
+    def row(label: str, value: Callable[[dict[str, Any]], Any], unit: str = "") -> str:
+        cells = []
+        for r in results:
+            try:
+                found = value(r)
+            except (KeyError, TypeError):  # a stage that failed (bulk_error) or did not run
+                cells.append("-")
+                continue
+            if isinstance(found, float):
+                cells.append(f"{found:,.1f}{unit}")
+            elif isinstance(found, int):
+                cells.append(f"{found:,}{unit}")
+            else:
+                cells.append(f"{found}{unit}")
+        return f"{label:<34}" + "".join(f"{c:>20}" for c in cells)
+
+    def trace_load(r: dict[str, Any]) -> float:
+        return float(r["trace_1_workers_seconds"] + r["load"]["wall_seconds"])
+
+    def speedup(r: dict[str, Any]) -> float:
+        return float(r["trace_1_workers_seconds"] / r["trace_2_workers_seconds"])
+
+    lines = [
+        f"{'':<34}" + "".join(f"{n:>20}" for n in names),
+        row("ingest, wall", lambda r: float(r["ingest"]["wall_seconds"]), " s"),
+        row("trace (1 worker) + load, wall", trace_load, " s"),
+        row("trace, 1 worker", lambda r: float(r["trace_1_workers_seconds"]), " s"),
+        row("trace, 2 workers", lambda r: float(r["trace_2_workers_seconds"]), " s"),
+        row("trace speed-up, 2 vs 1 workers", speedup, "×"),
+        row("load, wall", lambda r: float(r["load"]["wall_seconds"]), " s"),
+        row("bulk (CSV+import+restart+schema)", lambda r: float(r["bulk"]["wall_seconds"]), " s"),
+        row("relationships written", lambda r: int(r["load"]["relationships"])),
+        row("ingest write, rel/s", lambda r: float(r["ingest"]["rel_per_s"])),
+        row("load (online) write, rel/s", lambda r: float(r["load"]["rel_per_s"])),
+        row("bulk import, records/s", lambda r: float(r["bulk"]["records_per_s"])),
+        row("bulk import, s", lambda r: float(r["bulk"]["import_seconds"])),
+        row("shards on disk, MiB", lambda r: r["shard_bytes"] / 2**20),
+        row("load = ingest graph (counts)", lambda r: str(r["load_matches_ingest"])),
+        row("bulk = ingest graph (counts)", lambda r: str(r["bulk_matches_ingest"])),
+        row("load average (1 min), max", lambda r: max(r["load_average"])),
+    ]
+    errors = [f"{n}: bulk failed: {r['bulk_error']}" for n, r in zip(names, results, strict=True)
+              if "bulk_error" in r]  # fmt: skip
+    return "\n".join(lines + errors)

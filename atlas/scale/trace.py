@@ -44,17 +44,26 @@ class ModelSpec:
     revision: str | None = None
     device: str = "cpu"
     seed: int = 0
+    prepend_bos: bool | None = None  # None: the tokenizer's choice (ingest's --bos/--no-bos)
 
     def load(self) -> LoadedModel:
         from ingest.models.loading import load_model
 
-        return load_model(
-            self.model,
-            model_dir=self.model_dir,
-            revision=self.revision,
-            device=self.device,
-            seed=self.seed,
+        return self.with_bos(
+            load_model(
+                self.model,
+                model_dir=self.model_dir,
+                revision=self.revision,
+                device=self.device,
+                seed=self.seed,
+            )
         )
+
+    def with_bos(self, model: LoadedModel) -> LoadedModel:
+        """``model`` with this spec's BOS choice, as ``ingest --bos/--no-bos`` sets it."""
+        if self.prepend_bos is not None:
+            model.prepend_bos = self.prepend_bos
+        return model
 
 
 @dataclass(frozen=True)

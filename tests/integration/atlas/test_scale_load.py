@@ -2,17 +2,16 @@
 writer, give exactly the graph a single-process ``ingest`` of the same prompts writes.
 
 Also: loading twice changes nothing; a shard killed before its manifest is refused and can be
-traced again; a loader stopped mid-shard resumes to the same graph; the same under Ray.
+traced again; a loader stopped mid-shard resumes to the same graph; the same under Ray; an ACC
+run traced without the tokenizer's BOS choice loads into the graph ``ingest`` writes for it.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -29,80 +28,11 @@ from atlas.store.store import AtlasStore
 from atlas.store.writer import ingest_run
 from ingest.models.loading import LoadedModel
 from ingest.pipeline import IngestConfig
+from tests.fixtures.graphs import assert_same_graph, dump, totals
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = IngestConfig(n_prompts=48, batch_size=8, seed=3)
 TRACE_ARGS = ["--model", "toy-ioi", "--n-prompts", "48", "--batch-size", "8", "--seed", "3"]
-
-# Everything of one run, as comparable values (volatile run properties left out).
-_DUMP = {
-    "run": "MATCH (r:Run {id: $run})-[:OF_MODEL]->(m) RETURN properties(r) AS p, m.id AS m",
-    "prompts": "MATCH (:Run {id: $run})-[:HAS_PROMPT]->(p) RETURN properties(p) AS p",
-    "firings": "MATCH (f:Firing {run_id: $run}) RETURN properties(f) AS p",
-    "of_head": "MATCH (f:Firing {run_id: $run})-[r:OF_HEAD]->(h) "
-    "RETURN properties(f) AS f, h.id AS h, properties(r) AS p",
-    "in_prompt": "MATCH (f:Firing {run_id: $run})-[r:IN_PROMPT]->(p) "
-    "RETURN properties(f) AS f, p.idx AS idx, properties(r) AS p",
-    "uses": "MATCH (f:Firing {run_id: $run})-[u:USES]->(sv) "
-    "RETURN properties(f) AS f, [sv.layer, sv.head, sv.index] AS sv, properties(u) AS p",
-    "writes": "MATCH (w)-[e:WRITES]->(f:Firing {run_id: $run}) "
-    "RETURN w.id AS w, properties(f) AS f, properties(e) AS p",
-    "communicates": "MATCH (w)-[c:COMMUNICATES {run_id: $run}]->(h) "
-    "RETURN w.id AS w, h.id AS h, properties(c) AS p",  # mean_weight: see assert_same_graph
-    "model": "MATCH (m:Model {id: 'toy-ioi'}) RETURN properties(m) AS p, "
-    "COUNT { (:Component {model_id: 'toy-ioi'}) } AS components, "
-    "COUNT { (:SingularVector {model_id: 'toy-ioi'}) } AS vectors, "
-    "COUNT { (:Head {model_id: 'toy-ioi'})-[:HAS_SV]->() } AS has_sv, "
-    "COUNT { (:SingularVector {model_id: 'toy-ioi'})-[:ALIGNED]->() } AS aligned",
-}
-_VOLATILE = {"created_at", "finished_at", "loaded_shards", "git_commit", "versions"}
-
-
-def _frozen(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _frozen(v)) for k, v in value.items() if k not in _VOLATILE))
-    if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    return value
-
-
-def dump(store: AtlasStore, run_id: str) -> dict[str, Counter[Any]]:
-    """The run's nodes and relationships with every property, as multisets."""
-    found = {}
-    for name, query in _DUMP.items():
-        records = store.driver.execute_query(query, run=run_id, database_=store.database).records
-        found[name] = Counter(_frozen(record.data()) for record in records)
-    return found
-
-
-def assert_same_graph(graph: dict[str, Counter[Any]], expected: dict[str, Counter[Any]]) -> None:
-    """Equal multisets, every value exact, except COMMUNICATES.mean_weight: Neo4j's ``avg``
-    adds the weights in storage order, which differs between two writes of the same run (node
-    ids are reused after a delete), so the means may differ in the last bits (1e-15 relative);
-    each still averages exactly equal WRITES weights."""
-    for name in _DUMP:
-        if name != "communicates":
-            assert graph[name] == expected[name], name
-
-    def means(found: Counter[Any]) -> dict[Any, float]:
-        out = {}
-        for entry in found:
-            props = dict(dict(entry)["p"])
-            mean = props.pop("mean_weight")
-            out[(dict(entry)["w"], dict(entry)["h"], tuple(sorted(props.items())))] = mean
-        return out
-
-    got, want = means(graph["communicates"]), means(expected["communicates"])
-    assert got.keys() == want.keys()
-    assert all(math.isclose(got[k], want[k], rel_tol=1e-12, abs_tol=1e-15) for k in got)
-
-
-def totals(store: AtlasStore) -> tuple[int, int]:
-    records = store.driver.execute_query(
-        "MATCH (n) RETURN count(n) AS n UNION ALL MATCH ()-[r]->() RETURN count(r) AS n",
-        database_=store.database,
-    ).records
-    return records[0]["n"], records[1]["n"]
 
 
 def trace_process(out: Path, run_id: str, shard: str, env: dict[str, str]) -> subprocess.Popen:
@@ -263,3 +193,35 @@ def test_two_ray_tasks_write_the_same_shards(
     assert summary.complete
     graph = dump(atlas_store, run_id)
     assert_same_graph(graph, expected)
+
+
+def test_an_acc_run_with_the_other_bos_choice_loads_into_the_ingested_graph(
+    atlas_store: AtlasStore, toy_model: LoadedModel, tmp_path: Path
+) -> None:
+    """``trace`` carries what ``ingest --method acc --no-bos`` (or ``--bos``) writes: the ACC
+    firing fields, the non-head writers with their source positions, and the prompts as
+    tokenized without (with) BOS."""
+    config = replace(CONFIG, n_prompts=16, method="acc")
+    bos = not toy_model.prepend_bos  # the choice the tokenizer would not make
+    run_id = f"test-scale-acc-{uuid.uuid4().hex[:8]}"
+    default = toy_model.prepend_bos
+    toy_model.prepend_bos = bos
+    try:
+        ingest_run(atlas_store, toy_model, config, run_id=run_id, show_progress=False)
+    finally:
+        toy_model.prepend_bos = default
+    expected = dump(atlas_store, run_id)
+    atlas_store.delete_run(run_id)
+    try:
+        spec = ModelSpec("toy-ioi", prepend_bos=bos)
+        jobs = [ShardJob(spec, config, run_id, ShardSpec(i, 2), str(tmp_path)) for i in range(2)]
+        trace_shards(jobs)
+        summary = load_shards(atlas_store, run_id, [tmp_path])
+        assert summary.complete and summary.shards_loaded == 2
+        graph = dump(atlas_store, run_id)
+        assert {dict(dict(f)["p"]).get("method") for f in graph["firings"]} == {"acc"}
+        assert any(dict(dict(e)["p"]).get("writer_pos") is not None for e in graph["writes"])
+        assert any("." not in dict(e)["w"] for e in graph["writes"])  # an MLP, the embedding
+        assert_same_graph(graph, expected)
+    finally:
+        atlas_store.delete_run(run_id)
