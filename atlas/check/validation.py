@@ -373,7 +373,7 @@ def _measure_sad(
     edge: CircuitEdge,
     targets: FiringTargets,
     config: ValidationConfig,
-    progress: Callable[[int], object],
+    progress: Callable[[int], None],
 ) -> dict[str, Any]:
     """Remove (or boost) a SAD edge's signal; the values a Validation node stores."""
     effects = measure_edges(
@@ -404,7 +404,7 @@ def _measure_acc(
     edge: CircuitEdge,
     targets: AccEdgeTargets,
     config: ValidationConfig,
-    progress: Callable[[int], object],
+    progress: Callable[[int], None],
 ) -> dict[str, Any]:
     """Scale an ACC edge's writer where the side reads it; the values a Validation node stores
     (the SAD ones, and the relative attention's with the linear prediction)."""

@@ -100,7 +100,10 @@ def export_command(run_id: str, out_format: str, out: Path | None) -> None:
     nodes (l, h, 'dest_role', 'src_role') are firings, (l, 'MLP', r, r), (l, 'AH bias', r, r),
     (0, 'Embedding', r, r) other writers and ('IO-S direction', 'end') the root; edges carry
     type (d/s), weight (sum over prompts / traced prompts) and prompts_appeared. Importing the
-    file gives the run's COMMUNICATES back. Example: circuit-atlas export --run gpt2-sad-authors
+    file gives the run's COMMUNICATES back. A run imported from that format is written as the
+    file it was imported from (its nodes and edges, role pairs included).
+
+    Example: circuit-atlas export --run gpt2-sad-authors
     """
     from atlas.interchange.runs import export_graphml
     from atlas.store.store import AtlasStore
