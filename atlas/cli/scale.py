@@ -158,10 +158,20 @@ trace = click.Command(
     help="Build a NEW database offline with neo4j-admin import from the shards (local server "
     "only; stops it, REPLACES its database, starts it again). For a fresh, large atlas.",
 )
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="With --bulk: replace the database without asking (scripts, batch jobs).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 check of the shard files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the load summary as JSON.")
 def load(
-    run_id: str, folders: tuple[Path, ...], bulk: bool, no_verify: bool, as_json: bool
+    run_id: str,
+    folders: tuple[Path, ...],
+    bulk: bool,
+    yes: bool,
+    no_verify: bool,
+    as_json: bool,
 ) -> None:
     """Load the complete shards of RUN_ID from FOLDERS into the atlas (one writer).
 
@@ -174,10 +184,24 @@ def load(
     Examples:
       circuit-atlas load toy1k shards
       circuit-atlas load toy1k /mnt/a/shards /mnt/b/shards
-      circuit-atlas load --bulk toy1k shards      # fresh atlas, offline import
+      circuit-atlas load --bulk --yes toy1k shards   # fresh atlas, offline import
+
+    --bulk (SAD runs) is offline and REPLACES the local server's database: it stops the
+    server, imports the shards with neo4j-admin into a new database (every run the atlas held
+    is gone), starts the server and completes the run. It asks first, unless --yes.
     """
+    if yes and not bulk:
+        raise click.UsageError("--yes confirms --bulk; plain `load` replaces nothing.")
     if bulk:
         from atlas.scale.bulk import bulk_load
+
+        if not yes:
+            click.confirm(
+                "load --bulk stops the local server and REPLACES its database with this run "
+                "(every other run in it is lost). Continue?",
+                abort=True,
+                err=True,
+            )
 
         summary: Any = bulk_load(run_id, list(folders), verify=not no_verify)
         line = (

@@ -6,9 +6,14 @@ database**: :func:`bulk_load` stops the local server, turns the shards into the 
 files (one header line each, then the rows), imports them with ``--overwrite-destination``
 into the server's ``neo4j`` database (everything that database held is gone; the ``system``
 database with the password is untouched), starts the server again, then creates the
-constraints and indexes, sets what the online path computes in Cypher (singular-vector
-captions, the model's ALIGNED parameters) and completes the run (``COMMUNICATES`` aggregated
-from the stored WRITES). The graph equals what ``load`` (or ``ingest``) writes.
+constraints and indexes, writes the model's records as ``load`` does (MERGE: the imported heads
+and singular vectors gain their captions, the ALIGNED pairs are written) and completes the run
+(``COMMUNICATES`` aggregated from the stored WRITES). The graph equals what ``load`` (or
+``ingest``) writes: the firings', prompts' and relationships' properties are the online
+writer's (:mod:`atlas.store.columns`), typed from the records' fields.
+
+SAD runs only: an ACC firing stores a side it did not trace as an empty list, which the
+importer's CSV cannot express (an empty field is no property); load ACC runs with ``load``.
 
 The local server only (Community has no online import and one user database); for a remote
 server, run the same on its machine or use ``load``.
@@ -23,28 +28,49 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from atlas.errors import AtlasError
+from atlas.interchange.columnar import ColumnType, field_types
 from atlas.interchange.shards import Shard
-from atlas.scale.load import open_shards
+from atlas.scale.load import open_shards, write_model_records
 from atlas.server.local import LocalServer, _java
+from atlas.store.columns import EDGE_COLUMNS, FIRING_PROPERTIES, USE_COLUMNS
 from atlas.store.connection import close_drivers
 from atlas.store.rows import to_json
 from atlas.store.schema import SCHEMA_VERSION, head_labels
 from atlas.store.store import AtlasStore
-from ingest.records.types import component_id
+from ingest.records.types import (
+    FiringRecord,
+    PromptRecord,
+    SparseTerm,
+    WriteEdgeRecord,
+    component_id,
+)
 
 ARRAY = "\x1f"  # the importer's array delimiter: a character no token or number holds
 ADMIN_TOOL = "org.neo4j.cli.AdminTool"
 
-SET_CAPTIONS = """
-MATCH (sv:SingularVector {model_id: $model_id})
-SET sv.caption = 'v' + sv.index + ' σ' + toString(round(sv.sigma, 2))
-"""
-SET_MODEL_ALIGNED = "MATCH (m:Model {id: $model_id}) SET m.aligned_params = $params"
+# The properties each node and relationship gets are the online writer's
+# (atlas.store.columns: CREATE_FIRINGS, CREATE_PROMPTS), their types the records' fields.
+FIRING_KEY = ("prompt", "layer", "head", "dest", "src")
+WRITER = ("writer_kind", "writer_layer", "writer_head")
+PROMPT_PROPERTIES = tuple(f.name for f in fields(PromptRecord))
+FIRING_NODE_PROPERTIES = ("run_id", *FIRING_PROPERTIES)
+USE_PROPERTIES = USE_COLUMNS[1:]  # sv_ref is the relationship's end
+WRITES_PROPERTIES = EDGE_COLUMNS[1:]  # writer_ref is its start
+_TYPES: dict[str, dict[str, ColumnType]] = {
+    "prompts": field_types(PromptRecord),
+    "firings": field_types(FiringRecord),
+    "sparse_terms": field_types(SparseTerm),
+    "edges": field_types(WriteEdgeRecord),
+}
+_CSV_TYPES = {pa.int64(): "long", pa.float64(): "double", pa.string(): "", pa.bool_(): "boolean"}
 
 
 @dataclass
@@ -61,6 +87,38 @@ class BulkSummary:
     def records_per_second(self) -> float:
         total = self.nodes + self.relationships
         return total / self.import_seconds if self.import_seconds else 0.0
+
+
+def _csv_type(kind: ColumnType) -> str:
+    """The importer's header type of a column (``long``, ``double[]``, "" for a string)."""
+    if kind.element is not None:
+        return (_CSV_TYPES[kind.element.arrow] or "string") + "[]"
+    return _CSV_TYPES[kind.arrow]
+
+
+def _header(names: Sequence[str], record: str) -> list[str]:
+    types = _TYPES[record]
+    return [f"{name}:{_csv_type(types[name])}".rstrip(":") for name in names]
+
+
+def _values(
+    table: pa.Table, names: Sequence[str], record: str, **constants: Any
+) -> list[list[Any]]:
+    """Per row of ``table``, its ``names`` columns as the importer's text (a ``constants`` value
+    where given: the run id), None as an empty field (no property, as the online writer's
+    null)."""
+    columns: list[Iterable[Any]] = []
+    for name in names:
+        if name in constants:
+            columns.append(repeat(constants[name]))
+            continue
+        kind = _TYPES[record][name]
+        values = table.column(name).to_pylist()
+        if kind.element is not None:
+            columns.append(["" if v is None else _array(v) for v in values])
+        else:
+            columns.append([_num(v) for v in values])
+    return [list(row) for row in zip(*columns, strict=False)][: table.num_rows]
 
 
 def _array(values: Iterable[Any]) -> str:
@@ -119,7 +177,7 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> _F
     first = shards[0]
     model = first.model
     run = first.manifest["run"]
-    components, vectors, aligned = first.model_records()
+    components, vectors, _ = first.model_records()
     files.rows_of(
         "model",
         ["id:ID(Model)", ":LABEL", "n_layers:long", "n_heads:long", "d_model:long", "d_head:long"],
@@ -189,7 +247,7 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> _F
         component_rows.append(
             [
                 cid,
-                ";".join(labels),
+                ARRAY.join(labels),
                 model.id,
                 cid,
                 c.kind,
@@ -206,12 +264,12 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> _F
                 else ["Component"]
             )
             component_rows.append(
-                [cid, ";".join(labels), model.id, cid, kind, _num(layer), _num(head), ""]
+                [cid, ARRAY.join(labels), model.id, cid, kind, _num(layer), _num(head), ""]
             )
     files.rows_of(
         "components",
         [
-            "cid:ID(Component)",
+            ":ID(Component)",
             ":LABEL",
             "model_id",
             "id",
@@ -227,7 +285,7 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> _F
     files.rows_of(
         "singular_vectors",
         [
-            "svid:ID(SV)",
+            ":ID(SV)",
             ":LABEL",
             "model_id",
             "layer:long",
@@ -249,47 +307,17 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> _F
         ),
         True,
     )
-    files.rows_of(
-        "has_sv",
-        [":START_ID(Component)", ":END_ID(SV)", ":TYPE"],
-        ([f"{v.layer}.{v.head}", sv_id(v.layer, v.head, v.index), "HAS_SV"] for v in vectors),
-        False,
-    )
-    files.rows_of(
-        "aligned",
-        [":START_ID(SV)", ":END_ID(SV)", ":TYPE", "side_a", "side_b", "model_id", "cos:double"],
-        (
-            [sv_id(*a.a), sv_id(*a.b), "ALIGNED", a.side_a, a.side_b, model.id, repr(a.cos)]
-            for a in aligned
-        ),
-        False,
-    )
-
     next_firing = 0
     for shard in shards:
-        prompts = shard.table("prompts").to_pydict()
+        prompts = shard.table("prompts")
         files.rows_of(
             "prompts",
-            [
-                "pid:ID(Prompt)",
-                ":LABEL",
-                "run_id",
-                "idx:long",
-                "text",
-                "template",
-                "order",
-                "io",
-                "s",
-                "roles",
-                "tokens:string[]",
-            ],
+            [":ID(Prompt)", ":LABEL", *_header(PROMPT_PROPERTIES, "prompts")],
             (
-                [idx, "Prompt", run_id, idx, text, template, order, io, s, roles, ARRAY.join(tok)]
-                for idx, text, template, order, io, s, roles, tok in zip(
-                    *(
-                        prompts[k]
-                        for k in ("idx", "text", "template", "order", "io", "s", "roles", "tokens")
-                    ),
+                [idx, "Prompt", *values]
+                for idx, values in zip(
+                    prompts.column("idx").to_pylist(),
+                    _values(prompts, PROMPT_PROPERTIES, "prompts", run_id=run_id),
                     strict=True,
                 )
             ),
@@ -298,153 +326,82 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> _F
         files.rows_of(
             "has_prompt",
             [":START_ID(Run)", ":END_ID(Prompt)", ":TYPE"],
-            ([run["id"], idx, "HAS_PROMPT"] for idx in prompts["idx"]),
+            ([run_id, idx, "HAS_PROMPT"] for idx in prompts.column("idx").to_pylist()),
             False,
         )
         firings = shard.table("firings")
-        columns = {
-            name: firings.column(name).to_pylist()
-            for name in firings.column_names
-            if name not in {"batch", "sparse_set"}
-        }
         n = firings.num_rows
         ids = range(next_firing, next_firing + n)
-        key_of = {
-            key: fid
-            for fid, key in zip(
-                ids,
-                zip(*(columns[k] for k in ("prompt", "layer", "head", "dest", "src")), strict=True),
-                strict=True,
-            )
-        }
-        names = (
-            "prompt",
-            "layer",
-            "head",
-            "dest",
-            "src",
-            "dest_role",
-            "src_role",
-            "attn",
-            "score",
-            "n_svs",
-        )
+        key = [firings.column(k).to_pylist() for k in FIRING_KEY]
+        key_of = {k: fid for fid, k in zip(ids, zip(*key, strict=True), strict=True)}
         files.rows_of(
             "firings",
-            [
-                "fid:ID(Firing)",
-                ":LABEL",
-                "run_id",
-                "prompt:long",
-                "layer:long",
-                "head:long",
-                "dest:long",
-                "src:long",
-                "dest_role",
-                "src_role",
-                "attn:double",
-                "score:double",
-                "n_svs:long",
-            ],
+            [":ID(Firing)", ":LABEL", *_header(FIRING_NODE_PROPERTIES, "firings")],
             (
-                [fid, "Firing", run_id, *(_num(v) for v in values)]
+                [fid, "Firing", *values]
                 for fid, values in zip(
-                    ids, zip(*(columns[k] for k in names), strict=True), strict=True
+                    ids,
+                    _values(firings, FIRING_NODE_PROPERTIES, "firings", run_id=run_id),
+                    strict=True,
                 )
             ),
             True,
         )
+        prompt, layers, heads = key[0], key[1], key[2]
         files.rows_of(
             "of_head",
             [":START_ID(Firing)", ":END_ID(Component)", ":TYPE"],
             (
-                [fid, f"{layer}.{head}", "OF_HEAD"]
-                for fid, layer, head in zip(ids, columns["layer"], columns["head"], strict=True)
+                [fid, component_id("head", layer, head), "OF_HEAD"]
+                for fid, layer, head in zip(ids, layers, heads, strict=True)
             ),
             False,
         )
         files.rows_of(
             "in_prompt",
             [":START_ID(Firing)", ":END_ID(Prompt)", ":TYPE"],
-            ([fid, p, "IN_PROMPT"] for fid, p in zip(ids, columns["prompt"], strict=True)),
+            ([fid, p, "IN_PROMPT"] for fid, p in zip(ids, prompt, strict=True)),
             False,
         )
         sparse = firings.column("sparse_set").combine_chunks()
         offsets = sparse.offsets.to_pylist()
-        values = sparse.values
-        index, rank, term, sign = (values.field(i).to_pylist() for i in range(4))
+        terms = pa.Table.from_struct_array(sparse.values)
+        sv_index = terms.column("index").to_pylist()
+        term_values = _values(terms, USE_PROPERTIES, "sparse_terms")
 
         def uses(
             offsets: list[int] = offsets,
-            index: list[int] = index,
-            rank: list[int] = rank,
-            term: list[float] = term,
-            sign: list[int] = sign,
+            sv_index: list[int] = sv_index,
+            term_values: list[list[Any]] = term_values,
             ids: range = ids,
-            layers: list[int] = columns["layer"],
-            heads: list[int] = columns["head"],
+            layers: list[int] = layers,
+            heads: list[int] = heads,
         ) -> Iterable[list[Any]]:
             for n, fid in enumerate(ids):
                 for j in range(offsets[n], offsets[n + 1]):
-                    yield [
-                        fid,
-                        sv_id(layers[n], heads[n], index[j]),
-                        "USES",
-                        rank[j],
-                        repr(term[j]),
-                        sign[j],
-                    ]
+                    yield [fid, sv_id(layers[n], heads[n], sv_index[j]), "USES", *term_values[j]]
 
         files.rows_of(
             "uses",
-            [":START_ID(Firing)", ":END_ID(SV)", ":TYPE", "rank:long", "term:double", "sign:long"],
+            [":START_ID(Firing)", ":END_ID(SV)", ":TYPE", *_header(USE_PROPERTIES, "sparse_terms")],
             uses(),
             False,
         )
         edges = shard.table("edges")
-        e = {
-            name: edges.column(name).to_pylist()
-            for name in edges.column_names
-            if name not in {"batch", "parts"}
-        }
-        parts = edges.column("parts").combine_chunks()
-        part_offsets = parts.offsets.to_pylist()
-        part_values = parts.values.to_pylist()
+        writer = zip(*(edges.column(k).to_pylist() for k in WRITER), strict=True)
+        edge_keys = zip(*(edges.column(k).to_pylist() for k in FIRING_KEY), strict=True)
         files.rows_of(
             "writes",
             [
                 ":START_ID(Component)",
                 ":END_ID(Firing)",
                 ":TYPE",
-                "side",
-                "weight:double",
-                "pos:long",
-                "role",
-                "parts:double[]",
+                *_header(WRITES_PROPERTIES, "edges"),
             ],
             (
-                [
-                    component_id(kind, wl, wh),
-                    key_of[key],
-                    "WRITES",
-                    side,
-                    repr(weight),
-                    pos,
-                    role,
-                    _array(part_values[part_offsets[n] : part_offsets[n + 1]]),
-                ]
-                for n, (key, kind, wl, wh, side, weight, pos, role) in enumerate(
-                    zip(
-                        zip(e["prompt"], e["layer"], e["head"], e["dest"], e["src"], strict=True),
-                        e["writer_kind"],
-                        e["writer_layer"],
-                        e["writer_head"],
-                        e["side"],
-                        e["weight"],
-                        e["pos"],
-                        e["role"],
-                        strict=True,
-                    )
+                [component_id(*w), key_of[k], "WRITES", *values]
+                for w, k, values in zip(
+                    writer, edge_keys, _values(edges, WRITES_PROPERTIES, "edges"), strict=True
                 )
             ),
             False,
@@ -471,6 +428,13 @@ def bulk_load(
     if not (conf / "neo4j.conf").exists():
         raise AtlasError("Start the local server once (`circuit-atlas server start`) first.")
     shards = open_shards(run_id, paths, verify=verify)
+    method = shards[0].manifest["run"]["method"]
+    if method != "sad":
+        # ACC firings store empty sparse sets as [] (a side not traced); the importer's CSV
+        # has no empty array, so such a run would differ from what `load` writes.
+        raise AtlasError(
+            f"load --bulk imports SAD runs; run {run_id} is {method}: load it with `load`."
+        )
     summary = BulkSummary(run_id)
     folder = server.instance / "import" / f"bulk-{os.getpid()}"
     clock = time.perf_counter()
@@ -494,6 +458,7 @@ def bulk_load(
             "--overwrite-destination=true",
             "--id-type=string",
             f"--array-delimiter=U+{ord(ARRAY):04X}",
+            "--multiline-fields=true",  # a prompt's text or token may hold a line break
             "--skip-bad-entries-logging=true",
             "--bad-tolerance=0",
             f"--report-file={folder / 'import.report'}",
@@ -516,9 +481,7 @@ def bulk_load(
     clock = time.perf_counter()
     store = AtlasStore.connect(settings)
     store.init_schema()
-    model_id = shards[0].model.id
-    store._execute(SET_CAPTIONS, model_id=model_id)
-    store._execute(SET_MODEL_ALIGNED, model_id=model_id, params=shards[0].manifest["align_params"])
+    write_model_records(store, shards[0])  # MERGE: what the import has, plus captions, ALIGNED
     if set(range(shards[0].manifest["n_batches"])) <= {b for s in shards for b in s.batches}:
         store.record_behaviour(run_id)
         store.complete_run(run_id)

@@ -119,6 +119,17 @@ def open_shards(run_id: str, paths: Sequence[Path], *, verify: bool = True) -> l
     return sorted(shards, key=lambda s: (s.spec.count, s.spec.index))
 
 
+def write_model_records(store: AtlasStore, shard: Shard) -> None:
+    """The shard's model, its heads and singular vectors (MERGE: nothing new when they are
+    there) and its ALIGNED pairs (replaced when computed with other parameters)."""
+    components, vectors, aligned = shard.model_records()
+    store.write_model(shard.model)
+    store.write_batch(RecordBatch(components=components, singular_vectors=vectors))
+    params = shard.manifest["align_params"]
+    if store.aligned_params(shard.model.id) != params:
+        store.replace_aligned(shard.model.id, aligned, params)
+
+
 def loaded_shards(store: AtlasStore, run_id: str) -> set[str]:
     with explained_errors(store.settings):
         records = store.driver.execute_query(
@@ -147,14 +158,9 @@ def load_shards(
             RUN_STATUS, run_id=run_id, database_=store.database
         ).records
     was_complete = bool(status) and status[0]["status"] == "complete"
-    components, vectors, aligned = first.model_records()
-    store.write_model(first.model)
+    write_model_records(store, first)
     if not status:  # an existing run keeps its record and status (check_resumable matched it)
         store.create_run(run)
-    store.write_batch(RecordBatch(components=components, singular_vectors=vectors))
-    params = first.manifest["align_params"]
-    if store.aligned_params(run.model_id) != params:
-        store.replace_aligned(run.model_id, aligned, params)
 
     already = loaded_shards(store, run_id)
     done = store.done_batches(run_id)
