@@ -408,20 +408,17 @@ def _measure_acc(
 ) -> dict[str, Any]:
     """Scale an ACC edge's writer where the side reads it; the values a Validation node stores
     (the SAD ones, and the relative attention's with the linear prediction)."""
-    try:
-        effects = measure_acc_edges(
-            model,
-            targets,
-            acc_writer(edge.writer),
-            mode=config.mode,
-            factor=config.factor,
-            n_controls=config.n_controls,
-            seed=config.seed,
-            batch_size=config.batch_size,
-            progress=progress,
-        )
-    except ValueError as error:  # a model the ACC intervention does not support
-        raise AtlasError(f"Cannot validate ACC run edges on this model: {error}.") from None
+    effects = measure_acc_edges(
+        model,
+        targets,
+        acc_writer(edge.writer),
+        mode=config.mode,
+        factor=config.factor,
+        n_controls=config.n_controls,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        progress=progress,
+    )
     return {
         **asdict(summarize_acc(effects)),
         "method": "acc",

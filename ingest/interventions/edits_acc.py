@@ -36,7 +36,7 @@ at END.
 
 Models with rotary positions rotate q and k after ``hook_q``/``hook_k``'s input frame is mixed
 with the position, so the local edit above is not the component's contribution there; they are
-refused (:class:`ValueError`).
+refused (:class:`~ingest.models.loading.UnsupportedModelError`).
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ from ingest.interventions.edits import (
     run_capturing,
     summarize,
 )
-from ingest.models.loading import LoadedModel
+from ingest.models.loading import LoadedModel, UnsupportedModelError
 from ingest.prompts.ioi import IOIPrompt, tokenize_prompts
+from ingest.tracing.acc_circuit import output_biases, reads_centred
 from ingest.tracing.components import (
     ATTN_BIAS,
     EMBED,
@@ -209,7 +210,10 @@ def measure_acc_edges(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if model.bridge.cfg.positional_embedding_type == "rotary":
-        raise ValueError("ACC interventions need absolute positions (GPT-2 family), not rotary")
+        raise UnsupportedModelError(
+            "ACC validation needs absolute positions (GPT-2 family); this model is rotary: "
+            "validate a SAD run of it instead (ingest --method sad)."
+        )
     generator = torch.Generator().manual_seed(seed)
     parts = []
     for start in range(0, len(targets), batch_size):
@@ -262,7 +266,13 @@ def _measure_batch(
     clean_logits, cache = run_capturing(
         bridge, batch.tokens, _hook_names(cfg.n_layers, targets.layer)
     )
-    upstream = upstream_from_cache(cache, bridge.W_O.detach(), bridge.b_O.detach(), cfg.n_layers)
+    upstream = upstream_from_cache(
+        cache,
+        bridge.W_O.detach(),
+        output_biases(bridge).detach(),
+        cfg.n_layers,
+        centred=reads_centred(cfg),
+    )
     root_r = math.sqrt(cfg.d_head)
     clean_relative = root_r * relative_at(cache[scores_name], targets.head, dest, src)
     rows_clean = torch.arange(n_rows)
