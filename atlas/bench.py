@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -328,17 +328,25 @@ def bench_ingest(
 
 
 def time_templates(
-    store: AtlasStore, run_id: str, repeats: int = 20
+    store: AtlasStore,
+    run_id: str,
+    repeats: int = 20,
+    parameters_of: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """p50 and p95 (ms) of every read template with an ``example-toy`` header, on ``run_id``.
 
     Each template runs once unmeasured (query planning, page cache), then ``repeats`` times.
+    ``parameters_of`` replaces some example-toy parameters per template (another model's heads).
     """
     latency = {}
     for template in all_templates():
         if template.mode != "read" or template.example_toy is None:
             continue
-        parameters = {**template.example_toy, "run_id": run_id}
+        parameters = {
+            **template.example_toy,
+            **(parameters_of or {}).get(template.name, {}),
+            "run_id": run_id,
+        }
         store.read_template(template.name, **parameters)
         seconds = []
         for _ in range(repeats):
