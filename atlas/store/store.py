@@ -11,8 +11,8 @@ its prompts, firings and their relationships are CREATEd rather than MERGEd, in 
 statements: prompts, then firings with their sparse sets and edges, sent as columns (one list
 per property, :mod:`~atlas.store.columns`) rather than one map per row. The nodes they point at
 (heads, writers, singular vectors, the batch's prompts) are looked up once per statement instead
-of once per row. The uniqueness constraints still stand behind every CREATE: writing a batch
-twice fails instead of duplicating anything.
+of once per row. The uniqueness constraints still stand behind every CREATE: writing a batch's
+records again under another marker fails instead of duplicating anything.
 
 A fresh batch's transaction first reads its marker and writes nothing when it is already set.
 That is the commit-unknown case: the connection broke (a Neo4j restart, say) after the server

@@ -178,7 +178,7 @@ def test_interrupt_then_resume_gives_the_clean_graph(
             after_batch=interrupt_after_first,
         )
     shown = atlas_store.show_run(run_id)
-    assert shown is not None and shown["run"]["status"] == "failed"
+    assert shown is not None and shown["run"]["status"] == "interrupted"
     assert atlas_store.done_batches(run_id) == {0}
     assert shown["prompts"] == CONFIG.batch_size  # the first batch, whole, and nothing else
 
