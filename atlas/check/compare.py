@@ -18,16 +18,14 @@ from atlas.ask.circuits import circuit_edges, fetch_circuit, parse_head
 from atlas.check.comparison import (
     Circuit,
     CurvePoint,
-    Scores,
     atlas_circuit,
     curve,
     default_sizes,
     patching_circuit,
     pruned_circuit,
     reference_circuit,
-    score_sets,
 )
-from atlas.check.validation import run_prompts, stored_validations
+from atlas.check.validation import model_run_prompts, stored_validations
 from atlas.errors import AtlasError, ParameterError
 from atlas.store.connection import explained_errors
 from atlas.store.statements import SEED_REFERENCE_CIRCUIT
@@ -35,6 +33,7 @@ from atlas.store.store import AtlasStore
 from ingest.models.loading import DEFAULT_MODEL
 from ingest.patching.graph import METHODS
 from ingest.records.build import GPT2_IOI_CLASSES
+from ingest.tracing.circuits import Scores, score_sets
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -48,8 +47,6 @@ REFERENCES = {
         "Wang et al. (2022), Interpretability in the Wild: the IOI circuit of GPT-2 small",
     )
 }
-# What the method authors report for their GPT-2 IOI circuit against Wang et al.'s.
-PUBLISHED_F1 = {"sad": (0.576, 0.731, 0.644), "eap": (0.605, 0.885, 0.719)}
 
 
 @dataclass(frozen=True)
@@ -174,15 +171,15 @@ def _pair_runs(store: AtlasStore, model: LoadedModel, run_id: str, n_prompts: in
     from ingest.patching.exact import pair_run
     from ingest.prompts.ioi import tokenize_prompts
 
-    prompts = run_prompts(store, run_id)[:n_prompts]
+    prompts = model_run_prompts(store, run_id, model)[:n_prompts]
     runs = []
     for start in range(0, len(prompts), 16):
         chunk = prompts[start : start + 16]
         runs.append(
             pair_run(
                 model.bridge,
-                tokenize_prompts(chunk, model.tokenizer),
-                tokenize_prompts(chunk, model.tokenizer, corrupted=True),
+                tokenize_prompts(chunk, model.tokenizer, model.prepend_bos),
+                tokenize_prompts(chunk, model.tokenizer, model.prepend_bos, corrupted=True),
             )
         )
     return runs

@@ -3,7 +3,8 @@
 A :class:`Circuit` is a set of heads (``"l.h"``) and, optionally, of edges (writer, reader,
 side). Against a reference circuit R a predicted circuit C has precision |C ∩ R| / |C|,
 recall |C ∩ R| / |R| and F1 their harmonic mean (0 where a denominator is 0), for heads and for
-edges separately. Circuits come from three places:
+edges separately (:func:`ingest.tracing.circuits.score_sets`, the same maths ``replicate``
+uses). Circuits come from three places:
 
 * an atlas circuit (:func:`atlas_circuit`): the root and every head that writes into or fires
   in its SAD circuit (the rows of :func:`atlas.ask.circuits.circuit_edges`), its edges
@@ -20,22 +21,13 @@ edges separately. Circuits come from three places:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ingest.tracing.circuits import is_head, score_sets
+
 Edge = tuple[str, str, str]  # writer, reader, side
-_HEAD = re.compile(r"\d+\.\d+")
-
-
-def is_head(component: str) -> bool:
-    return _HEAD.fullmatch(component) is not None
-
-
-def head_order(head: str) -> tuple[int, int]:
-    layer, index = head.split(".")
-    return int(layer), int(index)
 
 
 @dataclass(frozen=True)
@@ -43,49 +35,6 @@ class Circuit:
     name: str
     heads: frozenset[str]
     edges: frozenset[Edge] = field(default_factory=frozenset)
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Precision, recall and F1 of a predicted set against a reference set, with the lists."""
-
-    precision: float
-    recall: float
-    f1: float
-    both: tuple[str, ...]
-    predicted_only: tuple[str, ...]
-    reference_only: tuple[str, ...]
-
-
-def score_sets(predicted: Iterable[Any], reference: Iterable[Any]) -> Scores:
-    predicted, reference = set(predicted), set(reference)
-    hits = len(predicted & reference)
-    precision = hits / len(predicted) if predicted else 0.0
-    recall = hits / len(reference) if reference else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Scores(
-        precision,
-        recall,
-        f1,
-        _sorted(predicted & reference),
-        _sorted(predicted - reference),
-        _sorted(reference - predicted),
-    )
-
-
-def _sorted(items: set[Any]) -> tuple[str, ...]:
-    def key(item: Any) -> Any:
-        if isinstance(item, str) and is_head(item):
-            return (0, head_order(item), "")
-        return (1, (0, 0), str(item))
-
-    return tuple(str(item) if not isinstance(item, tuple) else _edge_text(item)
-                 for item in sorted(items, key=key))  # fmt: skip
-
-
-def _edge_text(edge: Edge) -> str:
-    writer, reader, side = edge
-    return f"{writer}→{reader}.{side}"
 
 
 def atlas_circuit(name: str, root: str, records: Iterable[Mapping[str, Any]]) -> Circuit:

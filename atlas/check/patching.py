@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from atlas.check.validation import run_prompts
+from atlas.check.validation import model_run_prompts
 from atlas.errors import AtlasError, ParameterError
 from atlas.store.connection import explained_errors
 from atlas.store.statements import (
@@ -106,7 +106,7 @@ def patch_run(
     show_progress: bool = True,
 ) -> PatchSummary:
     """Compute (or resume, or read back) the run's patching circuit and store it."""
-    prompts = run_prompts(store, run_id)
+    prompts = model_run_prompts(store, run_id, model)
     if config.n_prompts > len(prompts):
         raise ParameterError(
             f"Run '{run_id}' has {len(prompts)} prompts; ask for at most that many (--prompts)."
@@ -138,8 +138,8 @@ def patch_run(
     try:
         for start in range(done, len(prompts), config.batch_size):
             chunk = prompts[start : start + config.batch_size]
-            clean = tokenize_prompts(chunk, model.tokenizer)
-            corrupt = tokenize_prompts(chunk, model.tokenizer, corrupted=True)
+            clean = tokenize_prompts(chunk, model.tokenizer, model.prepend_bos)
+            corrupt = tokenize_prompts(chunk, model.tokenizer, model.prepend_bos, corrupted=True)
             sums = sums + batch_scores(bridge, clean, corrupt, config.method, config.ig_steps)
             done = start + len(chunk)
             _save(store, key, {**config.settings, "batch_size": config.batch_size,

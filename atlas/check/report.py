@@ -1,9 +1,11 @@
 """``circuit-atlas report``: the paper's figures for one run, as PNGs and an ``index.md``.
 
-Reads the run through the templates ``sparse_set_sizes``, ``firing_counts``, ``circuit`` and
-``validations`` and the authors' published GPT-2 interventions (read in place from
-:func:`atlas.settings.reference_dir`, never copied), draws them with :mod:`atlas.check.figures` and
-writes one PNG per figure plus an index that links and explains them.
+Reads the run through the templates ``sparse_set_sizes``, ``firing_counts``, ``circuit``,
+``validations`` and ``patch_edges`` and the authors' published GPT-2 interventions (read in
+place from :func:`atlas.settings.reference_dir`, never copied), draws them with
+:mod:`atlas.check.figures` (the P/R/F1 curve against a patching circuit with
+:func:`atlas.check.compare.curve_figure`) and writes one PNG per figure plus an index that
+links and explains them, and says which figures were left out and how to get them.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from matplotlib.figure import Figure
 
 from atlas.ask.circuits import fetch_circuit
 from atlas.check import figures
+from atlas.check.compare import Against, compare_circuits, curve_figure
 from atlas.check.validation import stored_validations, unknown_run
 from atlas.errors import AtlasError
 from atlas.settings import reference_dir
 from atlas.store.store import AtlasStore
+from ingest.patching.graph import METHODS
 
 PUBLISHED_INTERVENTIONS = Path("sad-gpt2-ioi") / "interventions_multi-edge.parquet"
 
@@ -46,6 +50,14 @@ class ReportFigure:
     caption: str
 
 
+@dataclass(frozen=True)
+class Report:
+    """The figures written, and a line for each figure left out saying how to get it."""
+
+    figures: list[ReportFigure]
+    skipped: list[str]
+
+
 def default_root(counts: pd.DataFrame) -> str:
     """The head firing END→IO in the most prompts (the run's main name mover)."""
     name_movers = counts[(counts["dest_role"] == "END") & (counts["src_role"] == "IO")]
@@ -65,7 +77,7 @@ def write_report(
     roots: Sequence[str] = (),
     min_prompts: int | None = None,
     published: pd.DataFrame | None = None,
-) -> list[ReportFigure]:
+) -> Report:
     """Write the figures of ``run_id`` into ``out_dir`` and an ``index.md`` linking them.
 
     ``roots`` (``"9.9"`` for END→IO, or ``"8.6:END:S2"``) are drawn as circuits (default:
@@ -153,13 +165,42 @@ def write_report(
             "difference over the prompts where the downstream firing exists; global = their "
             "type A, local = type B). Right: this run's validated edges, signal vs control.",
         )
-    _write_index(out_dir, run_id, written)
-    return written
+    skipped: list[str] = []
+    methods = [
+        m for m in METHODS if store.read_template("patch_edges", run_id=run_id, method=m, top_k=1)
+    ]
+    for method in methods:
+        for root, dest_role, src_role, _ in circuits:
+            comparison = compare_circuits(
+                store, run_id, root, Against("patch", method), top_k=1, dest_role=dest_role,
+                src_role=src_role,
+            )  # fmt: skip
+            suffix = "" if (dest_role, src_role) == ("END", "IO") else f"_{dest_role}_{src_role}"
+            save(
+                curve_figure(comparison),
+                f"patching_{root.replace('.', '_')}{suffix}_{method}.png",
+                f"Circuit of {root} {dest_role}→{src_role} vs patch:{method}",
+                "Head precision (dotted), recall (dashed) and F1 (solid) of the atlas circuit "
+                "(and of its causally pruned circuit, where `validate` ran) against the run's "
+                f"{method} patching circuit of each size: the heads among the writers and "
+                "readers of its top k edges by |score|.",
+            )
+    if not methods:
+        skipped.append(
+            f"No patching circuit for run '{run_id}': its P/R/F1 curve is left out; run "
+            f"`circuit-atlas patch --run {run_id}` (then report again) to draw it."
+        )
+    _write_index(out_dir, run_id, written, skipped)
+    return Report(written, skipped)
 
 
-def _write_index(out_dir: Path, run_id: str, written: Sequence[ReportFigure]) -> None:
+def _write_index(
+    out_dir: Path, run_id: str, written: Sequence[ReportFigure], skipped: Sequence[str]
+) -> None:
     lines = [f"# Circuit Atlas report: run `{run_id}`", ""]
     lines += [f"- [{figure.title}](#{_anchor(figure.title)})" for figure in written]
+    if skipped:
+        lines += ["", *skipped]
     for figure in written:
         lines += [
             "",

@@ -166,25 +166,40 @@ def _is_head(component: str) -> bool:
     return True
 
 
+def _stored_dataset(store: AtlasStore, run_id: str) -> dict[str, Any]:
+    summary = store.show_run(run_id)
+    if summary is None:
+        raise unknown_run(run_id)
+    run = summary["run"]
+    if run.get("read_only") or not run.get("dataset") or run.get("method") not in ("sad", "acc"):
+        raise AtlasError(
+            f"Run '{run_id}' has no prompts to re-run (an imported run, method "
+            f"{run.get('method')}); validate, patch and faithfulness need a run made by "
+            "`circuit-atlas ingest`."
+        )
+    return dict(json.loads(run["dataset"]))
+
+
 def run_prompts(store: AtlasStore, run_id: str, tokenizer: Any = None) -> list[IOIPrompt]:
     """The run's prompts, regenerated from its stored dataset parameters (index = prompt idx).
 
     ``tokenizer``: the run's model's, whose single-token words the run's prompts were drawn
     from (the same prompts as without it when every word is one token, as for GPT-2).
     """
-    summary = store.show_run(run_id)
-    if summary is None:
-        raise unknown_run(run_id)
-    run = summary["run"]
-    if run.get("read_only") or run.get("method") not in ("sad", "acc"):
-        raise AtlasError(
-            f"Run '{run_id}' has no firings to intervene on (method {run.get('method')}); "
-            "validate needs a run made by `circuit-atlas ingest`."
-        )
-    dataset = json.loads(run["dataset"])
+    dataset = _stored_dataset(store, run_id)
     return generate_prompts(
         dataset["n_prompts"], dataset["prompt_type"], seed=dataset["seed"], tokenizer=tokenizer
     )
+
+
+def model_run_prompts(store: AtlasStore, run_id: str, model: LoadedModel) -> list[IOIPrompt]:
+    """The run's prompts for its own model, to re-run them (``validate``, ``patch``,
+    faithfulness): drawn from the model's tokenizer's words, and ``model.prepend_bos`` set as
+    the run tokenized them (with or without BOS)."""
+    prepend_bos = _stored_dataset(store, run_id).get("prepend_bos")
+    if prepend_bos is not None:
+        model.prepend_bos = bool(prepend_bos)
+    return run_prompts(store, run_id, model.tokenizer)
 
 
 def edge_targets(
@@ -311,14 +326,10 @@ def validate_circuit(
     Δattention and ΔIO−S logit difference of the signal and the control, their ratios,
     ``seconds`` spent and ``status`` (``computed`` or ``stored``).
     """
-    prompts = run_prompts(store, run_id, model.tokenizer)
-    stored_run = (store.show_run(run_id) or {}).get("run", {})
-    dataset = json.loads(stored_run.get("dataset") or "{}")
-    if dataset.get("prepend_bos") is not None:  # tokenized as the run was
-        model.prepend_bos = bool(dataset["prepend_bos"])
+    prompts = model_run_prompts(store, run_id, model)
+    acc = (store.show_run(run_id) or {}).get("run", {}).get("method") == "acc"
     if store.schema_version() != SCHEMA_VERSION:  # the Validation constraint
         store.init_schema()
-    acc = stored_run.get("method") == "acc"
     edges = top_edges(
         store, run_id, root, config.top, config.dest_role, config.src_role, heads_only=not acc
     )

@@ -184,9 +184,9 @@ def compare_circuits(
     )  # fmt: skip
     echo_frame(pd.DataFrame(comparison_table(comparison)), output_format)
     if target.kind == "reference" and output_format == "table":
-        from atlas.check.compare import PUBLISHED_F1
+        from ingest.interventions.replication import PUBLISHED_CIRCUIT_SCORES
 
-        p, r, f1 = PUBLISHED_F1["sad"]
+        p, r, f1 = PUBLISHED_CIRCUIT_SCORES
         click.echo(
             f"The method authors' GPT-2 circuit against {target.name}: precision {p:.3f}, "
             f"recall {r:.3f}, F1 {f1:.3f}."

@@ -43,7 +43,9 @@ def report(
     layer); a heatmap of firing counts per head and role pair; each root's circuit as a
     layered graph (writers below readers, width = prompts, colour = side); the intervention
     effects of `circuit-atlas validate` (signal vs random control), where it ran; and the
-    authors' published GPT-2 interventions beside this run's. index.md links them all.
+    authors' published GPT-2 interventions beside this run's; where `circuit-atlas patch`
+    ran, the atlas circuit's head precision, recall and F1 against the patching circuit over
+    its sizes. index.md links them all.
 
     Example: circuit-atlas report --run toy-ioi-mixed-n256-seed0-0123abcd --out report/
     """
@@ -52,6 +54,8 @@ def report(
 
     table = published_interventions() if published else None
     written = write_report(AtlasStore.connect(), run_id, out_dir, roots, min_prompts, table)
-    for figure in written:
+    for figure in written.figures:
         click.echo(f"{out_dir / figure.file}  {figure.title}")
     click.echo(f"{out_dir / 'index.md'}  links them all")
+    for line in written.skipped:
+        click.echo(line, err=True)

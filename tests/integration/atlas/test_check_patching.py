@@ -10,13 +10,19 @@ from typing import Any
 import pytest
 
 import atlas.check.patching as patching
+from atlas.ask.circuits import circuit_edges, fetch_circuit
 from atlas.check.compare import Against, compare_circuits
+from atlas.check.comparison import atlas_circuit
 from atlas.check.patching import PatchConfig, patch_run
+from atlas.check.validation import model_run_prompts
 from atlas.store.store import AtlasStore
 from atlas.store.writer import ingest_run
+from ingest.decomposition.activations import model_qk_svd
+from ingest.decomposition.sad import FiringRule
 from ingest.models.loading import LoadedModel
 from ingest.patching.graph import edge_mask
-from ingest.pipeline import IngestConfig
+from ingest.pipeline import IngestConfig, process_batch
+from ingest.tracing.circuits import circuit_heads
 
 CONFIG = PatchConfig(method="eap-ig", n_prompts=8, ig_steps=2, batch_size=4)
 EDGES = "MATCH ()-[e:PATCH_EDGE {run_id: $run_id}]->() RETURN count(e) AS n"
@@ -120,3 +126,21 @@ def compare_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str
     )  # fmt: skip
     yield run_id
     atlas_store.delete_run(run_id)
+
+
+def test_in_memory_circuit_heads_are_the_atlas_circuit_heads(
+    atlas_store: AtlasStore, toy_model: LoadedModel, compare_run: str
+) -> None:
+    """``replicate``'s traversal (no database) and ``compare-circuits``'s (the circuit template)
+    give the same heads for the same prompts."""
+    stored = fetch_circuit(atlas_store, compare_run, "3.1")
+    atlas = atlas_circuit("atlas", "3.1", circuit_edges(stored))
+    prompts = model_run_prompts(atlas_store, compare_run, toy_model)
+    result = process_batch(
+        toy_model, model_qk_svd(toy_model.bridge, dtype=toy_model.bridge.cfg.dtype), prompts,
+        FiringRule(), trace=True,
+    )  # fmt: skip
+    assert result.edges is not None
+    heads = circuit_heads(result.firings, result.edges, result.role_labels, (3, 1))
+    assert len(atlas.heads) > 3
+    assert set(heads) == atlas.heads

@@ -11,26 +11,9 @@ from atlas.check.comparison import (
     patching_circuit,
     pruned_circuit,
     reference_circuit,
-    score_sets,
 )
 from ingest.records.build import GPT2_IOI_CLASSES
-
-
-def test_precision_recall_f1_and_lists() -> None:
-    s = score_sets({"9.9", "9.6", "8.6", "1.1"}, {"9.9", "9.6", "10.0", "8.6", "7.3", "5.5"})
-    assert (s.precision, s.recall) == (0.75, 0.5)
-    assert s.f1 == pytest.approx(2 * 0.75 * 0.5 / 1.25)  # 0.6
-    assert s.both == ("8.6", "9.6", "9.9")
-    assert s.predicted_only == ("1.1",)
-    assert s.reference_only == ("5.5", "7.3", "10.0")  # by layer, not as text
-
-
-def test_empty_and_identical_circuits() -> None:
-    assert score_sets(set(), {"1.1"}).f1 == 0.0
-    assert score_sets({"1.1"}, set()).precision == 0.0
-    same = score_sets({"1.1", "2.2"}, {"2.2", "1.1"})
-    assert (same.precision, same.recall, same.f1) == (1.0, 1.0, 1.0)
-
+from ingest.tracing.circuits import score_sets
 
 ATLAS_RECORDS = [
     {"head": "3.1", "writer": "2.3", "side": "q"},
