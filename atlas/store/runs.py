@@ -10,10 +10,12 @@ one transaction (:meth:`RunLifecycle.write_imported_run`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from neo4j import ManagedTransaction
+from neo4j.exceptions import TransientError
 from neo4j.time import DateTime
 
 from atlas.errors import AtlasError, UnknownRunError
@@ -192,12 +194,24 @@ class RunLifecycle(Database):
         records = self._read(HEAD_FIRINGS, run_id=run_id)
         return {component_id("head", r["layer"], r["head"]): r["firings"] for r in records}
 
-    def delete_run(self, run_id: str) -> WriteCounts:
-        """Delete everything of one run (and nothing else) in bounded transactions."""
+    def delete_run(self, run_id: str, attempts: int = 5) -> WriteCounts:
+        """Delete everything of one run (and nothing else) in bounded transactions.
+
+        The statements are auto-commit (``CALL … IN TRANSACTIONS``), which the driver does not
+        retry; each deletes what is left of its part, so one that hits a transient error (a
+        deadlock with another writer on a shared node) is run again, up to ``attempts`` times.
+        """
         deleted_nodes = deleted_relationships = 0
         with explained_errors(self.settings), self.driver.session(database=self.database) as s:
             for statement in DELETE_RUN:
-                counters = s.run(statement, run_id=run_id).consume().counters
+                for attempt in range(attempts):
+                    try:
+                        counters = s.run(statement, run_id=run_id).consume().counters
+                        break
+                    except TransientError:
+                        if attempt == attempts - 1:
+                            raise
+                        time.sleep(0.5 * 2**attempt)
                 deleted_nodes += counters.nodes_deleted
                 deleted_relationships += counters.relationships_deleted
         self._run_models.pop(run_id, None)
