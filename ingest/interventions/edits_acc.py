@@ -50,6 +50,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ingest.decomposition.acc import DEST_SIDE
+from ingest.decomposition.activations import model_rotary
 from ingest.interventions.edits import (
     MODES,
     EdgeEffects,
@@ -60,9 +61,9 @@ from ingest.interventions.edits import (
     run_capturing,
     summarize,
 )
-from ingest.models.loading import LoadedModel, UnsupportedModelError
+from ingest.models.loading import LoadedModel
 from ingest.prompts.ioi import IOIPrompt, tokenize_prompts
-from ingest.tracing.acc_circuit import output_biases, reads_centred
+from ingest.tracing.acc_circuit import output_biases, reads_centred, refuse_rotated_qk_biases
 from ingest.tracing.components import (
     ATTN_BIAS,
     EMBED,
@@ -209,11 +210,7 @@ def measure_acc_edges(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if model.bridge.cfg.positional_embedding_type == "rotary":
-        raise UnsupportedModelError(
-            "ACC validation needs absolute positions (GPT-2 family); this model is rotary: "
-            "validate a SAD run of it instead (ingest --method sad)."
-        )
+    refuse_rotated_qk_biases(model.bridge, model_rotary(model.bridge.cfg))
     generator = torch.Generator().manual_seed(seed)
     parts = []
     for start in range(0, len(targets), batch_size):
@@ -347,7 +344,8 @@ def _local_hook(
     moved = torch.zeros((n_rows, n_pos, d), dtype=scale.dtype, device=scale.device)
     for _, row, delta in deltas:
         moved[row] += delta.to(moved)
-    moved = moved - moved.mean(-1, keepdim=True)  # C: LayerNorm removes the mean
+    if reads_centred(cfg):  # C: LayerNorm removes the mean, RMSNorm does not
+        moved = moved - moved.mean(-1, keepdim=True)
     moved = moved / scale[prompt.to(scale.device)]
     if targets.side == DEST_SIDE:
         weights, name, head = bridge.W_Q, "hook_q", targets.head  # type: ignore[attr-defined]
