@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from ingest.decomposition.acc import DEST_SIDE, SOURCE_SIDE, AccFiringRule
+from ingest.decomposition.activations import model_rotary
+from ingest.decomposition.rotary import Rotary
 from ingest.interventions.edits_acc import (
     AccEdgeTargets,
     AccWriter,
@@ -19,10 +21,10 @@ from ingest.interventions.edits_acc import (
     measure_acc_edges,
     summarize_acc,
 )
-from ingest.models.loading import LoadedModel
+from ingest.models.loading import LoadedModel, UnsupportedModelError
 from ingest.pipeline import AccBatchResult, process_acc_batch
 from ingest.prompts.ioi import generate_prompts
-from ingest.tracing.acc_circuit import model_acc_svd
+from ingest.tracing.acc_circuit import model_acc_svd, refuse_rotated_qk_biases
 from ingest.tracing.components import ATTN_BIAS, EMBED, HEAD, MLP
 
 EdgeKey = tuple[int, int, int, int, int]  # firing, side, kind, layer, head
@@ -146,3 +148,14 @@ def test_an_embedding_edge_has_no_control(model: LoadedModel, traced: AccBatchRe
     summary = summarize_acc(effects)
     assert summary.n_controls == 0 and math.isnan(summary.control_relative_mean)
     assert math.isnan(summary.relative_ratio) and summary.signal_relative_mean != 0
+
+
+def test_only_rotary_models_with_query_key_biases_are_refused(
+    toy_model: LoadedModel, tiny_llama: LoadedModel
+) -> None:
+    # toy-ioi has query/key biases: read with a rotary frame, a rotated bias does not cancel
+    assert bool(toy_model.bridge.b_Q.any())
+    with pytest.raises(UnsupportedModelError, match="rotary positions and query/key biases"):
+        refuse_rotated_qk_biases(toy_model.bridge, Rotary(10_000.0, toy_model.bridge.cfg.d_head))
+    refuse_rotated_qk_biases(toy_model.bridge, None)  # its own absolute positions
+    refuse_rotated_qk_biases(tiny_llama.bridge, model_rotary(tiny_llama.bridge.cfg))  # no biases
