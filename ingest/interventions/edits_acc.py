@@ -8,7 +8,8 @@ MLP, an attention-output bias ``b_O^m`` or the embedding) wrote part of one side
     w_c = Σ_p (ρ_p / s_p) (C w)·o_c(p),
 
 with ``o_c(p)`` what c writes at position p (for a head through T: ``Σ_{t∈T} A(p, t) v_t
-W_O``), ``s_p`` the reader's ``ln1.hook_scale``, C the centring over d_model, w the side's
+W_O``), ``s_p`` the reader's ``ln1.hook_scale``, C the centring over d_model (a LayerNorm
+reader; the identity for an RMSNorm reader, which does not subtract the mean), w the side's
 direction and ρ its reading weights: ``δ_i`` on the destination side, ``δ_j − (1/i) Σ_{j' ≤ i,
 j' ≠ j} δ_j'`` on the source side. The positions a side reads are those with ``ρ_p ≠ 0``:
 i on the destination side, every p ≤ i on the source side.
@@ -34,9 +35,20 @@ we measure the change of the firing's relative attention ``RA(i, j)`` (unscaled,
 ``√d_head · hook_attn_scores``), of its attention ``A(i, j)`` and of the IO−S logit difference
 at END.
 
-Models with rotary positions rotate q and k after ``hook_q``/``hook_k``'s input frame is mixed
-with the position, so the local edit above is not the component's contribution there; they are
-refused (:class:`~ingest.models.loading.UnsupportedModelError`).
+**Llama family** (RoPE, grouped-query attention, RMSNorm, no biases). ``hook_q``/``hook_k``
+hold ``q = x W_Q`` and ``k = x W_K`` per head *before* the rotation (``hook_rot_q`` =
+``R_i q_i``), so the local edit is rotated with the query (key) it is added to, and
+``RA(i, j) = (R_i q_i) · (R_j k_j − mean_{j'} R_j' k_j')`` is still linear in ``q_i`` and,
+separately, in each ``k_p``; the edge weight ``w_c`` is computed in the unrotated frame through
+the same rotations (:mod:`ingest.decomposition.rotary`), so the change of RA is again exactly
+``(λ − 1) w_c``. The readers are not centred and every bias is zero. With grouped-query heads
+``hook_k`` has ``n_kv_heads`` heads: the key edit goes to key/value head ``h // (n_heads /
+n_kv_heads)`` with that head's ``W_K``, which also changes the keys of the other query heads of
+its group; only head (L, h)'s RA is measured, and that is what the edge claims. Global mode
+edits the component's own output, where there is no frame to match (Llama has no
+``hook_pos_embed``: the embedding is ``hook_embed`` alone). Rotary models *with* query/key
+biases are refused (:class:`~ingest.models.loading.UnsupportedModelError`), as ACC tracing
+refuses them: a rotated bias does not cancel in RA.
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ingest.decomposition.acc import DEST_SIDE
+from ingest.decomposition.activations import model_rotary
 from ingest.interventions.edits import (
     MODES,
     EdgeEffects,
@@ -60,9 +73,9 @@ from ingest.interventions.edits import (
     run_capturing,
     summarize,
 )
-from ingest.models.loading import LoadedModel, UnsupportedModelError
+from ingest.models.loading import LoadedModel
 from ingest.prompts.ioi import IOIPrompt, tokenize_prompts
-from ingest.tracing.acc_circuit import output_biases, reads_centred
+from ingest.tracing.acc_circuit import output_biases, reads_centred, refuse_rotated_qk_biases
 from ingest.tracing.components import (
     ATTN_BIAS,
     EMBED,
@@ -205,15 +218,12 @@ def measure_acc_edges(
     firing, and likewise ``n_controls`` random components of its kind; see the module notes.
 
     Controls are drawn per prompt from a generator seeded with ``seed``, in prompt order.
-    ``progress(n)`` is told how many prompts each batch finished.
+    ``progress(n)`` is told how many prompts each batch finished. A rotary model with
+    query/key biases raises :class:`~ingest.models.loading.UnsupportedModelError`.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if model.bridge.cfg.positional_embedding_type == "rotary":
-        raise UnsupportedModelError(
-            "ACC validation needs absolute positions (GPT-2 family); this model is rotary: "
-            "validate a SAD run of it instead (ingest --method sad)."
-        )
+    refuse_rotated_qk_biases(model.bridge, model_rotary(model.bridge.cfg))
     generator = torch.Generator().manual_seed(seed)
     parts = []
     for start in range(0, len(targets), batch_size):
@@ -341,13 +351,15 @@ def _local_hook(
     scale: Float[Tensor, "batch pos 1"],
     n_rows: int,
 ) -> Hook:
-    """``q_i`` (or ``k_p``) of head (L, h) plus ``(C δ(p) / s_p) W_Q`` (``W_K``), per row."""
+    """``q_i`` (or ``k_p``) of head (L, h) plus ``(C δ(p) / s_p) W_Q`` (``W_K`` of h's key/value
+    head), per row; C only for LayerNorm readers."""
     cfg = bridge.cfg  # type: ignore[attr-defined]
     n_pos, d = scale.shape[1], cfg.d_model
     moved = torch.zeros((n_rows, n_pos, d), dtype=scale.dtype, device=scale.device)
     for _, row, delta in deltas:
         moved[row] += delta.to(moved)
-    moved = moved - moved.mean(-1, keepdim=True)  # C: LayerNorm removes the mean
+    if reads_centred(cfg):  # C: LayerNorm removes the mean, RMSNorm does not
+        moved = moved - moved.mean(-1, keepdim=True)
     moved = moved / scale[prompt.to(scale.device)]
     if targets.side == DEST_SIDE:
         weights, name, head = bridge.W_Q, "hook_q", targets.head  # type: ignore[attr-defined]

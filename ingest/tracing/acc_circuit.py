@@ -85,17 +85,28 @@ def model_acc_svd(
         W_K = expand_kv_heads(bridge.W_K, cfg.n_heads)
         b_Q = stacked_bias(bridge, "b_Q", W_Q)
         b_K = expand_kv_heads(stacked_bias(bridge, "b_K", bridge.W_K), cfg.n_heads)
-        if rotary is not None and (bool(b_Q.any()) or bool(b_K.any())):
-            raise UnsupportedModelError(
-                f"{cfg.model_name} has rotary positions and query/key biases: a rotated bias "
-                "does not cancel in relative attention, so ACC cannot split it (SAD can: "
-                "use --method sad)."
-            )
+        refuse_rotated_qk_biases(bridge, rotary)
         svd = acc_svd(W_Q.double(), b_Q.double(), W_K.double(), b_K.double(), rotary)
     if rotary is not None:
         frames = [svd.side(side).frame(f) for side in (0, 1) for f in (QUERY_SIDE, KEY_SIDE)]
         check_full_rank_frame(*(coefficients for _, coefficients in frames))
     return svd if dtype is None else svd.to(dtype)
+
+
+def refuse_rotated_qk_biases(bridge: Any, rotary: Rotary | None) -> None:
+    """Raise :class:`~ingest.models.loading.UnsupportedModelError` if the model has rotary
+    positions (``rotary`` not None) and a non-zero query or key bias: ACC cannot split it."""
+    if rotary is None:
+        return
+    with torch.no_grad():
+        b_Q = stacked_bias(bridge, "b_Q", bridge.W_Q)
+        b_K = stacked_bias(bridge, "b_K", bridge.W_K)
+    if bool(b_Q.any()) or bool(b_K.any()):
+        raise UnsupportedModelError(
+            f"{bridge.cfg.model_name} has rotary positions and query/key biases: a rotated bias "
+            "does not cancel in relative attention, so ACC cannot split it (SAD can: "
+            "use --method sad)."
+        )
 
 
 def reads_centred(cfg: Any) -> bool:
