@@ -442,7 +442,7 @@ def bulk_load(
     summary.csv_seconds = time.perf_counter() - clock
     summary.files = dict(files.rows)
     server.stop()
-    close_drivers()  # their bookmarks name the old database's transactions
+    close_drivers(server.bolt_uri)  # their bookmarks name the old database's transactions
     try:
         clock = time.perf_counter()
         command = [

@@ -42,9 +42,10 @@ def _new_driver(settings: Neo4jSettings) -> Driver:
     )
 
 
-def close_drivers() -> None:
-    while _drivers:
-        _drivers.popitem()[1].close()
+def close_drivers(uri: str | None = None) -> None:
+    """Close the process's drivers: all of them, or only those to ``uri``."""
+    for key in [key for key in _drivers if uri is None or key[0] == uri]:
+        _drivers.pop(key).close()
 
 
 atexit.register(close_drivers)

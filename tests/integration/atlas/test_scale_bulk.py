@@ -48,7 +48,7 @@ def bulk_server() -> Iterator[LocalServer]:
             pytest.fail(f"The bulk test server could not start: {error}")
         pytest.skip(f"The bulk test server could not start: {error}")
     yield server
-    close_drivers()
+    close_drivers(server.bolt_uri)  # only this server's: the other tests' drivers stay open
     server.stop()
 
 
