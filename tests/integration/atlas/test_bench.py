@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from atlas.bench import ROW_STAGES, bench_ingest, time_first_feedback
@@ -57,9 +58,13 @@ def test_bench_cli_table(runner: CliRunner) -> None:
     assert "| written rel/s |" in result.stdout
 
 
-def test_first_feedback_of_the_cli_ingest(atlas_store: AtlasStore) -> None:
+def test_first_feedback_of_the_cli_ingest(
+    atlas_store: AtlasStore, neo4j_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Seconds from the process start: the first line, the model loaded, the first batch;
     the run it started is deleted. Timings are printed by `bench`, not asserted."""
+    for name, value in neo4j_env.items():  # the ingest it starts and its store: the test server
+        monkeypatch.setenv(name, value)
     runs_before = atlas_store.list_runs()
     feedback = time_first_feedback("toy-ioi", 8, batch_size=1)
     assert feedback.first_line == "Checking the settings and Neo4j ..."
