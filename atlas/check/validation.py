@@ -400,14 +400,7 @@ def _measure_sad(
         batch_size=config.batch_size,
         progress=progress,
     )
-    return {
-        **asdict(summarize(effects)),
-        "method": "sad",
-        "signal_attention": effects.signal_attention.tolist(),
-        "signal_logit": effects.signal_logit.tolist(),
-        "control_attention": effects.control_attention.mean(1).tolist(),
-        "control_logit": effects.control_logit.mean(1).tolist(),
-    }
+    return _stored_values(asdict(summarize(effects)), "sad", effects)
 
 
 def _measure_acc(
@@ -431,15 +424,23 @@ def _measure_acc(
         progress=progress,
     )
     return {
-        **asdict(summarize_acc(effects)),
-        "method": "acc",
+        **_stored_values(asdict(summarize_acc(effects)), "acc", effects),
+        "predicted_relative": effects.predicted_relative.tolist(),
+        "signal_relative": effects.signal_relative.tolist(),
+        "control_relative": effects.control_relative.mean(1).tolist(),
+    }
+
+
+def _stored_values(summary: dict[str, Any], method: str, effects: Any) -> dict[str, Any]:
+    """What a Validation node stores of any method: the summary, per-prompt signal effects
+    and per-prompt control effects averaged over the controls."""
+    return {
+        **summary,
+        "method": method,
         "signal_attention": effects.signal_attention.tolist(),
         "signal_logit": effects.signal_logit.tolist(),
         "control_attention": effects.control_attention.mean(1).tolist(),
         "control_logit": effects.control_logit.mean(1).tolist(),
-        "predicted_relative": effects.predicted_relative.tolist(),
-        "signal_relative": effects.signal_relative.tolist(),
-        "control_relative": effects.control_relative.mean(1).tolist(),
     }
 
 
