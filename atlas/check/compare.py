@@ -120,8 +120,9 @@ def compare_circuits(
     ``against``; with ``model``, the faithfulness of every circuit on the first prompts."""
     if root == "logit":
         raise ParameterError(
-            "--root logit needs a circuit traced from the logits (ACC runs); SAD circuits start "
-            "at a head: give --root layer.head, e.g. 3.1."
+            "--root logit is not supported yet: compare the circuit of a head (for an ACC run, "
+            "one of its seed heads, which `circuit` shows under the IO−S direction): give "
+            "--root layer.head, e.g. 3.1."
         )
     if top_k is None and threshold is None and against.kind == "patch":
         raise ParameterError("Give the patching circuit's size: --top-k N or --threshold X.")
