@@ -244,9 +244,18 @@ def clean_cli_run(atlas_store: AtlasStore, neo4j_env: dict[str, str]):
 def start_ingest_until_first_batch(
     store: AtlasStore, command: list[str], env: dict[str, str], run_id: str
 ) -> subprocess.Popen[str]:
-    """Start ``command`` and return once its first batch marker has committed."""
+    """Start ``command`` and return once its first batch marker has committed.
+
+    The child gets SIGINT's default action back, as a terminal user's ingest has: a shell
+    without job control (CI scripts, ``cmd &``) starts its children with SIGINT ignored, and
+    Python then never turns Ctrl-C into KeyboardInterrupt."""
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     while not store.done_batches(run_id) and time.monotonic() < deadline:
