@@ -290,7 +290,7 @@ def bench_ingest(
     workload: str,
     n_prompts: int,
     *,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     query_repeats: int = 0,
@@ -299,12 +299,13 @@ def bench_ingest(
     """Load the model, ingest a fresh run, optionally time the templates on it, delete it."""
     from atlas.store.writer import ingest_run, peak_memory_mb
     from ingest.models.loading import load_model
-    from ingest.pipeline import IngestConfig
+    from ingest.pipeline import IngestConfig, default_batch_size
 
     load_at_start = load_average()
     started = time.perf_counter()
     model = load_model(workload, device=device, seed=seed)
     load_seconds = time.perf_counter() - started
+    batch_size = batch_size or default_batch_size(model.n_layers * model.n_heads)
     config = IngestConfig(n_prompts=n_prompts, batch_size=batch_size, seed=seed, method=method)
     run_id = f"bench-{workload}-{method}-n{n_prompts}-{uuid.uuid4().hex[:8]}"
     try:
@@ -430,7 +431,7 @@ def run_bench(
     prompt_counts: Iterable[int] = (256, 1024),
     *,
     repeats: int = 3,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str = "cpu",
     reference_prompts: int = 4,
     query_repeats: int = 20,
@@ -493,7 +494,7 @@ def time_first_feedback(
     workload: str,
     n_prompts: int,
     *,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str = "cpu",
     env: dict[str, str] | None = None,
 ) -> FirstFeedback:
@@ -502,7 +503,8 @@ def time_first_feedback(
     store = AtlasStore.connect()
     run_id = f"bench-first-{workload}-{uuid.uuid4().hex[:8]}"
     command = [sys.executable, "-m", "atlas.cli", "ingest", "--model", workload, "--n-prompts"]
-    command += [str(n_prompts), "--batch-size", str(batch_size), "--device", device]
+    command += [str(n_prompts), "--device", device]
+    command += ["--batch-size", str(batch_size)] if batch_size else []
     command += ["--run-id", run_id, "--quiet"]
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -544,13 +546,14 @@ def _bench_in_child(
     workload: str,
     n_prompts: int,
     *,
-    batch_size: int,
+    batch_size: int | None,
     device: str,
     query_repeats: int,
     env: dict[str, str] | None,
     method: str = "sad",
 ) -> IngestFigures:
-    arguments = [workload, str(n_prompts), str(batch_size), device, str(query_repeats), method]
+    batch = str(batch_size or 0)  # 0: the model's default
+    arguments = [workload, str(n_prompts), batch, device, str(query_repeats), method]
     result = subprocess.run(
         [sys.executable, "-m", "atlas.bench", *arguments],
         capture_output=True,
@@ -566,7 +569,7 @@ def _bench_in_child(
 
 def _child(arguments: list[str]) -> None:
     """``python -m atlas.bench WORKLOAD N BATCH_SIZE DEVICE QUERY_REPEATS [METHOD]``: one JSON
-    line."""
+    line (``BATCH_SIZE`` 0: the model's default)."""
     from atlas.cli.quiet import quiet_libraries
 
     workload, n_prompts, batch_size, device, query_repeats, *rest = arguments
@@ -576,7 +579,7 @@ def _child(arguments: list[str]) -> None:
         AtlasStore.connect(),
         workload,
         int(n_prompts),
-        batch_size=int(batch_size),
+        batch_size=int(batch_size) or None,
         device=device,
         query_repeats=int(query_repeats),
         method=method,

@@ -36,7 +36,11 @@ SCALE_CELLS = (("toy-ioi", 1024), ("smollm2-135m", 256))  # bench --scale's defa
 @click.option(
     "--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Runs per cell."
 )
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Prompts per batch [default: each model's, as ingest chooses it: 32, smollm2-135m 16].",
+)
 @click.option("--device", default="cpu", show_default=True, help="Torch device: cpu or cuda[:N].")
 @click.option(
     "--reference-prompts",
@@ -90,7 +94,7 @@ def bench(
     workloads: tuple[str, ...],
     prompt_counts: tuple[int, ...],
     repeats: int,
-    batch_size: int,
+    batch_size: int | None,
     device: str,
     reference_prompts: int,
     query_repeats: int,
@@ -150,7 +154,7 @@ def bench(
 def _scale_bench(
     workloads: tuple[str, ...],
     prompt_counts: tuple[int, ...],
-    batch_size: int,
+    batch_size: int | None,
     warmup_runs: int,
     port: int,
     as_json: bool,

@@ -12,6 +12,7 @@ import click
 
 from atlas.cli.options import (
     acc_rule_or_exit,
+    batch_size_for,
     bos_option,
     check_model_choice,
     firing_rule_or_exit,
@@ -38,7 +39,7 @@ def decompose(
     n_prompts: int,
     prompt_type: str,
     seed: int,
-    batch_size: int,
+    batch_size: int | None,
     min_attention: float,
     min_layer: int,
     sparse_fraction: float,
@@ -83,6 +84,7 @@ def decompose(
     if prepend_bos is not None:
         model.prepend_bos = prepend_bos
     prompts = prompts_or_exit(n_prompts, prompt_type, seed, model.tokenizer)  # batch by batch
+    batch_size = batch_size_for(model, batch_size)
     svd = model_qk_svd(model.bridge, dtype=model.bridge.cfg.dtype)
     parts: list[Firings] = []
     role_labels: list[list[str]] = []
@@ -120,7 +122,7 @@ def _decompose_acc(
     n_prompts: int,
     prompt_type: str,
     seed: int,
-    batch_size: int,
+    batch_size: int | None,
     sparse_fraction: float,
     prepend_bos: bool | None,
     output_format: str,
@@ -142,6 +144,7 @@ def _decompose_acc(
     if prepend_bos is not None:
         model.prepend_bos = prepend_bos
     prompts = prompts_or_exit(n_prompts, prompt_type, seed, model.tokenizer)  # batch by batch
+    batch_size = batch_size_for(model, batch_size)
     svd = model_acc_svd(model.bridge, dtype=model.bridge.cfg.dtype)
     parts: list[AccFirings] = []
     seeds: list[torch.Tensor] = []

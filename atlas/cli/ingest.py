@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,7 @@ import click
 
 from atlas.cli.options import (
     acc_rule_or_exit,
+    batch_size_for,
     bos_option,
     check_model_choice,
     firing_rule_or_exit,
@@ -33,7 +35,7 @@ def run_config(
     n_prompts: int,
     prompt_type: str,
     seed: int,
-    batch_size: int,
+    batch_size: int | None,
     min_attention: float,
     min_layer: int,
     sparse_fraction: float,
@@ -44,15 +46,18 @@ def run_config(
     align_threshold: float,
     align_top_k: int,
 ) -> IngestConfig:
-    """The run's settings from the options of `ingest` (and of `trace`, which takes them all)."""
-    from ingest.pipeline import IngestConfig
+    """The run's settings from the options of `ingest` (and of `trace`, which takes them all).
+
+    Without --batch-size the batch is 32 prompts here; :func:`~atlas.cli.options.batch_size_for`
+    fits it to the model once the model is loaded."""
+    from ingest.pipeline import MAX_BATCH_SIZE, IngestConfig
 
     check_edge_fraction(edge_fraction)
     return IngestConfig(
         n_prompts=n_prompts,
         prompt_type=prompt_type,
         seed=seed,
-        batch_size=batch_size,
+        batch_size=batch_size or MAX_BATCH_SIZE,
         rule=firing_rule_or_exit(min_attention, min_layer, sparse_fraction),
         edge_fraction=edge_fraction,
         method=method,
@@ -122,7 +127,7 @@ def ingest(
     n_prompts: int,
     prompt_type: str,
     seed: int,
-    batch_size: int,
+    batch_size: int | None,
     min_attention: float,
     min_layer: int,
     sparse_fraction: float,
@@ -192,6 +197,7 @@ def ingest(
     model = load_model_quietly(model_name, model_dir, revision, device, seed)
     if prepend_bos is not None:
         model.prepend_bos = prepend_bos
+    config = replace(config, batch_size=batch_size_for(model, batch_size))
     chosen_id = run_id or config.default_run_id(model.provenance.model_id)
     click.echo(f"Run {chosen_id}", err=True)
     resume_hint = (

@@ -169,10 +169,10 @@ def model_options(command: Callable[..., None]) -> Callable[..., None]:
         ),
         click.option(
             "--batch-size",
-            default=32,
-            show_default=True,
             type=click.IntRange(min=1),
-            help="Prompts per forward pass; memory grows with it, not with --n-prompts.",
+            help="Prompts per forward pass and per write transaction; memory grows with it, not "
+            "with --n-prompts. [default: 32, fewer for models with many heads so that a "
+            "transaction stays near 262k relationships: 16 for smollm2-135m]",
         ),
         click.option(
             "--min-attention",
@@ -250,6 +250,13 @@ def load_model_quietly(
     quiet_libraries()
     click.echo(f"Loading {model_dir or model_name} on {device} ...", err=True)
     return load_model(model_name, model_dir=model_dir, revision=revision, device=device, seed=seed)
+
+
+def batch_size_for(model: LoadedModel, batch_size: int | None) -> int:
+    """``--batch-size``, or the model's default (:func:`ingest.pipeline.default_batch_size`)."""
+    from ingest.pipeline import default_batch_size
+
+    return batch_size or default_batch_size(model.n_layers * model.n_heads)
 
 
 METHOD_HELP = (

@@ -5,13 +5,17 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from atlas.cli.ingest import ingest, run_config
-from atlas.cli.options import load_model_quietly, prompts_or_exit
+from atlas.cli.options import batch_size_for, load_model_quietly, prompts_or_exit
+
+if TYPE_CHECKING:
+    from ingest.models.loading import LoadedModel
 
 # trace takes every option of ingest that shapes the run (model, prompts, method, edges,
 # alignment), as ingest defines them; the database ones (--run-id, --resume, --rewrite) not.
@@ -80,22 +84,23 @@ def _trace(
         )
         click.echo(f"Shard {result.shard}: {what} → {result.folder}", err=True)
 
-    if shard is not None:
-        model = spec.with_bos(
-            load_model_quietly(
-                spec.model, options["model_dir"], spec.revision, spec.device, spec.seed
-            )
+    def loaded() -> LoadedModel:
+        return load_model_quietly(
+            spec.model, options["model_dir"], spec.revision, spec.device, spec.seed
         )
+
+    if shard is not None:
+        model = spec.with_bos(loaded())
+        config = replace(config, batch_size=batch_size_for(model, options["batch_size"]))
         chosen = run_id or config.default_run_id(model.provenance.model_id)
         click.echo(f"Run {chosen}, shard {shard}", err=True)
         report(trace_shard(model, config, chosen, ShardSpec.parse(shard), out))
     else:
         chosen = run_id
-        if chosen is None:
-            model = load_model_quietly(
-                spec.model, options["model_dir"], spec.revision, spec.device, spec.seed
-            )
-            chosen = config.default_run_id(model.provenance.model_id)
+        if chosen is None or options["batch_size"] is None:  # the model decides them
+            model = loaded()
+            config = replace(config, batch_size=batch_size_for(model, options["batch_size"]))
+            chosen = chosen or config.default_run_id(model.provenance.model_id)
         count = shards or workers
         click.echo(f"Run {chosen}: {count} shards on {workers} {executor} worker(s)", err=True)
         jobs = [ShardJob(spec, config, chosen, ShardSpec(i, count), str(out)) for i in range(count)]

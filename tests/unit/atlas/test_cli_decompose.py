@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from click.testing import CliRunner
 
 from atlas.cli import main
+
+if TYPE_CHECKING:
+    from ingest.models.loading import LoadedModel
 
 ARGS = ["decompose", "--model", "toy-ioi", "--n-prompts", "24", "--seed", "7", "--batch-size", "10"]
 
@@ -57,3 +62,14 @@ def test_prompts_are_drawn_lazily() -> None:
 
     prompts = prompts_or_exit(10**12, "mixed", 7)
     assert list(islice(prompts, 3)) == generate_prompts(3, "mixed", seed=7)
+
+
+def test_without_batch_size_each_model_gets_its_default_and_a_given_one_is_kept(
+    toy_model: LoadedModel, smollm2: LoadedModel
+) -> None:
+    """32 for the toy model's 16 heads, 16 for SmolLM2-135M's 270 (ingest.pipeline's rule)."""
+    from atlas.cli.options import batch_size_for
+
+    assert batch_size_for(toy_model, None) == 32
+    assert batch_size_for(smollm2, None) == 16
+    assert batch_size_for(smollm2, 7) == 7

@@ -8,7 +8,7 @@ import pytest
 
 from ingest.decomposition.activations import model_qk_svd
 from ingest.models.loading import LoadedModel, random_gpt2
-from ingest.pipeline import IngestConfig, trace_run
+from ingest.pipeline import IngestConfig, default_batch_size, trace_run
 from ingest.prompts.ioi import generate_prompts
 
 CONFIG = IngestConfig(n_prompts=7, batch_size=3, seed=2)
@@ -101,3 +101,14 @@ def test_acc_trace_run_yields_acc_firings_and_component_edges(small_model: Loade
             assert (f.prompt, f.layer, f.head, f.dest, f.src) in reached
     components = {c.id for b in batches if b.records for c in b.records.components}
     assert components == {"logit_direction"}
+
+
+def test_the_default_batch_keeps_one_transaction_within_its_relationship_budget() -> None:
+    """b is the largest power of two ≤ 32 with b · 50 relationships · heads ≤ 2^18 (at least 1):
+    toy-ioi (16 heads) and GPT-2 small (144) keep 32, SmolLM2-135M (270) gets 16."""
+    assert [default_batch_size(h) for h in (16, 144, 270)] == [32, 32, 16]
+    for heads in range(1, 6000, 7):
+        b = default_batch_size(heads)
+        assert 1 <= b <= 32 and b & (b - 1) == 0
+        assert b == 1 or b * 50 * heads <= 2**18
+        assert b == 32 or 2 * b * 50 * heads > 2**18
