@@ -57,6 +57,7 @@ def scale_bench(
     store.init_schema()
     toy = load_model("toy-ioi")
     for n in range(warmup_runs):  # the JVM's JIT (docs/performance.md, Warm-up): toy-ioi 256
+        store.delete_run(f"warmup-{n}")  # left by an interrupted bench
         ingest_run(store, toy, IngestConfig(), run_id=f"warmup-{n}", show_progress=False)
         store.delete_run(f"warmup-{n}")
     loaded = load_model(model)
