@@ -55,6 +55,8 @@ def scale_bench(
     )
     store = AtlasStore.connect(server.start())
     store.init_schema()
+    for run in store.list_runs():  # the instance's database is the bench's: compared by totals
+        store.delete_run(run["id"])
     toy = load_model("toy-ioi")
     for n in range(warmup_runs):  # the JVM's JIT (docs/performance.md, Warm-up): toy-ioi 256
         store.delete_run(f"warmup-{n}")  # left by an interrupted bench
