@@ -322,6 +322,23 @@ def test_every_template_runs_on_toy_ioi_with_its_example(
         assert template.name in {"validations", "patch_edges"} or not frame.empty, template.name
 
 
+def test_template_rows_are_what_the_driver_converts(
+    atlas_store: AtlasStore, toy_ioi_run: str
+) -> None:
+    """read_template builds rows from keys and values; the driver's own Record.data() gives the
+    same rows for every read template (none returns a node, relationship or path)."""
+    for template in all_templates():
+        if template.mode != "read" or template.example_toy is None:
+            continue
+        bound = template.bind({**template.example_toy, "run_id": toy_ioi_run})
+        records = atlas_store.driver.execute_query(
+            template.cypher, parameters_=bound, database_=atlas_store.database
+        ).records
+        rows = atlas_store.read_template(template.name, **bound)
+        converted = [record.data() for record in records]
+        assert sorted(map(repr, rows)) == sorted(map(repr, converted)), template.name
+
+
 def test_toy_ioi_name_mover_inputs_and_routes(atlas_store: AtlasStore, toy_ioi_run: str) -> None:
     """3.1's query side at END is written by the END→S2 heads and 0.2 (fixture README)."""
     inputs = run_query(
