@@ -49,7 +49,10 @@ IMPORT_METHOD = "sad-import"
 # heads, and their IOI classes, with ingested GPT-2 runs).
 MODEL_ALIASES = {"gpt2": DEFAULT_MODEL, "gpt2-small": DEFAULT_MODEL}
 KNOWN_SHAPES = {DEFAULT_MODEL: ModelRecord(DEFAULT_MODEL, 12, 12, 768, 64)}
-_EDGE_KEYS = {"run_id", "writer", "head", "side", "role", "n_prompts", "mean_weight"}
+_EDGE_KEYS = {  # the atlas's own COMMUNICATES properties (the rest are an imported format's)
+    "run_id", "writer", "head", "side", "role", "n_prompts", "mean_weight", "n_prompts_abba",
+    "n_prompts_baba",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

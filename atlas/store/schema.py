@@ -18,7 +18,8 @@ SCHEMA_VERSION = 3
 
 # The version of the per-run aggregates `complete_run` computes (FiringCount, SparseSetCount, ...):
 # a complete run with an older one gets them recomputed from its stored rows by `db init`.
-AGGREGATES_VERSION = 1
+# 2: COMMUNICATES' per-name-order prompt counts (`compare` by order).
+AGGREGATES_VERSION = 2
 
 # What each version added that older runs cannot have (read by `db init`'s upgrade message).
 # Version 3 added the per-run aggregates' indexes: `db init` computes the aggregates of older

@@ -339,6 +339,29 @@ def test_template_rows_are_what_the_driver_converts(
         assert sorted(map(repr, rows)) == sorted(map(repr, converted)), template.name
 
 
+@pytest.mark.parametrize("run", ["toy_ioi_run", "toy_ioi_acc_run"])
+def test_compare_by_name_order_reads_the_stored_counts_as_the_prompts_would_give_them(
+    atlas_store: AtlasStore, run: str, request: pytest.FixtureRequest
+) -> None:
+    """A group by order alone reads COMMUNICATES' per-order counts; the same group given as
+    that order plus every template is counted prompt by prompt from the firings' WRITES."""
+    run_id = request.getfixturevalue(run)
+    templates = [
+        record["t"]
+        for record in atlas_store.driver.execute_query(
+            "MATCH (p:Prompt {run_id: $run}) RETURN DISTINCT p.template AS t", run=run_id
+        ).records
+    ]
+    for head in ({"layer": 3, "head": 1}, {}):
+        by_order = {"run_id": run_id, "order_a": "ABBA", "order_b": "BABA", "limit": 10**6}
+        by_order |= head
+        by_prompt = by_order | {"templates_a": templates, "templates_b": templates}
+        stored = atlas_store.read_template("compare", **by_order)
+        counted = atlas_store.read_template("compare", **by_prompt)
+        assert len(stored) > 5
+        assert sorted(map(repr, stored)) == sorted(map(repr, counted))
+
+
 def test_toy_ioi_name_mover_inputs_and_routes(atlas_store: AtlasStore, toy_ioi_run: str) -> None:
     """3.1's query side at END is written by the END→S2 heads and 0.2 (fixture README)."""
     inputs = run_query(
