@@ -29,6 +29,7 @@ Row = Mapping[str, Any]
 
 NO_ROLE = "other"  # how positions without an IOI role are named (as on WRITES edges)
 LOGIT_ROOT = "logit"  # an ACC run's IO−S logit direction as a circuit's root (its seeds)
+LOGIT_DIRECTION = "logit_direction"  # the component the seeds write (COMMUNICATES target)
 
 _HEAD = re.compile(r"(\d+)\.(\d+)")
 
@@ -373,6 +374,18 @@ def fetch_circuit(
     if not rows:
         raise AtlasError(_no_circuit_message(store, root, dest_role, src_role, parameters))
     return build_circuit(rows, aggregate=prompt is None)
+
+
+def seed_heads(store: AtlasStore, run_id: str) -> dict[str, int]:
+    """The heads of an ACC run's seed firings and the prompts each is a seed in (its
+    COMMUNICATES edges into the logit direction, ``run_communication``): the heads that write
+    the IO−S logit difference, a seed with no writer edge of its own included. Empty for a SAD
+    run and for a run not complete yet (the edges are aggregated when it completes)."""
+    seeds: dict[str, int] = {}
+    for row in store.read_template("run_communication", run_id=run_id):
+        if row["target"] == LOGIT_DIRECTION:
+            seeds[row["writer"]] = max(seeds.get(row["writer"], 0), row["n_prompts"])
+    return seeds
 
 
 def root_head(store: AtlasStore, run_id: str, root: str) -> tuple[int | None, int | None]:

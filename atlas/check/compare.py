@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from atlas.ask.circuits import LOGIT_ROOT, circuit_edges, fetch_circuit, parse_head
+from atlas.ask.circuits import (
+    LOGIT_ROOT,
+    circuit_edges,
+    fetch_circuit,
+    parse_head,
+    seed_heads,
+)
 from atlas.check.comparison import (
     Circuit,
     CurvePoint,
@@ -122,18 +128,22 @@ def compare_circuits(
 
     ``root`` is a head (``"3.1"``, its firings ``dest_role → src_role``) or, on an ACC run,
     :data:`LOGIT_ROOT`: the circuit of the IO−S logit direction, every seed firing a root (the
-    roles do not apply), whose pruned circuit has no root head. The atlas circuit keeps the
-    edges seen in at least ``min_prompts`` prompts (and, for the logit direction, the seed
-    heads that are seeds in that many prompts). The pruned circuit is built from every
-    global removal ``validate`` stored for the run.
+    roles do not apply), its heads every seed head and the heads of the seeds' circuits, and
+    its pruned circuit without a root head. The atlas circuit keeps the edges seen in at least
+    ``min_prompts`` prompts, traversed from the roots in that many prompts (and, for the logit
+    direction, the seed heads that are seeds in that many prompts). The pruned circuit is
+    built from every global removal ``validate`` stored for the run.
     """
     if top_k is None and threshold is None and against.kind == "patch":
         raise ParameterError("Give the patching circuit's size: --top-k N or --threshold X.")
     circuit = fetch_circuit(store, run_id, root, dest_role, src_role)
     logit = root == LOGIT_ROOT
-    seeds = {node.head_id for node in circuit.roots_in(min_prompts)}
+    roots = {root}
+    if logit:
+        seeds = seed_heads(store, run_id)
+        roots = {head for head, prompts in seeds.items() if prompts >= min_prompts}
     records = circuit_edges(circuit, min_prompts=min_prompts)
-    atlas = atlas_circuit(_atlas_name(root, min_prompts), seeds if logit else {root}, records)
+    atlas = atlas_circuit(_atlas_name(root, min_prompts), roots, records)
     validations = stored_validations(store, run_id, mode="global")
     removals = validations[validations["factor"] == 0].to_dict("records")
     pruned = pruned_circuit(f"pruned ×{ratio:g}", set() if logit else {root}, removals, ratio)

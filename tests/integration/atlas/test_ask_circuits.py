@@ -126,7 +126,9 @@ def test_cli_tree_of_the_logit_direction(
     tree = runner.invoke(main, ["circuit", "--run", seeded_run, "--root", "logit"])
     assert tree.exit_code == 0, tree.output
     roots = [line for line in tree.output.splitlines() if line[:1] not in "├└│ "]
-    assert roots == ["2.1 END→S2  (1 prompt)", "3.0 END→IO  (1 prompt)", "3.0 END→S1  (1 prompt)"]
+    # a root counts every prompt where the tree reaches it: 2.1 END→S2 is a seed in prompt 1
+    # and reached from the seed 3.0 END→IO in prompt 0
+    assert roots == ["2.1 END→S2  (2 prompts)", "3.0 END→IO  (1 prompt)", "3.0 END→S1  (1 prompt)"]
     refused = runner.invoke(main, ["circuit", "--run", circuit_run, "--root", "logit"])
     assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1
     assert "SAD run" in refused.output and "--root 3.1" in refused.output
