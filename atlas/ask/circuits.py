@@ -1,5 +1,9 @@
 """Circuits: the SAD recursion from a root head (``queries/circuit.cypher``), as a tree.
 
+The root is a head's firings at a role pair, or, on an ACC run, :data:`LOGIT_ROOT`: the run's
+seed firings (the head firings that carry the IO−S logit difference), so that circuit is the
+union of the circuits traced from every seed.
+
 The template returns one row per communication edge the traversal reaches. :func:`build_circuit`
 turns those rows into a :class:`Circuit` (pure: rows in, structure out), either firing by firing
 (one prompt) or aggregated over prompts into a DAG of (head, dest role → src role) classes.
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
 Row = Mapping[str, Any]
 
 NO_ROLE = "other"  # how positions without an IOI role are named (as on WRITES edges)
+LOGIT_ROOT = "logit"  # an ACC run's IO−S logit direction as a circuit's root (its seeds)
+LOGIT_DIRECTION = "logit_direction"  # the component the seeds write (COMMUNICATES target)
 
 _HEAD = re.compile(r"(\d+)\.(\d+)")
 
@@ -81,15 +87,24 @@ class Edge:
 
 @dataclass(frozen=True)
 class Circuit:
-    """Roots and, per node, the edges into it (query side first, most prompts/weight first)."""
+    """Roots and, per node, the edges into it (query side first, most prompts/weight first).
+
+    ``prompts``: per node, the prompts in which the traversal reached it; ``root_prompts``:
+    per root, the prompts in which it is a root (a seed, for :data:`LOGIT_ROOT`).
+    """
 
     roots: tuple[Node, ...]
     edges: Mapping[Node, tuple[Edge, ...]]
     prompts: Mapping[Node, int]
     aggregated: bool
+    root_prompts: Mapping[Node, int]
 
     def edges_into(self, node: Node, min_prompts: int = 1) -> list[Edge]:
         return [edge for edge in self.edges.get(node, ()) if edge.n_prompts >= min_prompts]
+
+    def roots_in(self, min_prompts: int = 1) -> list[Node]:
+        """The roots that are roots in at least ``min_prompts`` prompts."""
+        return [root for root in self.roots if self.root_prompts[root] >= min_prompts]
 
 
 # ----- rows → circuit ------------------------------------------------------------------------
@@ -131,13 +146,13 @@ def build_circuit(rows: Iterable[Row], aggregate: bool) -> Circuit:
     weights: dict[tuple[FiringKey, str, str], float] = {}  # one per WRITES edge
     groups: dict[tuple[Node, str, str, str, int | None], _EdgeGroup] = defaultdict(_EdgeGroup)
     node_prompts: dict[Node, set[int]] = defaultdict(set)
-    roots: set[Node] = set()
+    root_prompts: dict[Node, set[int]] = defaultdict(set)
     for row in rows:
         target_key = _target_key(row)
         target = node(target_key)
         node_prompts[target].add(row["prompt"])
         if row["depth"] == 0:
-            roots.add(target)
+            root_prompts[target].add(row["prompt"])
         group = groups[
             (
                 target,
@@ -172,10 +187,11 @@ def build_circuit(rows: Iterable[Row], aggregate: bool) -> Circuit:
             )
         )
     return Circuit(
-        roots=tuple(sorted(roots)),
+        roots=tuple(sorted(root_prompts)),
         edges={target: tuple(sorted(found, key=_edge_order)) for target, found in edges.items()},
         prompts={key: len(prompts) for key, prompts in node_prompts.items()},
         aggregated=aggregate,
+        root_prompts={root: len(prompts) for root, prompts in root_prompts.items()},
     )
 
 
@@ -296,9 +312,11 @@ def _prompts_text(circuit: Circuit, node: Node) -> str:
 def circuit_edges(
     circuit: Circuit, max_depth: int | None = None, min_prompts: int = 1
 ) -> list[dict[str, Any]]:
-    """Every edge shown by :func:`render_tree` once, breadth first, as flat records."""
+    """Every edge shown by :func:`render_tree` once, breadth first, as flat records: the
+    edges seen in at least ``min_prompts`` prompts, reached through such edges from the roots
+    that are roots in at least ``min_prompts`` prompts."""
     records: list[dict[str, Any]] = []
-    frontier = list(circuit.roots)
+    frontier = circuit.roots_in(min_prompts)
     visited = set(frontier)
     depth = 0
     while frontier and not _cut(depth, max_depth):
@@ -345,29 +363,60 @@ def fetch_circuit(
     src_role: str = "IO",
     prompt: int | None = None,
 ) -> Circuit:
-    """Run ``circuit.cypher`` for ``root`` (e.g. ``"9.9"``) and build the circuit; aggregated
-    over prompts unless ``prompt`` is given. Problems the user can fix raise :class:`AtlasError`.
+    """Run ``circuit.cypher`` for ``root`` (e.g. ``"9.9"``, or :data:`LOGIT_ROOT` on an ACC
+    run, whose roots are then the seed firings whatever their roles) and build the circuit;
+    aggregated over prompts unless ``prompt`` is given. Problems the user can fix raise
+    :class:`AtlasError`.
     """
-    try:
-        layer, head = parse_head(root)
-    except ValueError as error:
-        raise ParameterError(str(error)) from error
+    layer, head = root_head(store, run_id, root)
+    parameters: dict[str, Any] = {"run_id": run_id, "layer": layer, "head": head, "prompt": prompt}
+    rows = store.read_template("circuit", dest_role=dest_role, src_role=src_role, **parameters)
+    if not rows:
+        raise AtlasError(_no_circuit_message(store, root, dest_role, src_role, parameters))
+    return build_circuit(rows, aggregate=prompt is None)
+
+
+def seed_heads(store: AtlasStore, run_id: str) -> dict[str, int]:
+    """The heads of an ACC run's seed firings and the prompts each is a seed in (its
+    COMMUNICATES edges into the logit direction, ``run_communication``): the heads that write
+    the IO−S logit difference, a seed with no writer edge of its own included. Empty for a SAD
+    run and for a run not complete yet (the edges are aggregated when it completes)."""
+    seeds: dict[str, int] = {}
+    for row in store.read_template("run_communication", run_id=run_id):
+        if row["target"] == LOGIT_DIRECTION:
+            seeds[row["writer"]] = max(seeds.get(row["writer"], 0), row["n_prompts"])
+    return seeds
+
+
+def root_head(store: AtlasStore, run_id: str, root: str) -> tuple[int | None, int | None]:
+    """The (layer, head) of a circuit's root in the run, ``(None, None)`` for
+    :data:`LOGIT_ROOT`; an unknown run or head, or the logit root of a SAD run, raise
+    :class:`AtlasError`."""
     model = store.run_model(run_id)
     if model is None:
         raise UnknownRunError(
             f"Run '{run_id}' is not in the atlas. `circuit-atlas runs list` shows the runs."
         )
+    if root == LOGIT_ROOT:
+        if model["method"] != "acc":
+            raise ParameterError(
+                f"Run '{run_id}' is a SAD run, which traces attention decisions, not the "
+                "logits: it has no circuit of the IO−S logit direction. Give a root head (its "
+                "name mover, e.g. --root 3.1 on toy-ioi, 9.9 on GPT-2), or ingest the prompts "
+                "with --method acc for --root logit."
+            )
+        return None, None
+    try:
+        layer, head = parse_head(root)
+    except ValueError as error:
+        raise ParameterError(f"{error} Or --root {LOGIT_ROOT} on an ACC run.") from error
     n_layers, n_heads = model["n_layers"], model["n_heads"]
     if n_layers is not None and not (layer < n_layers and head < n_heads):
         raise ParameterError(
             f"Head {root} does not exist in {model['model_id']} (run '{run_id}'): it has "
             f"layers 0–{n_layers - 1} and heads 0–{n_heads - 1}."
         )
-    parameters: dict[str, Any] = {"run_id": run_id, "layer": layer, "head": head, "prompt": prompt}
-    rows = store.read_template("circuit", dest_role=dest_role, src_role=src_role, **parameters)
-    if not rows:
-        raise AtlasError(_no_circuit_message(store, root, dest_role, src_role, parameters))
-    return build_circuit(rows, aggregate=prompt is None)
+    return layer, head
 
 
 def _no_circuit_message(
@@ -376,6 +425,11 @@ def _no_circuit_message(
     where = f"run '{parameters['run_id']}'"
     if parameters["prompt"] is not None:
         where += f", prompt {parameters['prompt']}"
+    if root == LOGIT_ROOT:
+        return (
+            f"No seed firing (a head firing that carries the IO−S logit difference) in {where}: "
+            "an imported run keeps no firings, and a prompt the model gets wrong has no seeds."
+        )
     fired = store.read_template("head_roles", **parameters)
     if any((row["dest_role"], row["src_role"]) == (dest_role, src_role) for row in fired):
         return f"{root} fires {dest_role}→{src_role} in {where}, but no writer edges lead into it."

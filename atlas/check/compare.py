@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from atlas.ask.circuits import circuit_edges, fetch_circuit, parse_head
+from atlas.ask.circuits import (
+    LOGIT_ROOT,
+    circuit_edges,
+    fetch_circuit,
+    parse_head,
+    seed_heads,
+)
 from atlas.check.comparison import (
     Circuit,
     CurvePoint,
@@ -115,22 +121,32 @@ def compare_circuits(
     src_role: str = "IO",
     model: LoadedModel | None = None,
     n_prompts: int = 64,
+    min_prompts: int = 1,
 ) -> Comparison:
     """P/R/F1 of the run's atlas circuit of ``root`` and its causally pruned circuit against
-    ``against``; with ``model``, the faithfulness of every circuit on the first prompts."""
-    if root == "logit":
-        raise ParameterError(
-            "--root logit is not supported yet: compare the circuit of a head (for an ACC run, "
-            "one of its seed heads, which `circuit` shows under the IO−S direction): give "
-            "--root layer.head, e.g. 3.1."
-        )
+    ``against``; with ``model``, the faithfulness of every circuit on the first prompts.
+
+    ``root`` is a head (``"3.1"``, its firings ``dest_role → src_role``) or, on an ACC run,
+    :data:`LOGIT_ROOT`: the circuit of the IO−S logit direction, every seed firing a root (the
+    roles do not apply), its heads every seed head and the heads of the seeds' circuits, and
+    its pruned circuit without a root head. The atlas circuit keeps the edges seen in at least
+    ``min_prompts`` prompts, traversed from the roots in that many prompts (and, for the logit
+    direction, the seed heads that are seeds in that many prompts). The pruned circuit is
+    built from every global removal ``validate`` stored for the run.
+    """
     if top_k is None and threshold is None and against.kind == "patch":
         raise ParameterError("Give the patching circuit's size: --top-k N or --threshold X.")
     circuit = fetch_circuit(store, run_id, root, dest_role, src_role)
-    atlas = atlas_circuit(f"atlas {root}", root, circuit_edges(circuit))
+    logit = root == LOGIT_ROOT
+    roots = {root}
+    if logit:
+        seeds = seed_heads(store, run_id)
+        roots = {head for head, prompts in seeds.items() if prompts >= min_prompts}
+    records = circuit_edges(circuit, min_prompts=min_prompts)
+    atlas = atlas_circuit(_atlas_name(root, min_prompts), roots, records)
     validations = stored_validations(store, run_id, mode="global")
     removals = validations[validations["factor"] == 0].to_dict("records")
-    pruned = pruned_circuit(f"pruned ×{ratio:g}", root, removals, ratio)
+    pruned = pruned_circuit(f"pruned ×{ratio:g}", set() if logit else {root}, removals, ratio)
     predicted = [atlas, pruned] if removals else [atlas]
     curves: dict[str, list[CurvePoint]] = {}
     if against.kind == "patch":
@@ -156,6 +172,11 @@ def compare_circuits(
         ]
         reference_faithfulness = _faithfulness(model, runs, reference)
     return Comparison(run_id, root, reference, table, curves, reference_faithfulness)
+
+
+def _atlas_name(root: str, min_prompts: int) -> str:
+    name = f"atlas {root}"
+    return name if min_prompts == 1 else f"{name} (edges in ≥ {min_prompts} prompts)"
 
 
 def _patch_rows(store: AtlasStore, run_id: str, method: str) -> list[dict[str, Any]]:
@@ -239,7 +260,8 @@ def curve_figure(comparison: Comparison) -> Figure:
     axis.set_ylim(0, 1.05)
     axis.set_xlabel(f"patching circuit size (top k edges of {comparison.reference.name})")
     axis.set_ylabel("heads: precision / recall / F1")
-    axis.set_title(f"Run {comparison.run_id}: atlas circuit of {comparison.root} vs patching")
+    root = "the IO−S logit" if comparison.root == LOGIT_ROOT else comparison.root
+    axis.set_title(f"Run {comparison.run_id}: atlas circuit of {root} vs patching")
     axis.legend(fontsize=7, loc="best")
     figure.tight_layout()
     return figure

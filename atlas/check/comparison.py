@@ -6,12 +6,13 @@ recall |C ∩ R| / |R| and F1 their harmonic mean (0 where a denominator is 0), 
 edges separately (:func:`ingest.tracing.circuits.score_sets`, the same maths ``replicate``
 uses). Circuits come from three places:
 
-* an atlas circuit (:func:`atlas_circuit`): the root and every head that writes into or fires
-  in its SAD circuit (the rows of :func:`atlas.ask.circuits.circuit_edges`), its edges
+* an atlas circuit (:func:`atlas_circuit`): its root heads (the root head, or for the IO−S
+  logit direction of an ACC run every seed head) and every head that writes into or fires in
+  its circuit (the rows of :func:`atlas.ask.circuits.circuit_edges`), its edges
   (writer, head, side) for head writers;
 * the causally pruned atlas circuit (:func:`pruned_circuit`): only the edges whose stored
   ``validate`` effect on the logit difference beats the control's by at least ``ratio``, with
-  the root;
+  the root head (none for the logit direction);
 * a patching circuit (:func:`patching_circuit`): the top k edges by |score| (or those above a
   threshold) of ``patch``, its heads those among their writers and readers. For edges, only
   head → head query/key edges are comparable with an atlas circuit (SAD traces no values, MLPs
@@ -21,7 +22,7 @@ uses). Circuits come from three places:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +38,10 @@ class Circuit:
     edges: frozenset[Edge] = field(default_factory=frozenset)
 
 
-def atlas_circuit(name: str, root: str, records: Iterable[Mapping[str, Any]]) -> Circuit:
-    """The heads and head → head edges of an atlas circuit from its edge records."""
-    heads, edges = {root}, set()
+def atlas_circuit(name: str, roots: Set[str], records: Iterable[Mapping[str, Any]]) -> Circuit:
+    """The heads and head → head edges of an atlas circuit from its root heads and its edge
+    records (``head``, ``writer``, ``side``)."""
+    heads, edges = set(roots), set()
     for record in records:
         heads.add(record["head"])
         if is_head(record["writer"]):
@@ -49,11 +51,12 @@ def atlas_circuit(name: str, root: str, records: Iterable[Mapping[str, Any]]) ->
 
 
 def pruned_circuit(
-    name: str, root: str, validations: Iterable[Mapping[str, Any]], ratio: float
+    name: str, roots: Set[str], validations: Iterable[Mapping[str, Any]], ratio: float
 ) -> Circuit:
-    """The causally pruned atlas circuit: validated edges with ``logit_ratio ≥ ratio``."""
+    """The causally pruned atlas circuit: the root heads and the validated edges with
+    ``logit_ratio ≥ ratio`` (an edge without a control, ratio NaN, is never kept)."""
     kept = [v for v in validations if float(v["logit_ratio"]) >= ratio]
-    return atlas_circuit(name, root, kept)
+    return atlas_circuit(name, roots, kept)
 
 
 def patching_circuit(

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from atlas.ask.circuits import fetch_circuit
+from atlas.ask.circuits import LOGIT_ROOT, fetch_circuit
 from atlas.check import figures
 from atlas.check.compare import Against, compare_circuits, curve_figure
 from atlas.check.validation import stored_validations, unknown_run
@@ -80,9 +80,11 @@ def write_report(
 ) -> Report:
     """Write the figures of ``run_id`` into ``out_dir`` and an ``index.md`` linking them.
 
-    ``roots`` (``"9.9"`` for END→IO, or ``"8.6:END:S2"``) are drawn as circuits (default:
-    :func:`default_root`), without edges seen in
-    fewer than ``min_prompts`` prompts (default: 10 % of the run's prompts). ``published`` is
+    ``roots`` (``"9.9"`` for END→IO, ``"8.6:END:S2"``, or ``"logit"`` on an ACC run) are drawn
+    as circuits (default: :func:`default_root`), without edges seen in fewer than
+    ``min_prompts`` prompts (default: 10 % of the run's prompts); their P/R/F1 curves against
+    the run's patching circuits compare the circuits with the edges seen in at least
+    ``min_prompts`` prompts (default: all edges). ``published`` is
     the authors' intervention table for the side-by-side figure (None: left out; also left out
     for a run of another model than GPT-2 small, which it would leave half empty).
     """
@@ -132,8 +134,8 @@ def write_report(
     )
     threshold = min_prompts if min_prompts is not None else max(1, n_prompts // 10)
     for root, dest_role, src_role, circuit in circuits:
-        name = f"{root} {dest_role}→{src_role}"
-        suffix = "" if (dest_role, src_role) == ("END", "IO") else f"_{dest_role}_{src_role}"
+        name = _root_name(root, dest_role, src_role)
+        suffix = _root_suffix(dest_role, src_role)
         save(
             figures.circuit_figure(
                 circuit, f"Circuit of {name} (edges in ≥ {threshold} prompts)", threshold
@@ -173,16 +175,17 @@ def write_report(
         for root, dest_role, src_role, _ in circuits:
             comparison = compare_circuits(
                 store, run_id, root, Against("patch", method), top_k=1, dest_role=dest_role,
-                src_role=src_role,
+                src_role=src_role, min_prompts=min_prompts or 1,
             )  # fmt: skip
-            suffix = "" if (dest_role, src_role) == ("END", "IO") else f"_{dest_role}_{src_role}"
+            kept = f" (its edges in ≥ {min_prompts} prompts)" if min_prompts else ""
+            suffix = _root_suffix(dest_role, src_role)
             save(
                 curve_figure(comparison),
                 f"patching_{root.replace('.', '_')}{suffix}_{method}.png",
-                f"Circuit of {root} {dest_role}→{src_role} vs patch:{method}",
-                "Head precision (dotted), recall (dashed) and F1 (solid) of the atlas circuit "
-                "(and of its causally pruned circuit, where `validate` ran) against the run's "
-                f"{method} patching circuit of each size: the heads among the writers and "
+                f"Circuit of {_root_name(root, dest_role, src_role)} vs patch:{method}",
+                "Head precision (dotted), recall (dashed) and F1 (solid) of the atlas circuit"
+                f"{kept} (and of its causally pruned circuit, where `validate` ran) against the "
+                f"run's {method} patching circuit of each size: the heads among the writers and "
                 "readers of its top k edges by |score|.",
             )
     if not methods:
@@ -192,6 +195,14 @@ def write_report(
         )
     _write_index(out_dir, run_id, written, skipped)
     return Report(written, skipped)
+
+
+def _root_name(root: str, dest_role: str, src_role: str) -> str:
+    return "the IO−S logit (every seed)" if root == LOGIT_ROOT else f"{root} {dest_role}→{src_role}"
+
+
+def _root_suffix(dest_role: str, src_role: str) -> str:
+    return "" if (dest_role, src_role) == ("END", "IO") else f"_{dest_role}_{src_role}"
 
 
 def _write_index(

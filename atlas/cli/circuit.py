@@ -13,7 +13,12 @@ from atlas.cli.options import check_run_method, run_method_option
 
 @click.command()
 @click.option("--run", "run_id", required=True, help="Run id (see `circuit-atlas runs list`).")
-@click.option("--root", required=True, help="The root head as layer.head, e.g. 9.9.")
+@click.option(
+    "--root",
+    required=True,
+    help="The root head as layer.head, e.g. 9.9; on an ACC run also logit: the IO−S logit "
+    "direction (every seed firing is a root).",
+)
 @click.option("--prompt", type=click.IntRange(min=0), help="One prompt's firings (default: all).")
 @click.option("--dest-role", default="END", show_default=True, help="The root's query role.")
 @click.option("--src-role", default="IO", show_default=True, help="The root's key role.")
@@ -60,8 +65,10 @@ def circuit(
     prompts, and fires END→S2 there itself (the tree continues below it).
 
     On an ACC run (--method acc) the root is a head whose END firings carry the answer (its
-    seeds), writers include MLPs, attention biases and the embedding (leaves), and a head writer
-    continues into its firing at the source token it read.
+    seeds), or `--root logit`: the IO−S logit direction, every seed firing a root (one tree per
+    seed head and roles; --dest-role/--src-role do not apply). Writers include MLPs, attention
+    biases and the embedding (leaves), and a head writer continues into its firing at the source
+    token it read. A SAD run has no logit root.
 
     Example: circuit-atlas circuit --run gpt2-sad-256 --root 9.9 --max-depth 3 --min-prompts 20
     """
@@ -77,9 +84,9 @@ def circuit(
 
     warn_if_incomplete(store, run_id)
     if link:
-        from atlas.ask.circuits import parse_head
+        from atlas.ask.circuits import LOGIT_ROOT, parse_head
 
-        layer, head = parse_head(root)
+        layer, head = (None, None) if root == LOGIT_ROOT else parse_head(root)
         echo_link(
             "circuit",
             dict(

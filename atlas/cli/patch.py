@@ -104,7 +104,12 @@ def patch(
 
 @click.command("compare-circuits")
 @click.option("--run", "run_id", required=True, help="Run id (see `circuit-atlas runs list`).")
-@click.option("--root", required=True, help="The atlas circuit's root head, e.g. 3.1 or 9.9.")
+@click.option(
+    "--root",
+    required=True,
+    help="The atlas circuit's root head, e.g. 3.1 or 9.9; on an ACC run also logit: the IO−S "
+    "logit direction (every seed firing a root).",
+)
 @click.option(
     "--against",
     default="patch:eap",
@@ -122,6 +127,14 @@ def patch(
 )
 @click.option("--dest-role", default="END", show_default=True, help="The root's query role.")
 @click.option("--src-role", default="IO", show_default=True, help="The root's key role.")
+@click.option(
+    "--min-prompts",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Atlas circuit: only edges seen in at least this many prompts (and, for --root logit, "
+    "seed heads that are seeds in that many).",
+)
 @click.option(
     "--faithfulness/--no-faithfulness",
     default=True,
@@ -147,6 +160,7 @@ def compare_circuits(
     ratio: float,
     dest_role: str,
     src_role: str,
+    min_prompts: int,
     faithfulness: bool,
     n_prompts: int,
     out: Path | None,
@@ -164,9 +178,16 @@ def compare_circuits(
     the share of the clean−corrupted logit difference kept when only the circuit's heads run
     clean.
 
+    On an ACC run --root logit compares the circuit of the IO−S logit direction: the union of
+    the circuits traced from every seed firing (the roles do not apply); its pruned circuit is
+    the validated edges alone (`validate --root logit`). A SAD run has no such circuit.
+    --min-prompts keeps only the atlas circuit's edges seen in that many prompts (a SAD circuit
+    aggregated over many prompts can hold most of the model's heads).
+
     Example: circuit-atlas compare-circuits --run toy-ioi-run --root 3.1 --against patch:eap
     --top-k 50
     """
+    from atlas.ask.circuits import root_head
     from atlas.check.compare import Against, compare_circuits, comparison_table, curve_figure
     from atlas.check.validation import run_model_id
     from atlas.cli.options import load_model_quietly
@@ -174,6 +195,7 @@ def compare_circuits(
 
     target = Against.parse(against)
     store = AtlasStore.connect()
+    root_head(store, run_id, root)  # an unknown run or root fails before the model loads
     model = None
     if faithfulness:
         model_id, model_seed = run_model_id(store, run_id)
@@ -181,6 +203,7 @@ def compare_circuits(
     comparison = compare_circuits(
         store, run_id, root, target, top_k=top_k, threshold=threshold, ratio=ratio,
         dest_role=dest_role, src_role=src_role, model=model, n_prompts=n_prompts,
+        min_prompts=min_prompts,
     )  # fmt: skip
     echo_frame(pd.DataFrame(comparison_table(comparison)), output_format)
     if target.kind == "reference" and output_format == "table":

@@ -20,13 +20,15 @@ import click
     "--root",
     "roots",
     multiple=True,
-    help="Circuit root(s) to draw: layer.head for its END→IO firings, or layer.head:DEST:SRC "
-    "(e.g. 8.6:END:S2); repeatable. Default: the head firing END→IO in the most prompts.",
+    help="Circuit root(s) to draw: layer.head for its END→IO firings, layer.head:DEST:SRC "
+    "(e.g. 8.6:END:S2), or logit (an ACC run's IO−S logit direction); repeatable. Default: the "
+    "head firing END→IO in the most prompts.",
 )
 @click.option(
     "--min-prompts",
     type=click.IntRange(min=1),
-    help="Leave out circuit edges seen in fewer prompts (default: 10 % of the run's prompts).",
+    help="Leave out circuit edges seen in fewer prompts (default: 10 % of the run's prompts); "
+    "given, the P/R/F1 curves compare those circuits too (default: all their edges).",
 )
 @click.option(
     "--published/--no-published",

@@ -12,7 +12,12 @@ from atlas.cli.options import check_run_method, format_option, run_method_option
 
 @click.command()
 @click.option("--run", "run_id", required=True, help="Run id (see `circuit-atlas runs list`).")
-@click.option("--root", required=True, help="The circuit's root head as layer.head, e.g. 9.9.")
+@click.option(
+    "--root",
+    required=True,
+    help="The circuit's root head as layer.head, e.g. 9.9; on an ACC run also logit (the "
+    "circuit of the IO−S logit direction, every seed firing a root).",
+)
 @click.option(
     "--top", default=10, show_default=True, type=click.IntRange(min=1), help="Edges to validate."
 )

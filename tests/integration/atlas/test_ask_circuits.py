@@ -10,21 +10,23 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from atlas.ask.circuits import fetch_circuit
+from atlas.ask.circuits import LOGIT_ROOT, Node, fetch_circuit
 from atlas.cli import main
-from atlas.errors import AtlasError
+from atlas.errors import AtlasError, ParameterError
 from atlas.store.store import AtlasStore
 from ingest.records.types import ModelRecord, RecordBatch, RunRecord
 from tests.fixtures.circuit_graph import (
     EXPECTED_ROWS,
+    EXPECTED_SEEDED_ROWS,
     N_HEADS,
     N_LAYERS,
     circuit_batch,
     overlapping_batch,
+    seeded_batch,
 )
 
 
-def write_run(store: AtlasStore, run_id: str, batch: RecordBatch) -> None:
+def write_run(store: AtlasStore, run_id: str, batch: RecordBatch, method: str = "sad") -> None:
     model = ModelRecord(
         id="circuit-test-model", n_layers=N_LAYERS, n_heads=N_HEADS, d_model=8, d_head=4
     )
@@ -34,7 +36,7 @@ def write_run(store: AtlasStore, run_id: str, batch: RecordBatch) -> None:
             id=run_id,
             model_id=model.id,
             model_revision=None,
-            method="sad",
+            method=method,
             params={},
             dataset={},
             versions={},
@@ -55,6 +57,15 @@ def circuit_run(atlas_store: AtlasStore) -> Iterator[str]:
     yield run_id
     atlas_store.delete_run(run_id)
     atlas_store.delete_run(other)
+
+
+@pytest.fixture
+def seeded_run(atlas_store: AtlasStore) -> Iterator[str]:
+    """The hand-built run as an ACC run whose seeds are :data:`SEEDS`."""
+    run_id = f"circuit-seeds-{uuid.uuid4().hex[:8]}"
+    write_run(atlas_store, run_id, seeded_batch(run_id), method="acc")
+    yield run_id
+    atlas_store.delete_run(run_id)
 
 
 def traversal(store: AtlasStore, run_id: str, prompt: int | None) -> list[dict[str, Any]]:
@@ -83,6 +94,44 @@ def test_all_prompts_is_the_union_and_nothing_leaks(
     assert as_set(rows) == as_set(EXPECTED_ROWS[0] + EXPECTED_ROWS[1])
     assert not {row["weight"] for row in rows} & {0.6, 0.95, 1.0, 5.0}  # decoys
     assert traversal(atlas_store, circuit_run, 2) == []  # prompt 2's root fires END→S1
+
+
+def test_logit_root_starts_at_every_seed_whatever_its_roles(
+    atlas_store: AtlasStore, seeded_run: str
+) -> None:
+    rows = atlas_store.read_template("circuit", run_id=seeded_run, layer=None, head=None)
+    assert len(rows) == len(EXPECTED_SEEDED_ROWS)
+    assert as_set(rows) == as_set(EXPECTED_SEEDED_ROWS)
+    one = atlas_store.read_template("circuit", run_id=seeded_run, layer=None, head=None, prompt=1)
+    assert as_set(one) == as_set(EXPECTED_SEEDED_ROWS[-3:-1])
+    circuit = fetch_circuit(atlas_store, seeded_run, LOGIT_ROOT)
+    seeds = [Node(2, 1, "END", "S2"), Node(3, 0, "END", "IO"), Node(3, 0, "END", "S1")]
+    assert list(circuit.roots) == seeds
+    assert dict(circuit.root_prompts) == dict.fromkeys(seeds, 1)
+    # a head root still starts at that head's firings only, seeds or not
+    assert as_set(traversal(atlas_store, seeded_run, None)) == as_set(
+        EXPECTED_ROWS[0] + EXPECTED_ROWS[1]
+    )
+
+
+def test_logit_root_of_a_sad_run_is_refused(atlas_store: AtlasStore, circuit_run: str) -> None:
+    with pytest.raises(ParameterError, match=r"SAD run.*no circuit of the IO−S logit"):
+        fetch_circuit(atlas_store, circuit_run, LOGIT_ROOT)
+    assert atlas_store.read_template("circuit", run_id=circuit_run, layer=None, head=None) == []
+
+
+def test_cli_tree_of_the_logit_direction(
+    runner: CliRunner, seeded_run: str, circuit_run: str
+) -> None:
+    tree = runner.invoke(main, ["circuit", "--run", seeded_run, "--root", "logit"])
+    assert tree.exit_code == 0, tree.output
+    roots = [line for line in tree.output.splitlines() if line[:1] not in "├└│ "]
+    # a root counts every prompt where the tree reaches it: 2.1 END→S2 is a seed in prompt 1
+    # and reached from the seed 3.0 END→IO in prompt 0
+    assert roots == ["2.1 END→S2  (2 prompts)", "3.0 END→IO  (1 prompt)", "3.0 END→S1  (1 prompt)"]
+    refused = runner.invoke(main, ["circuit", "--run", circuit_run, "--root", "logit"])
+    assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1
+    assert "SAD run" in refused.output and "--root 3.1" in refused.output
 
 
 def test_aggregated_circuit_from_the_store(atlas_store: AtlasStore, circuit_run: str) -> None:

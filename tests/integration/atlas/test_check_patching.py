@@ -134,7 +134,7 @@ def test_in_memory_circuit_heads_are_the_atlas_circuit_heads(
     """``replicate``'s traversal (no database) and ``compare-circuits``'s (the circuit template)
     give the same heads for the same prompts."""
     stored = fetch_circuit(atlas_store, compare_run, "3.1")
-    atlas = atlas_circuit("atlas", "3.1", circuit_edges(stored))
+    atlas = atlas_circuit("atlas", {"3.1"}, circuit_edges(stored))
     prompts = model_run_prompts(atlas_store, compare_run, toy_model)
     result = process_batch(
         toy_model, model_qk_svd(toy_model.bridge, dtype=toy_model.bridge.cfg.dtype), prompts,

@@ -41,6 +41,15 @@ def test_report_writes_every_figure_and_an_index(
         assert f"]({file})" in index
 
 
+def test_report_draws_the_logit_circuit_of_an_acc_run(
+    atlas_store: AtlasStore, toy_ioi_acc_run: str, tmp_path
+) -> None:
+    report = write_report(atlas_store, toy_ioi_acc_run, tmp_path, roots=["logit"])
+    [circuit] = [figure for figure in report.figures if figure.file == "circuit_logit.png"]
+    assert circuit.title == "Circuit of the IO−S logit (every seed)"
+    assert (tmp_path / "circuit_logit.png").stat().st_size > 10_000
+
+
 def test_cli_report(runner, toy_ioi_run: str, tmp_path) -> None:
     from atlas.cli import main
 

@@ -136,3 +136,22 @@ def test_min_prompts_also_hides_a_writer_firing_seen_in_fewer_prompts() -> None:
     assert "2.1 END→S2" in shown and "2.1 END→S1" not in shown
     assert "(1 more in < 2 prompts)" in shown
     assert "2.1 END→S1" in render_tree(circuit, min_prompts=1)
+
+
+def test_several_roots_each_counted_by_the_prompts_it_is_a_root_in() -> None:
+    """As for the logit direction's seeds: 2.1 END→S2 is a root in prompt 2 only (reached from
+    3.0 in prompts 0 and 1). With min_prompts 2 it starts nothing, but is still reached."""
+    rows = [*ALL_ROWS, row(2, 0, ("2.1", 8, 6), "0.1", "q", 0.5)]
+    circuit = build_circuit(rows, aggregate=True)
+    assert circuit.roots == (A, R)
+    assert dict(circuit.root_prompts) == {A: 1, R: 2}
+    assert circuit.roots_in(2) == [R] and circuit.roots_in(1) == [A, R]
+    first = [(r["depth"], r["head"], r["writer"]) for r in circuit_edges(circuit)][:3]
+    assert first == [(1, "2.1", "0.1"), (1, "2.1", "1.1"), (1, "2.1", "1.1")]
+    common = circuit_edges(circuit, min_prompts=2)
+    assert [(r["depth"], r["head"], r["side"], r["writer"], r["n_prompts"]) for r in common] == [
+        (1, "3.0", "q", "2.1", 2),
+        (1, "3.0", "k", "1.0", 2),
+        (2, "2.1", "q", "0.1", 3),
+        (2, "2.1", "k", "1.1", 2),
+    ]

@@ -148,8 +148,8 @@ def test_browser_url_round_trips_through_the_browsers_url_reading() -> None:
     assert "dbms=bolt%3A%2F%2Fh%3A1" in link.url and " " not in link.url and "+" not in link.url
     raw = browser_url("MATCH (n) WHERE n.x > 1 RETURN n", {"x": [1, 2]})
     assert editor_text_of(raw.url) == ':params {"x": [1, 2]};\nMATCH (n) WHERE n.x > 1 RETURN n'
-    with pytest.raises(TemplateError, match="needs parameter 'layer'"):
-        browser_url("circuit", {"run_id": "r"})
+    with pytest.raises(TemplateError, match="needs parameter 'writer'"):
+        browser_url("edge_firings", {"run_id": "r"})
     with pytest.raises(AtlasError, match="cannot carry '&'"):
         browser_url("RETURN 'a&b'")
 
