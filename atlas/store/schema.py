@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from neo4j import Driver
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The version of the per-run aggregates `complete_run` computes (FiringCount, SparseSetCount, ...):
 # a complete run with an older one gets them recomputed from its stored rows by `db init`.
-AGGREGATES_VERSION = 1
+AGGREGATES_VERSION = 2
 
 # What each version added that older runs cannot have (read by `db init`'s upgrade message).
-# Version 3 added the per-run aggregates' indexes: `db init` computes the aggregates of older
-# complete runs from their stored rows, so they lack nothing.
+# Versions 3 and 4 added the per-run aggregates' indexes (4: the broadcast aggregate's): `db init`
+# computes the aggregates of older complete runs from their stored rows, so they lack nothing.
 UPGRADE_NOTES = {
     2: "WRITES.parts (each edge's weight per singular vector) and ALIGNED singular vectors",
 }
@@ -74,6 +74,11 @@ INDEXES = {
     # The per-run aggregates (atlas.store.runs.RunLifecycle.aggregate_run), read by run.
     "firing_count_run": "FOR (n:FiringCount) ON (n.run_id)",
     "sparse_set_count_run": "FOR (n:SparseSetCount) ON (n.run_id)",
+    # The broadcast aggregate (shared_features), read per head and vector; deleted by run_id
+    # through the same indexes (the other properties are always set).
+    "feature_use_head": "FOR (n:FeatureUse) ON (n.run_id, n.layer, n.head)",
+    "feature_writers_vector": "FOR (n:FeatureWriters) ON (n.run_id, n.layer, n.head, n.index)",
+    "broadcast_vector": "FOR (n:Broadcast) ON (n.run_id, n.layer, n.head, n.index)",
 }
 
 _RECORD_VERSION = """
