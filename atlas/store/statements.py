@@ -344,8 +344,8 @@ CALL {
 # and the partner's through an ALIGNED (k', side'), where the partner firing sits at the site on
 # its side (dest = pos for q, src = pos for k).
 #
-# Per prompt (its reads grouped by site and writer), every read with each aligned read at its
-# site, and with null for its own writer; then per (head, role pair, vector, side, partner end)
+# Per prompt, every read with each aligned read of the same writer at its site (and with null,
+# for its writer alone); then per (head, role pair, vector, side, partner end)
 # the distinct partner firings and writers; then per role filter their unions:
 # (:FeatureWriters {writers}) per (head, role filter, vector, side): the writers of its reads;
 # (:Broadcast {partner_firings, writers}) per (..., partner vector, partner side), only where
@@ -385,14 +385,19 @@ CALL (p, n_heads, rank, partners_of) {
   UNWIND writes AS write
   WITH f, index, write, end_q + CASE write.side WHEN 'q' THEN 0 ELSE 1 END AS end
   WHERE write.parts[rank_in_set] > 0 AND size(partners_of[end]) > 0
-  WITH write.pos AS pos, write.writer AS writer,
-       collect({end: end, layer: f.layer, head: f.head, dest_role: f.dest_role,
-                src_role: f.src_role, index: index, side: write.side, firing: f,
-                at_site: write.pos = CASE write.side WHEN 'q' THEN f.dest ELSE f.src END}) AS reads
-  WITH writer, reads, [read IN reads WHERE read.at_site] AS at_site
-  UNWIND reads AS own
-  WITH writer, own, at_site, partners_of[own.end] AS partners
-  UNWIND [null] + [read IN at_site WHERE read.end IN partners] AS partner
+  WITH write.pos AS pos, write.writer AS writer, partners_of[end] AS wanted,
+       {end: end, layer: f.layer, head: f.head, dest_role: f.dest_role, src_role: f.src_role,
+        index: index, side: write.side, firing: f} AS read,
+       write.pos = CASE write.side WHEN 'q' THEN f.dest ELSE f.src END AS at_site
+  // a hash join on (site, writer, end): each read is filed as own under the ends it wants (and
+  // under null, for its writer), and as a partner under its own end if it sits at the site
+  UNWIND [{key: null, own: read}] + [end IN wanted | {key: end, own: read}]
+         + CASE WHEN at_site THEN [{key: read.end, partner: read}] ELSE [] END AS entry
+  WITH pos, writer, entry.key AS key, collect(entry.own) AS owns,
+       collect(entry.partner) AS partners
+  WHERE key IS NULL OR size(partners) > 0
+  UNWIND owns AS own
+  UNWIND CASE WHEN key IS NULL THEN [null] ELSE partners END AS partner
   RETURN own, partner.end AS partner_end, partner.firing AS partner_firing, writer
 }
 WITH own.layer AS layer, own.head AS head, own.index AS index, own.side AS side, partner_end,
