@@ -74,11 +74,18 @@ INDEXES = {
     # The per-run aggregates (atlas.store.runs.RunLifecycle.aggregate_run), read by run.
     "firing_count_run": "FOR (n:FiringCount) ON (n.run_id)",
     "sparse_set_count_run": "FOR (n:SparseSetCount) ON (n.run_id)",
-    # The broadcast aggregate (shared_features), read per head and vector; deleted by run_id
-    # through the same indexes (the other properties are always set).
+    # The broadcast aggregate (shared_features), read by its key less the role filter (the
+    # roles may be absent, and a composite index leaves out nodes without one of its
+    # properties); deleted by run through the same indexes (their other properties are always
+    # set).
     "feature_use_head": "FOR (n:FeatureUse) ON (n.run_id, n.layer, n.head)",
-    "feature_writers_vector": "FOR (n:FeatureWriters) ON (n.run_id, n.layer, n.head, n.index)",
-    "broadcast_vector": "FOR (n:Broadcast) ON (n.run_id, n.layer, n.head, n.index)",
+    "feature_writers_vector": (
+        "FOR (n:FeatureWriters) ON (n.run_id, n.layer, n.head, n.index, n.side)"
+    ),
+    "broadcast_pair": (
+        "FOR (n:Broadcast) ON (n.run_id, n.layer, n.head, n.index, n.side, n.partner_layer, "
+        "n.partner_head, n.partner_index, n.partner_side)"
+    ),
 }
 
 _RECORD_VERSION = """

@@ -325,14 +325,18 @@ RETURN count(*) AS written
 DELETE_BROADCASTS = """
 CALL {
   MATCH (n:FeatureWriters {run_id: $run_id})
-  USING INDEX n:FeatureWriters(run_id, layer, head, index)
+  USING INDEX n:FeatureWriters(run_id, layer, head, index, side)
   WHERE n.layer IS NOT NULL AND n.head IS NOT NULL AND n.index IS NOT NULL
+    AND n.side IS NOT NULL
   DELETE n
 }
 CALL {
   MATCH (n:Broadcast {run_id: $run_id})
-  USING INDEX n:Broadcast(run_id, layer, head, index)
+  USING INDEX n:Broadcast(run_id, layer, head, index, side, partner_layer, partner_head,
+                          partner_index, partner_side)
   WHERE n.layer IS NOT NULL AND n.head IS NOT NULL AND n.index IS NOT NULL
+    AND n.side IS NOT NULL AND n.partner_layer IS NOT NULL AND n.partner_head IS NOT NULL
+    AND n.partner_index IS NOT NULL AND n.partner_side IS NOT NULL
   DELETE n
 }
 """
