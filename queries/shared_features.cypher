@@ -27,79 +27,45 @@
 // read such a shared write; 0 means the direction is shared in the weights but the partner
 // does not read the same writes on these prompts.
 //
-// How it runs: seek of `Firing(run_id, layer, head)` (roles checked on the firing: either may be
-// null here, and the role-pair index leaves out firings without a role), USES to the head's
-// singular vectors; once per kept vector, the WRITES with a positive part into its firings, grouped
-// by side and by written *site* (prompt, position) with the site's writers. Then ALIGNED (a handful
-// per vector) and, per aligned pair and site, one exact seek of the partner's firings at the site:
-// a query-side partner by the unique firing index prefix `(run_id, prompt, layer, head, dest)`, a
-// key-side partner by `Firing(run_id, prompt, layer, head, src)` (only the branch of the partner's
-// side runs: the other unwinds an empty list); kept where the partner uses the partner vector
-// (Expand(Into) on USES) and has a WRITES at the site from one of the site's writers with a
-// positive part. Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE):
-// 1,296,247 db hits (1,694,293 when a key-side site sought every partner firing of the prompt and
-// filtered on `src`; 4,531,551 when the partner's firings were sought once per write); p50 728 ms,
-// p95 803 ms over 20 warm runs (before, same session: 1016 / 1216 ms) (load ≈ 2–3, 2 shared cores).
-// Still above the 100 ms target: the seeks are exact now (47k partner firings for 32 aligned pairs
-// × ~740 sites), but each is checked for the partner vector (440k db hits in Expand(Into) on USES)
-// and its 130k WRITES are read (540k db hits). Only a stored per-run aggregate of the broadcasts
-// (computed at run completion) would make it fast.
-MATCH (f:Firing {run_id: $run_id, layer: $layer, head: $head})
-WHERE ($dest_role IS NULL OR f.dest_role = $dest_role)
-  AND ($src_role IS NULL OR f.src_role = $src_role)
-WITH collect(f) AS firings
-UNWIND firings AS f
-MATCH (f)-[u:USES]->(sv:SingularVector)
-WITH size(firings) AS n, sv, collect({firing: f, rank: u.rank}) AS uses
-WHERE size(uses) >= $min_share * n
-// Once per vector: the writes with a positive part through it, grouped by side and by the
-// written site (prompt, position), each site with its writers.
-CALL (uses) {
-  UNWIND uses AS use
-  WITH use.firing AS f, use.rank AS rank
-  MATCH (w:Component)-[e:WRITES]->(f)
-  WHERE e.parts[rank] > 0
-  WITH e.side AS side, f.prompt AS prompt, e.pos AS pos, collect(DISTINCT w) AS ws
-  WITH side, collect({prompt: prompt, pos: pos, ws: ws}) AS sites
-  RETURN collect({side: side, sites: sites}) AS written
-}
+// How it runs: on the per-run broadcast aggregate `aggregate_run` computes when a SAD run
+// completes (`ingest`, `load`, `load --bulk`, `db init`; recomputed when the model's ALIGNED pairs
+// are replaced), kept per role filter (each role, or absent for any role): one `FeatureUse` node
+// (index `FeatureUse(run_id, layer, head)`: the filter's firings, and per vector the firings
+// using it), then per kept vector its ALIGNED pairs (a handful) and, per pair, one seek each of
+// its `FeatureWriters` node (index on `(run_id, layer, head, index, side)`) and its `Broadcast`
+// node (index on the pair's whole key), the role filter checked on the few nodes each seek
+// finds. A run not complete shows its broadcasts as of its last aggregation. Measured with the
+// example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE): 6,535 db hits (1,296,247 when
+// it sought each aligned pair's partner firings per written site and read their USES and
+// WRITES); p50 / p95 6 / 9 ms against 911 / 1,191 ms before (same session, one unmeasured run
+// then 20; `time_templates`: 12 / 23 ms), load ≈ 4–5 on 2 shared cores. SmolLM2-135M, 256
+// prompts, 24.4 END→IO: 256 db hits (27,854 before), 1.5 / 5.4 ms (before 21 / 43 ms).
+MATCH (c:FeatureUse {run_id: $run_id, layer: $layer, head: $head})
+WHERE coalesce(c.dest_role = $dest_role, c.dest_role IS NULL AND $dest_role IS NULL)
+  AND coalesce(c.src_role = $src_role, c.src_role IS NULL AND $src_role IS NULL)
+UNWIND range(0, size(c.indices) - 1) AS i
+WITH c.firings AS n, c.indices[i] AS index, c.uses[i] AS firings
+WHERE firings >= $min_share * n
+MATCH (r:Run {id: $run_id})
+MATCH (sv:SingularVector {model_id: r.model_id, layer: $layer, head: $head, index: index})
 MATCH (sv)-[al:ALIGNED]-(other:SingularVector)
 WHERE al.cos >= $min_cos
-WITH n, sv, uses, written, al, other, startNode(al) = sv AS forward
-WITH n, sv, uses, al, other, CASE WHEN forward THEN al.side_a ELSE al.side_b END AS side,
-     CASE WHEN forward THEN al.side_b ELSE al.side_a END AS other_side, written
-WITH n, sv, uses, al, other, side, other_side,
-     coalesce([x IN written WHERE x.side = side][0].sites, []) AS sites
-// Per aligned pair: one seek of the partner's firings per written site (not per write), kept
-// when the partner fires at the site on its side and reads the same writer's write there
-// through the partner vector.
-CALL (sites, other, other_side) {
-  UNWIND sites AS site
-  CALL (site, other, other_side) { // the partner's firings at the site, by one exact seek
-    UNWIND CASE other_side WHEN 'q' THEN [site] ELSE [] END AS q // no row, no seek, otherwise
-    MATCH (g:Firing {run_id: $run_id, prompt: q.prompt, layer: other.layer, head: other.head,
-                     dest: q.pos})
-    USING INDEX g:Firing(run_id, prompt, layer, head, dest, src)
-    WHERE g.src IS NOT NULL // the unique firing index, by its prefix
-    RETURN g
-    UNION ALL
-    UNWIND CASE other_side WHEN 'k' THEN [site] ELSE [] END AS k
-    MATCH (g:Firing {run_id: $run_id, prompt: k.prompt, layer: other.layer, head: other.head,
-                     src: k.pos})
-    USING INDEX g:Firing(run_id, prompt, layer, head, src)
-    RETURN g
-  }
-  MATCH (g)-[u2:USES]->(other)
-  MATCH (w:Component)-[e2:WRITES]->(g)
-  WHERE e2.side = other_side AND e2.pos = site.pos AND e2.parts[u2.rank] > 0 AND w IN site.ws
-  WITH DISTINCT g, w.id AS writer
-  ORDER BY writer
-  RETURN count(DISTINCT g) AS shared, collect(DISTINCT writer) AS broadcast
-}
-RETURN sv.index AS index, side, size(uses) AS firings, toFloat(size(uses)) / n AS share,
+WITH n, index, firings, al, other, startNode(al) = sv AS forward
+WITH n, index, firings, al, other, CASE WHEN forward THEN al.side_a ELSE al.side_b END AS side,
+     CASE WHEN forward THEN al.side_b ELSE al.side_a END AS other_side
+OPTIONAL MATCH (x:FeatureWriters {run_id: $run_id, layer: $layer, head: $head, index: index,
+                                  side: side})
+WHERE coalesce(x.dest_role = $dest_role, x.dest_role IS NULL AND $dest_role IS NULL)
+  AND coalesce(x.src_role = $src_role, x.src_role IS NULL AND $src_role IS NULL)
+OPTIONAL MATCH (b:Broadcast {run_id: $run_id, layer: $layer, head: $head, index: index,
+                             side: side, partner_layer: other.layer, partner_head: other.head,
+                             partner_index: other.index, partner_side: other_side})
+WHERE coalesce(b.dest_role = $dest_role, b.dest_role IS NULL AND $dest_role IS NULL)
+  AND coalesce(b.src_role = $src_role, b.src_role IS NULL AND $src_role IS NULL)
+RETURN index, side, firings, toFloat(firings) / n AS share,
        toString(other.layer) + '.' + toString(other.head) AS partner,
        other.index AS partner_index, other_side AS partner_side, al.cos AS cos,
-       shared AS partner_firings, broadcast AS broadcast_writers,
-       COUNT { UNWIND sites AS site UNWIND site.ws AS w RETURN DISTINCT w } AS writers
-ORDER BY partner_firings DESC, cos DESC, index, side, partner, partner_index
+       coalesce(b.partner_firings, 0) AS partner_firings,
+       coalesce(b.writers, []) AS broadcast_writers, size(coalesce(x.writers, [])) AS writers
+ORDER BY partner_firings DESC, cos DESC, index, side, partner, partner_index, partner_side
 LIMIT $limit

@@ -27,8 +27,13 @@ from atlas.store.schema import AGGREGATES_VERSION, SCHEMA_VERSION
 from atlas.store.statements import (
     ACC_GRAPH_EDGES,
     AGGREGATE_ANSWER,
+    AGGREGATE_BROADCASTS,
+    AGGREGATE_FEATURE_USES,
     AGGREGATE_FIRING_COUNTS,
     AGGREGATE_SPARSE_SET_COUNTS,
+    AGGREGATED_SAD_RUNS_OF_MODEL,
+    DELETE_BROADCASTS,
+    DELETE_FEATURE_USES,
     DELETE_FIRING_COUNTS,
     DELETE_OTHER_COMMUNICATES,
     DELETE_RUN,
@@ -106,18 +111,36 @@ class RunLifecycle(Database):
 
         The one function ``ingest`` (through :meth:`complete_run`), ``load``, ``load --bulk`` and
         ``db init`` call: COMMUNICATES (:meth:`aggregate_communication`), then the
-        ``FiringCount`` and ``SparseSetCount`` nodes the whole-run templates read. Each
-        aggregate replaces the previous one in one transaction (deleted, then created from the
-        stored firings), so recomputing gives the same nodes, never incremented ones.
+        ``FiringCount`` and ``SparseSetCount`` nodes the whole-run templates read, and for a SAD
+        run the broadcast aggregate ``shared_features`` reads (``FeatureUse``,
+        ``FeatureWriters``, ``Broadcast``; :meth:`aggregate_broadcasts`). Each aggregate
+        replaces the previous one in one transaction (deleted, then created from the stored
+        rows), so recomputing gives the same nodes, never incremented ones.
         """
         communicates = self.aggregate_communication(run_id)
         self._replace(
             (DELETE_FIRING_COUNTS, AGGREGATE_FIRING_COUNTS),
             (DELETE_SPARSE_SET_COUNTS, AGGREGATE_SPARSE_SET_COUNTS),
+            (DELETE_FEATURE_USES, AGGREGATE_FEATURE_USES),
             run_id=run_id,
         )
+        self.aggregate_broadcasts(run_id)
         self._execute(SET_RUN_AGGREGATES_VERSION, run_id=run_id, version=AGGREGATES_VERSION)
         return communicates
+
+    def aggregate_broadcasts(self, run_id: str) -> None:
+        """(Re)compute the run's ``FeatureWriters`` and ``Broadcast`` nodes (SAD runs; none for
+        others), which follow the model's ALIGNED pairs: :meth:`realign_broadcasts` recomputes
+        them when those are replaced."""
+        self._replace((DELETE_BROADCASTS, AGGREGATE_BROADCASTS), run_id=run_id)
+
+    def realign_broadcasts(self, model_id: str) -> list[str]:
+        """Recompute the broadcasts of every aggregated SAD run of ``model_id`` (after its
+        ALIGNED pairs changed); returns those runs."""
+        runs = [r["id"] for r in self._execute(AGGREGATED_SAD_RUNS_OF_MODEL, model_id=model_id)]
+        for run_id in runs:
+            self.aggregate_broadcasts(run_id)
+        return runs
 
     def runs_without_aggregates(self) -> list[str]:
         """Complete ingested runs whose aggregates are missing or of an older version."""

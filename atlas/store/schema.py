@@ -14,16 +14,17 @@ from __future__ import annotations
 
 from neo4j import Driver
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The version of the per-run aggregates `complete_run` computes (FiringCount, SparseSetCount, ...):
 # a complete run with an older one gets them recomputed from its stored rows by `db init`.
-# 2: COMMUNICATES' per-name-order prompt counts (`compare` by order).
+# 2: the broadcast aggregate `shared_features` reads (FeatureUse, FeatureWriters, Broadcast) and
+# COMMUNICATES' per-name-order prompt counts (`compare` by order).
 AGGREGATES_VERSION = 2
 
 # What each version added that older runs cannot have (read by `db init`'s upgrade message).
-# Version 3 added the per-run aggregates' indexes: `db init` computes the aggregates of older
-# complete runs from their stored rows, so they lack nothing.
+# Versions 3 and 4 added the per-run aggregates' indexes (4: the broadcast aggregate's): `db init`
+# computes the aggregates of older complete runs from their stored rows, so they lack nothing.
 UPGRADE_NOTES = {
     2: "WRITES.parts (each edge's weight per singular vector) and ALIGNED singular vectors",
 }
@@ -75,6 +76,18 @@ INDEXES = {
     # The per-run aggregates (atlas.store.runs.RunLifecycle.aggregate_run), read by run.
     "firing_count_run": "FOR (n:FiringCount) ON (n.run_id)",
     "sparse_set_count_run": "FOR (n:SparseSetCount) ON (n.run_id)",
+    # The broadcast aggregate (shared_features), read by its key less the role filter (the
+    # roles may be absent, and a composite index leaves out nodes without one of its
+    # properties); deleted by run through the same indexes (their other properties are always
+    # set).
+    "feature_use_head": "FOR (n:FeatureUse) ON (n.run_id, n.layer, n.head)",
+    "feature_writers_vector": (
+        "FOR (n:FeatureWriters) ON (n.run_id, n.layer, n.head, n.index, n.side)"
+    ),
+    "broadcast_pair": (
+        "FOR (n:Broadcast) ON (n.run_id, n.layer, n.head, n.index, n.side, n.partner_layer, "
+        "n.partner_head, n.partner_index, n.partner_side)"
+    ),
 }
 
 _RECORD_VERSION = """

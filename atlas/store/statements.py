@@ -251,7 +251,7 @@ RETURN 'head' AS kind, f.layer AS layer, f.head AS head, f.dest_role AS role,
 # Each is recomputed from the run's stored firings: its old nodes are deleted and new ones
 # created in one transaction (never incremented). The read templates that count over a whole run
 # (firing_counts, sparse_set_sizes, run_counts) read these few hundred nodes instead of every
-# firing.
+# firing; shared_features reads the broadcast aggregate below instead of every partner firing.
 
 DELETE_FIRING_COUNTS = "MATCH (n:FiringCount {run_id: $run_id}) DELETE n"
 
@@ -278,6 +278,174 @@ WITH f.layer AS layer, f.head AS head, f.n_svs AS n_svs, count(*) AS firings
 CREATE (:SparseSetCount {run_id: $run_id, layer: layer, head: head, n_svs: n_svs,
                          firings: firings})
 RETURN count(*) AS written
+"""
+
+# ----- the broadcast aggregate (read by queries/shared_features.cypher) -------------------------
+# SAD runs only (the template answers for SAD runs). Every node is kept per *role filter*, the
+# template's (dest_role, src_role) parameters: a role, or absent for "any role" (firings without a
+# role count only there). Distinct counts do not add across role pairs, so each filter a head's
+# firings can be asked with (each role pair, each role with the other open, both open) is
+# counted on its own.
+
+DELETE_FEATURE_USES = """
+MATCH (n:FeatureUse {run_id: $run_id})
+USING INDEX n:FeatureUse(run_id, layer, head)
+WHERE n.layer IS NOT NULL AND n.head IS NOT NULL
+DELETE n
+"""
+
+# One node per (head, role filter): `firings`, the head's firings under the filter, and per
+# singular-vector index (`indices`, ascending), how many of them use it (`uses`).
+AGGREGATE_FEATURE_USES = """
+MATCH (:Run {id: $run_id, method: 'sad'})
+MATCH (f:Firing {run_id: $run_id})
+WITH f.layer AS layer, f.head AS head, f.dest_role AS dest_role, f.src_role AS src_role,
+     collect(f) AS firings
+CALL (firings) {
+  UNWIND firings AS f
+  MATCH (f)-[:USES]->(sv:SingularVector)
+  RETURN collect(sv.index) AS indices
+}
+UNWIND CASE WHEN dest_role IS NULL THEN [null] ELSE [dest_role, null] END AS dest_filter
+UNWIND CASE WHEN src_role IS NULL THEN [null] ELSE [src_role, null] END AS src_filter
+WITH layer, head, dest_filter, src_filter, sum(size(firings)) AS firings,
+     collect(indices) AS index_lists
+CALL (index_lists) {
+  UNWIND index_lists AS indices
+  UNWIND indices AS index
+  WITH index, count(*) AS uses
+  ORDER BY index
+  RETURN collect(index) AS indices, collect(uses) AS uses
+}
+CREATE (:FeatureUse {run_id: $run_id, layer: layer, head: head, dest_role: dest_filter,
+                     src_role: src_filter, firings: firings, indices: indices, uses: uses})
+RETURN count(*) AS written
+"""
+
+DELETE_BROADCASTS = """
+CALL {
+  MATCH (n:FeatureWriters {run_id: $run_id})
+  USING INDEX n:FeatureWriters(run_id, layer, head, index, side)
+  WHERE n.layer IS NOT NULL AND n.head IS NOT NULL AND n.index IS NOT NULL
+    AND n.side IS NOT NULL
+  DELETE n
+}
+CALL {
+  MATCH (n:Broadcast {run_id: $run_id})
+  USING INDEX n:Broadcast(run_id, layer, head, index, side, partner_layer, partner_head,
+                          partner_index, partner_side)
+  WHERE n.layer IS NOT NULL AND n.head IS NOT NULL AND n.index IS NOT NULL
+    AND n.side IS NOT NULL AND n.partner_layer IS NOT NULL AND n.partner_head IS NOT NULL
+    AND n.partner_index IS NOT NULL AND n.partner_side IS NOT NULL
+  DELETE n
+}
+"""
+
+# A *read* is a firing f reading a write through one of its singular vectors k on a side: the
+# writer w's WRITES into f on that side has a positive part through k (parts[rank of k] > 0), at
+# the written site (prompt, pos). Only vector ends (k, side) with an ALIGNED partner matter. A
+# *broadcast* pairs two reads of the same writer at the same site, the own read through (k, side)
+# and the partner's through an ALIGNED (k', side'), where the partner firing sits at the site on
+# its side (dest = pos for q, src = pos for k).
+#
+# Per prompt, every read with each aligned read of the same writer at its site (and with null,
+# for its writer alone); then per (head, role pair, vector, side, partner end)
+# the distinct partner firings and writers; then per role filter their unions:
+# (:FeatureWriters {writers}) per (head, role filter, vector, side): the writers of its reads;
+# (:Broadcast {partner_firings, writers}) per (..., partner vector, partner side), only where
+# there is a broadcast: the partner firings reading a shared write, and the writers shared.
+# A vector end is numbered 2 * ((layer * n_heads + head) * rank + index) + (0 for q, 1 for k),
+# so that `partners_of[end]` (the ends ALIGNED with it) is a list lookup.
+AGGREGATE_BROADCASTS = """
+MATCH (r:Run {id: $run_id, method: 'sad'})
+MATCH (sv:SingularVector {model_id: r.model_id})
+WITH r, max(sv.layer) + 1 AS n_layers, max(sv.head) + 1 AS n_heads, max(sv.index) + 1 AS rank
+CALL (r, n_layers, n_heads, rank) {
+  UNWIND range(0, 2 * n_layers * n_heads * rank - 1) AS end
+  RETURN end, null AS partner
+  UNION ALL
+  MATCH (a:SingularVector {model_id: r.model_id})-[al:ALIGNED]-(b:SingularVector)
+  WITH a, b, startNode(al) = a AS forward, al
+  WITH a, b, CASE WHEN forward THEN al.side_a ELSE al.side_b END AS side_a,
+       CASE WHEN forward THEN al.side_b ELSE al.side_a END AS side_b
+  RETURN 2 * ((a.layer * n_heads + a.head) * rank + a.index)
+           + CASE side_a WHEN 'q' THEN 0 ELSE 1 END AS end,
+         2 * ((b.layer * n_heads + b.head) * rank + b.index)
+           + CASE side_b WHEN 'q' THEN 0 ELSE 1 END AS partner
+}
+WITH n_heads, rank, end, collect(partner) AS partners
+ORDER BY end
+WITH n_heads, rank, collect(partners) AS partners_of
+MATCH (p:Prompt {run_id: $run_id})
+CALL (p, n_heads, rank, partners_of) {
+  MATCH (p)<-[:IN_PROMPT]-(f:Firing)
+  CALL (f) {
+    MATCH (w:Component)-[e:WRITES]->(f)
+    RETURN collect({writer: w.id, side: e.side, pos: e.pos, parts: e.parts}) AS writes
+  }
+  MATCH (f)-[u:USES]->(sv:SingularVector)
+  WITH f, writes, sv.index AS index, u.rank AS rank_in_set,
+       2 * ((f.layer * n_heads + f.head) * rank + sv.index) AS end_q
+  UNWIND writes AS write
+  WITH f, index, write, end_q + CASE write.side WHEN 'q' THEN 0 ELSE 1 END AS end
+  WHERE write.parts[rank_in_set] > 0 AND size(partners_of[end]) > 0
+  WITH write.pos AS pos, write.writer AS writer, partners_of[end] AS wanted,
+       {end: end, layer: f.layer, head: f.head, dest_role: f.dest_role, src_role: f.src_role,
+        index: index, side: write.side, firing: f} AS read,
+       write.pos = CASE write.side WHEN 'q' THEN f.dest ELSE f.src END AS at_site
+  // a hash join on (site, writer, end): each read is filed as own under the ends it wants (and
+  // under null, for its writer), and as a partner under its own end if it sits at the site
+  UNWIND [{key: null, own: read}] + [end IN wanted | {key: end, own: read}]
+         + CASE WHEN at_site THEN [{key: read.end, partner: read}] ELSE [] END AS entry
+  WITH pos, writer, entry.key AS key, collect(entry.own) AS owns,
+       collect(entry.partner) AS partners
+  WHERE key IS NULL OR size(partners) > 0
+  UNWIND owns AS own
+  UNWIND CASE WHEN key IS NULL THEN [null] ELSE partners END AS partner
+  RETURN own, partner.end AS partner_end, partner.firing AS partner_firing, writer
+}
+WITH own.layer AS layer, own.head AS head, own.index AS index, own.side AS side, partner_end,
+     own.dest_role AS dest_role, own.src_role AS src_role, n_heads, rank,
+     collect(DISTINCT partner_firing) AS partner_firings, collect(DISTINCT writer) AS writers
+WITH layer, head, index, side, partner_end, n_heads, rank,
+     collect({dest_role: dest_role, src_role: src_role, partner_firings: partner_firings,
+              writers: writers}) AS pairs
+CALL (pairs) {
+  UNWIND pairs AS pair
+  UNWIND CASE WHEN pair.dest_role IS NULL THEN [null] ELSE [pair.dest_role, null] END AS dest_role
+  UNWIND CASE WHEN pair.src_role IS NULL THEN [null] ELSE [pair.src_role, null] END AS src_role
+  WITH dest_role, src_role, collect(pair.partner_firings) AS firing_lists,
+       collect(pair.writers) AS writer_lists
+  RETURN dest_role, src_role,
+         COUNT { UNWIND firing_lists AS firings UNWIND firings AS g RETURN DISTINCT g }
+           AS partner_firings,
+         COLLECT { UNWIND writer_lists AS ws UNWIND ws AS w WITH DISTINCT w ORDER BY w RETURN w }
+           AS writers
+}
+CALL (layer, head, index, side, dest_role, src_role, writers, partner_end) {
+  WITH * WHERE partner_end IS NULL
+  CREATE (:FeatureWriters {run_id: $run_id, layer: layer, head: head, dest_role: dest_role,
+                           src_role: src_role, index: index, side: side, writers: writers})
+}
+CALL (layer, head, index, side, dest_role, src_role, writers, partner_end, partner_firings,
+      n_heads, rank) {
+  WITH * WHERE partner_end IS NOT NULL
+  WITH *, partner_end / 2 AS vector
+  CREATE (:Broadcast {run_id: $run_id, layer: layer, head: head, dest_role: dest_role,
+                      src_role: src_role, index: index, side: side,
+                      partner_layer: vector / rank / n_heads, partner_head: vector / rank % n_heads,
+                      partner_index: vector % rank,
+                      partner_side: CASE partner_end % 2 WHEN 0 THEN 'q' ELSE 'k' END,
+                      partner_firings: partner_firings, writers: writers})
+}
+RETURN count(*) AS written
+"""
+
+# The SAD runs of a model with aggregates, whose broadcasts follow the model's ALIGNED pairs.
+AGGREGATED_SAD_RUNS_OF_MODEL = """
+MATCH (r:Run {model_id: $model_id, method: 'sad'})
+WHERE r.aggregates_version IS NOT NULL
+RETURN r.id AS id ORDER BY id
 """
 
 SET_RUN_AGGREGATES_VERSION = """
@@ -370,6 +538,8 @@ DELETE_RUN = (
     "MATCH (v:Validation {run_id: $run_id}) DETACH DELETE v",
     DELETE_FIRING_COUNTS,
     DELETE_SPARSE_SET_COUNTS,
+    DELETE_FEATURE_USES,
+    DELETE_BROADCASTS,
     "MATCH ()-[e:PATCH_EDGE {run_id: $run_id}]->() DELETE e",
     "MATCH (p:Patching {run_id: $run_id}) DETACH DELETE p",
     "MATCH (r:Run {id: $run_id}) DETACH DELETE r",

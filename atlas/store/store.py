@@ -147,11 +147,14 @@ class AtlasStore(RunLifecycle):
         """Make the model's ALIGNED edges exactly ``rows`` (computed with ``params``).
 
         The model and its singular vectors must be written first. The parameters are recorded
-        last, so an interrupted replacement is redone by the next ingestion of the model.
+        last, so an interrupted replacement is redone by the next ingestion of the model. Before
+        that, the broadcast aggregate of the model's runs, which follows the ALIGNED pairs, is
+        recomputed (:meth:`~atlas.store.runs.RunLifecycle.realign_broadcasts`).
         """
         self._ensure_schema()
         self._execute(DELETE_ALIGNED, model_id=model_id)
         self.write_batch(RecordBatch(aligned=rows))
+        self.realign_broadcasts(model_id)
         self._execute(SET_ALIGNED_PARAMS, model_id=model_id, params=params)
 
     def read_template(self, name: str, **parameters: Any) -> list[dict[str, Any]]:
