@@ -3,7 +3,6 @@ idempotence, resume after an interruption, and deletion with the run."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,13 +15,13 @@ from atlas.check.comparison import atlas_circuit
 from atlas.check.patching import PatchConfig, patch_run
 from atlas.check.validation import model_run_prompts
 from atlas.store.store import AtlasStore
-from atlas.store.writer import ingest_run
 from ingest.decomposition.activations import model_qk_svd
 from ingest.decomposition.sad import FiringRule
 from ingest.models.loading import LoadedModel
 from ingest.patching.graph import edge_mask
-from ingest.pipeline import IngestConfig, process_batch
+from ingest.pipeline import process_batch
 from ingest.tracing.circuits import circuit_heads
+from tests.fixtures.runs import scratch_toy_run
 
 CONFIG = PatchConfig(method="eap-ig", n_prompts=8, ig_steps=2, batch_size=4)
 EDGES = "MATCH ()-[e:PATCH_EDGE {run_id: $run_id}]->() RETURN count(e) AS n"
@@ -31,13 +30,8 @@ NODES = "MATCH (p:Patching {run_id: $run_id}) RETURN count(p) AS n"
 
 @pytest.fixture(scope="module")
 def small_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str]:
-    run_id = f"test-patch-{uuid.uuid4().hex[:8]}"
-    ingest_run(
-        atlas_store, toy_model, IngestConfig(n_prompts=8, batch_size=8, seed=0), run_id=run_id,
-        show_progress=False,
-    )  # fmt: skip
-    yield run_id
-    atlas_store.delete_run(run_id)
+    with scratch_toy_run(atlas_store, toy_model, "patch") as run_id:
+        yield run_id
 
 
 def count(store: AtlasStore, query: str, run_id: str) -> int:
@@ -119,13 +113,8 @@ def test_compare_circuits_against_patching_and_the_reference(
 
 @pytest.fixture(scope="module")
 def compare_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str]:
-    run_id = f"test-compare-{uuid.uuid4().hex[:8]}"
-    ingest_run(
-        atlas_store, toy_model, IngestConfig(n_prompts=8, batch_size=8, seed=0), run_id=run_id,
-        show_progress=False,
-    )  # fmt: skip
-    yield run_id
-    atlas_store.delete_run(run_id)
+    with scratch_toy_run(atlas_store, toy_model, "compare") as run_id:
+        yield run_id
 
 
 def test_in_memory_circuit_heads_are_the_atlas_circuit_heads(

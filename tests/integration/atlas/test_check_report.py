@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pandas as pd
@@ -12,9 +11,8 @@ import pytest
 from atlas.check.patching import PatchConfig, patch_run
 from atlas.check.report import published_interventions, write_report
 from atlas.store.store import AtlasStore
-from atlas.store.writer import ingest_run
 from ingest.models.loading import LoadedModel
-from ingest.pipeline import IngestConfig
+from tests.fixtures.runs import scratch_toy_run
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +61,8 @@ def test_cli_report(runner, toy_ioi_run: str, tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def small_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str]:
-    run_id = f"test-report-{uuid.uuid4().hex[:8]}"
-    ingest_run(
-        atlas_store, toy_model, IngestConfig(n_prompts=8, batch_size=8, seed=0), run_id=run_id,
-        show_progress=False,
-    )  # fmt: skip
-    yield run_id
-    atlas_store.delete_run(run_id)
+    with scratch_toy_run(atlas_store, toy_model, "report") as run_id:
+        yield run_id
 
 
 def test_report_draws_the_patching_curve_once_patch_ran(

@@ -23,6 +23,7 @@ from ingest.decomposition.activations import model_qk_svd
 from ingest.interventions.edits import measure_edges, summarize
 from ingest.models.loading import LoadedModel
 from ingest.pipeline import IngestConfig
+from tests.fixtures.runs import scratch_toy_run
 
 CONFIG = ValidationConfig(top=2, max_prompts=6, n_controls=2, batch_size=6)
 COUNT = "MATCH (v:Validation {run_id: $run_id}) RETURN count(v) AS n"
@@ -31,11 +32,8 @@ COUNT = "MATCH (v:Validation {run_id: $run_id}) RETURN count(v) AS n"
 @pytest.fixture(scope="module")
 def small_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str]:
     """A 16-prompt toy-ioi run this module may add validations to (deleted at the end)."""
-    run_id = f"test-validate-{uuid.uuid4().hex[:8]}"
-    config = IngestConfig(n_prompts=16, batch_size=16, seed=0)
-    ingest_run(atlas_store, toy_model, config, run_id=run_id, show_progress=False)
-    yield run_id
-    atlas_store.delete_run(run_id)
+    with scratch_toy_run(atlas_store, toy_model, "validate", n_prompts=16) as run_id:
+        yield run_id
 
 
 def count(store: AtlasStore, run_id: str) -> int:
@@ -112,11 +110,8 @@ def test_cli_validate_prints_the_table_and_explains_errors(runner, small_run: st
 @pytest.fixture(scope="module")
 def small_acc_run(atlas_store: AtlasStore, toy_model: LoadedModel) -> Iterator[str]:
     """A 16-prompt toy-ioi ACC run this module may add validations to (deleted at the end)."""
-    run_id = f"test-validate-acc-{uuid.uuid4().hex[:8]}"
-    config = IngestConfig(n_prompts=16, batch_size=16, seed=0, method="acc")
-    ingest_run(atlas_store, toy_model, config, run_id=run_id, show_progress=False)
-    yield run_id
-    atlas_store.delete_run(run_id)
+    with scratch_toy_run(atlas_store, toy_model, "validate-acc", 16, "acc") as run_id:
+        yield run_id
 
 
 def test_validate_on_an_acc_run_measures_the_edge_weight_and_is_idempotent(
