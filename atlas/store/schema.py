@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from neo4j import Driver
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # The version of the per-run aggregates `complete_run` computes (FiringCount, SparseSetCount, ...):
 # a complete run with an older one gets them recomputed from its stored rows by `db init`.
@@ -23,8 +23,10 @@ SCHEMA_VERSION = 4
 AGGREGATES_VERSION = 2
 
 # What each version added that older runs cannot have (read by `db init`'s upgrade message).
-# Versions 3 and 4 added the per-run aggregates' indexes (4: the broadcast aggregate's): `db init`
-# computes the aggregates of older complete runs from their stored rows, so they lack nothing.
+# Version 5 added an index of PATCH_EDGE by run (a run's patching circuit was found by scanning
+# every run's). Versions 3 and 4 added the per-run aggregates' indexes (4: the broadcast
+# aggregate's): `db init` computes the aggregates of older complete runs from their stored rows,
+# so they lack nothing.
 UPGRADE_NOTES = {
     2: "WRITES.parts (each edge's weight per singular vector) and ALIGNED singular vectors",
 }
@@ -73,6 +75,7 @@ INDEXES = {
     "firing_run_prompt_head_src": "FOR (n:Firing) ON (n.run_id, n.prompt, n.layer, n.head, n.src)",
     "firing_roles": "FOR (n:Firing) ON (n.dest_role, n.src_role)",
     "communicates_run": "FOR ()-[r:COMMUNICATES]-() ON (r.run_id)",
+    "patch_edge_rank": "FOR ()-[r:PATCH_EDGE]-() ON (r.run_id, r.method, r.metric, r.rank)",
     # The per-run aggregates (atlas.store.runs.RunLifecycle.aggregate_run), read by run.
     "firing_count_run": "FOR (n:FiringCount) ON (n.run_id)",
     "sparse_set_count_run": "FOR (n:SparseSetCount) ON (n.run_id)",
