@@ -16,8 +16,8 @@
 // the metric when the edge carries its clean value instead of its ABC-corrupted one (mean over
 // prompts, summed over positions); rank 1 is the largest |score|. Both limits apply together.
 MATCH (w:Component)-[e:PATCH_EDGE {run_id: $run_id, method: $method, metric: $metric}]->(r:Component)
-USING INDEX e:PATCH_EDGE(run_id, method, metric, rank) // a seek of the top ranks, no scan
-WHERE e.rank <= coalesce($top_k, 9223372036854775807)
+WHERE e.rank <= coalesce($top_k, 9223372036854775807) // a seek of PATCH_EDGE(run_id, method,
+  // metric, rank) to the top ranks (no hint: a database not yet at schema 5 scans instead)
   AND ($threshold IS NULL OR e.abs_score >= $threshold)
 RETURN e.writer AS writer, e.reader AS reader, e.side AS side, e.score AS score, e.rank AS rank,
        e.n_prompts AS n_prompts, w.kind AS writer_kind, r.kind AS reader_kind
