@@ -12,8 +12,20 @@ and singular vectors gain their captions, the ALIGNED pairs are written) and com
 ``ingest``) writes: the firings', prompts' and relationships' properties are the online
 writer's (:mod:`atlas.store.columns`), typed from the records' fields.
 
-SAD runs only: an ACC firing stores a side it did not trace as an empty list, which the
-importer's CSV cannot express (an empty field is no property); load ACC runs with ``load``.
+ACC runs too, with one pass after the import: an ACC firing stores a side it did not trace as an
+empty list (``sparse_dest`` or ``sparse_source`` = ``[]``, as ``ingest`` writes it), which the
+importer's CSV cannot express (an empty array field, quoted or not, is no property: checked on
+Neo4j 5.26.30 for ``long[]``, ``double[]`` and ``string[]``; its Parquet input, a beta since
+5.25, was not adopted for one property). So those firings are found in the shards
+(:func:`empty_firing_lists`) and, after the constraints exist and before the run is completed,
+:meth:`~atlas.store.store.AtlasStore.set_empty_firing_lists` sets exactly those properties, by
+firing key, in bounded auto-commit transactions; it fails unless each one was set. Everything
+else ACC records carry is ordinary CSV: the firings' ``method``, ``query_bias``, ``dest_total``,
+``n_svs_dest``, non-empty sparse sets and ``seed_weight``, the writers that are not heads (MLPs,
+attention biases, the embedding) as components, and the WRITES' ``writer_pos`` and
+``writer_role``; the logit direction and its COMMUNICATES come from completing the run, as after
+``ingest``. SAD runs store no empty list (their firings have no per-side sets), so the pass has
+nothing to do for them.
 
 The local server only (Community has no online import and one user database); for a remote
 server, run the same on its machine or use ``load``.
