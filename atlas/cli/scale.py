@@ -191,7 +191,7 @@ def load(
       circuit-atlas load toy1k /mnt/a/shards /mnt/b/shards
       circuit-atlas load --bulk --yes toy1k shards   # fresh atlas, offline import
 
-    --bulk (SAD runs) is offline and REPLACES the local server's database: it stops the
+    --bulk (SAD or ACC runs) is offline and REPLACES the local server's database: it stops the
     server, imports the shards with neo4j-admin into a new database (every run the atlas held
     is gone), starts the server and completes the run. It asks first, unless --yes.
     """
@@ -214,6 +214,8 @@ def load(
             f"relationships in {summary.import_seconds:.1f}s ({summary.records_per_second():,.0f}"
             f" records/s; {summary.wall_seconds:.1f}s in all with CSV, restart and schema)."
         )
+        if summary.empty_lists:
+            line += f" {summary.empty_lists:,} empty lists set after the import (ACC)."
     else:
         from atlas.scale.load import load_shards
         from atlas.store.store import AtlasStore

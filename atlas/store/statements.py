@@ -218,6 +218,18 @@ CALL (f, i, components) {
 RETURN count(f) AS written
 """
 
+# `load --bulk` of an ACC run: the firings' empty lists (a side not traced), which the offline
+# importer cannot write (its CSV has no empty array: an empty field is no property). Auto-commit:
+# bounded inner transactions; $rows: {key: [prompt, layer, head, dest, src], empty: {name: []}}.
+SET_EMPTY_FIRING_LISTS = """
+UNWIND $rows AS row
+CALL (row) {
+  MATCH (f:Firing {run_id: $run_id, prompt: row.key[0], layer: row.key[1], head: row.key[2],
+                   dest: row.key[3], src: row.key[4]})
+  SET f += row.empty
+} IN TRANSACTIONS OF 10000 ROWS
+"""
+
 # ACC runs: the seeds' heads → the logit direction, per (head, role of END), by distinct prompts.
 AGGREGATE_ANSWER = """
 MATCH (f:Firing {run_id: $run_id})-[:OF_HEAD]->(h:Head)

@@ -62,6 +62,7 @@ from atlas.store.statements import (
     MARK_BATCH_DONE,
     MERGE_MODEL,
     SET_ALIGNED_PARAMS,
+    SET_EMPTY_FIRING_LISTS,
     WRITE_ALIGNED,
     WRITE_COMMUNICATES,
     WRITE_COMPONENTS,
@@ -95,6 +96,9 @@ __all__ = [
 # How long the driver retries a batch's transaction while the server does not answer (its
 # default is 30 s; a local server's stop and start take up to a minute on a busy machine).
 BATCH_RETRY_SECONDS = 120.0
+# Rows per statement of set_empty_firing_lists (a few MB of parameters; the server commits
+# every 10,000 of them).
+EMPTY_LISTS_CHUNK = 50_000
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,31 @@ class AtlasStore(RunLifecycle):
 
     def write_communicates(self, rows: Sequence[CommunicatesRecord]) -> WriteCounts:
         return self.write_batch(RecordBatch(communicates=rows))
+
+    def set_empty_firing_lists(
+        self, run_id: str, rows: Sequence[dict[str, Any]], chunk: int = EMPTY_LISTS_CHUNK
+    ) -> int:
+        """Set the empty list properties of imported firings, which ``load --bulk``'s importer
+        cannot write (:data:`~atlas.store.statements.SET_EMPTY_FIRING_LISTS`); returns how many.
+
+        Each row is ``{"key": [prompt, layer, head, dest, src], "empty": {name: []}}``. Sent
+        ``chunk`` rows per auto-commit statement, which sets them in bounded transactions. Raises
+        AtlasError unless every property was set (a row whose firing is not in the run).
+        """
+        expected = sum(len(row["empty"]) for row in rows)
+        written = 0
+        with explained_errors(self.settings), self.driver.session(database=self.database) as s:
+            for start in range(0, len(rows), chunk):
+                result = s.run(
+                    SET_EMPTY_FIRING_LISTS, run_id=run_id, rows=rows[start : start + chunk]
+                )
+                written += result.consume().counters.properties_set
+        if written != expected:
+            raise AtlasError(
+                f"Only {written} of {expected} empty lists of run {run_id}'s firings could be "
+                "set: the others' firings are not in the atlas."
+            )
+        return written
 
     def write_fresh_batch(self, batch: RecordBatch) -> WriteCounts:
         """Write one not-yet-written ingestion batch and its marker in ONE transaction, by CREATE
