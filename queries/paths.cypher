@@ -33,19 +33,21 @@
 // binds it: run and support on each relationship; on each intermediate head the layer bounds (a
 // writer above the source's layer or the source itself, a reader below the target's layer or the
 // target itself); and role consistency between consecutive hops, which a quantified path pattern
-// can only test after expanding a whole trail. The planner expands from the target backwards
-// and closes each route on the source with Expand(Into). A relationship appears once per route,
-// as in a trail (a MATCH never binds one relationship twice). The intermediate heads carry no
-// `:Component` label test: `COMMUNICATES` only ever joins Components, and the test doubled the
-// db hits. Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE, same
-// server and data): 118,961 db hits, 580,416 for the single quantified path pattern it replaced
-// (which expanded 22.6k trails for 3.5k role-consistent routes to the target; here the 960
-// consistent two-hop tails into the target are closed on the source); with the SmolLM2 parameters
-// (docs/bench/smollm2-135m-template-parameters.json) on a 256-prompt SmolLM2-135M run: 22,015
-// db hits, 1,028,372 before. Most of what remains reads the 3,463 toy-ioi routes' hops to rank
-// them (~50k). Predicates written over lists (`all(hop IN [c1, c2, c3] WHERE ...)`) are not
-// split per hop by the planner: 310,079 / 345,324 db hits. p50 / p95 in docs/performance.md.
-// Cost grows with the number of routes: ask with a support floor.
+// can only test after expanding a whole trail. In the two- and three-hop branches (both atlases)
+// the planner expands from the target backwards and closes each route on the source with
+// Expand(Into). A relationship appears once per route, as in a trail (a MATCH never binds one
+// relationship twice). The intermediate heads carry no `:Component` label test: `COMMUNICATES` only
+// ever joins Components, and the test doubled the db hits. Measured with the example-toy parameters
+// on a 1,024-prompt toy-ioi run (PROFILE, same server and data): 118,961 db hits, 580,416 for the
+// single quantified path pattern it replaced (which expanded 22.6k trails for 3.5k role-consistent
+// routes to the target; here the 960 consistent two-hop tails into the target are closed on the
+// source); with the SmolLM2 parameters (docs/bench/smollm2-135m-template-parameters.json) on a
+// 256-prompt SmolLM2-135M run: 22,015 db hits, 1,028,372 before. Most of what remains reads the
+// 3,463 toy-ioi routes' hops to rank them (~50k; returning each hop's side, role and support from
+// the branch that read them saved 31k of these, at the cost of a longer branch per hop count: not
+// taken). Predicates written over lists (`all(hop IN [c1, c2, c3] WHERE ...)`) are not split per
+// hop by the planner: 310,079 / 345,324 db hits. p50 / p95 in docs/performance.md. Cost grows with
+// the number of routes: ask with a support floor.
 MATCH (r:Run {id: $run_id})
 WITH r.model_id AS model, toString($from_layer) + '.' + toString($from_head) AS from_id,
      toString($to_layer) + '.' + toString($to_head) AS to_id
