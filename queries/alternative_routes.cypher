@@ -21,12 +21,12 @@
 // with networkx from these rows; a hop with `routes = total_routes` is a bottleneck.
 //
 // How it runs: the same seeks and one pattern per hop count as `paths` (its "How it runs": every
-// predicate, role consistency included, tested on the hop that binds it), then one row per
-// relationship on any route. Measured with the example-toy parameters on a 1,024-prompt toy-ioi
-// run (PROFILE, same server and data): 71,065 db hits, 532,520 for the single quantified path
-// pattern it replaced; with the SmolLM2 parameters on a 256-prompt SmolLM2-135M run: 21,903 db
-// hits, 1,028,217 before. p50 / p95 in docs/performance.md. As for `paths`, the cost follows the
-// number of routes.
+// predicate, role consistency and a layer window per intermediate head included, tested on the hop
+// that binds it), then one row per relationship on any route. Measured with the example-toy
+// parameters on a 1,024-prompt toy-ioi run (PROFILE, same server and data): 56,305 db hits, 532,520
+// for the single quantified path pattern it replaced; with the SmolLM2 parameters on a 256-prompt
+// SmolLM2-135M run: 19,420 db hits, 1,028,217 before. p50 / p95 in docs/performance.md. As for
+// `paths`, the cost follows the number of routes.
 MATCH (r:Run {id: $run_id})
 WITH r.model_id AS model, toString($from_layer) + '.' + toString($from_head) AS from_id,
      toString($to_layer) + '.' + toString($to_head) AS to_id
@@ -38,34 +38,34 @@ CALL (a, b) {
   RETURN [c1] AS c, [a, b] AS route_heads
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(b)
-  WHERE $max_hops >= 2
+  WHERE $max_hops >= 2 AND $to_layer - $from_layer >= 2
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
-    AND (x1.layer > $from_layer OR x1 = a) AND (x1.layer < $to_layer OR x1 = b)
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 1
     AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
   RETURN [c1, c2] AS c, [a, x1, b] AS route_heads
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(b)
-  WHERE $max_hops >= 3
+  WHERE $max_hops >= 3 AND $to_layer - $from_layer >= 3
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
     AND c3.run_id = $run_id AND c3.n_prompts >= $min_prompts
-    AND (x1.layer > $from_layer OR x1 = a) AND (x1.layer < $to_layer OR x1 = b)
-    AND (x2.layer > $from_layer OR x2 = a) AND (x2.layer < $to_layer OR x2 = b)
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 2
+    AND $from_layer + 2 <= x2.layer <= $to_layer - 1
     AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
     AND (NOT $consistent OR c2.side = 'k' OR c3.role = c2.role)
   RETURN [c1, c2, c3] AS c, [a, x1, x2, b] AS route_heads
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
         -[c4:COMMUNICATES]->(b)
-  WHERE $max_hops >= 4
+  WHERE $max_hops >= 4 AND $to_layer - $from_layer >= 4
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
     AND c3.run_id = $run_id AND c3.n_prompts >= $min_prompts
     AND c4.run_id = $run_id AND c4.n_prompts >= $min_prompts
-    AND (x1.layer > $from_layer OR x1 = a) AND (x1.layer < $to_layer OR x1 = b)
-    AND (x2.layer > $from_layer OR x2 = a) AND (x2.layer < $to_layer OR x2 = b)
-    AND (x3.layer > $from_layer OR x3 = a) AND (x3.layer < $to_layer OR x3 = b)
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 3
+    AND $from_layer + 2 <= x2.layer <= $to_layer - 2
+    AND $from_layer + 3 <= x3.layer <= $to_layer - 1
     AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
     AND (NOT $consistent OR c2.side = 'k' OR c3.role = c2.role)
     AND (NOT $consistent OR c3.side = 'k' OR c4.role = c3.role)
@@ -73,16 +73,16 @@ CALL (a, b) {
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
         -[c4:COMMUNICATES]->(x4)-[c5:COMMUNICATES]->(b)
-  WHERE $max_hops >= 5
+  WHERE $max_hops >= 5 AND $to_layer - $from_layer >= 5
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
     AND c3.run_id = $run_id AND c3.n_prompts >= $min_prompts
     AND c4.run_id = $run_id AND c4.n_prompts >= $min_prompts
     AND c5.run_id = $run_id AND c5.n_prompts >= $min_prompts
-    AND (x1.layer > $from_layer OR x1 = a) AND (x1.layer < $to_layer OR x1 = b)
-    AND (x2.layer > $from_layer OR x2 = a) AND (x2.layer < $to_layer OR x2 = b)
-    AND (x3.layer > $from_layer OR x3 = a) AND (x3.layer < $to_layer OR x3 = b)
-    AND (x4.layer > $from_layer OR x4 = a) AND (x4.layer < $to_layer OR x4 = b)
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 4
+    AND $from_layer + 2 <= x2.layer <= $to_layer - 3
+    AND $from_layer + 3 <= x3.layer <= $to_layer - 2
+    AND $from_layer + 4 <= x4.layer <= $to_layer - 1
     AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
     AND (NOT $consistent OR c2.side = 'k' OR c3.role = c2.role)
     AND (NOT $consistent OR c3.side = 'k' OR c4.role = c3.role)
@@ -91,18 +91,18 @@ CALL (a, b) {
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
         -[c4:COMMUNICATES]->(x4)-[c5:COMMUNICATES]->(x5)-[c6:COMMUNICATES]->(b)
-  WHERE $max_hops >= 6
+  WHERE $max_hops >= 6 AND $to_layer - $from_layer >= 6
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
     AND c3.run_id = $run_id AND c3.n_prompts >= $min_prompts
     AND c4.run_id = $run_id AND c4.n_prompts >= $min_prompts
     AND c5.run_id = $run_id AND c5.n_prompts >= $min_prompts
     AND c6.run_id = $run_id AND c6.n_prompts >= $min_prompts
-    AND (x1.layer > $from_layer OR x1 = a) AND (x1.layer < $to_layer OR x1 = b)
-    AND (x2.layer > $from_layer OR x2 = a) AND (x2.layer < $to_layer OR x2 = b)
-    AND (x3.layer > $from_layer OR x3 = a) AND (x3.layer < $to_layer OR x3 = b)
-    AND (x4.layer > $from_layer OR x4 = a) AND (x4.layer < $to_layer OR x4 = b)
-    AND (x5.layer > $from_layer OR x5 = a) AND (x5.layer < $to_layer OR x5 = b)
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 5
+    AND $from_layer + 2 <= x2.layer <= $to_layer - 4
+    AND $from_layer + 3 <= x3.layer <= $to_layer - 3
+    AND $from_layer + 4 <= x4.layer <= $to_layer - 2
+    AND $from_layer + 5 <= x5.layer <= $to_layer - 1
     AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
     AND (NOT $consistent OR c2.side = 'k' OR c3.role = c2.role)
     AND (NOT $consistent OR c3.side = 'k' OR c4.role = c3.role)

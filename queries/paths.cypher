@@ -28,26 +28,30 @@
 //
 // How it runs: unique-constraint seeks for the run and both heads (their ids are computed in a WITH
 // first: otherwise the planner scans the Component label), then one fixed-length pattern per hop
-// count (a UNION ALL of six, each guarded by `$max_hops`, so a longer one costs nothing when not
-// asked for), with every predicate on its own variable so the planner tests it on the hop that
-// binds it: run and support on each relationship; on each intermediate head the layer bounds (a
-// writer above the source's layer or the source itself, a reader below the target's layer or the
-// target itself); and role consistency between consecutive hops, which a quantified path pattern
-// can only test after expanding a whole trail. In the two- and three-hop branches (both atlases)
-// the planner expands from the target backwards and closes each route on the source with
-// Expand(Into). A relationship appears once per route, as in a trail (a MATCH never binds one
-// relationship twice). The intermediate heads carry no `:Component` label test: `COMMUNICATES` only
-// ever joins Components, and the test doubled the db hits. Measured with the example-toy parameters
-// on a 1,024-prompt toy-ioi run (PROFILE, same server and data): 118,961 db hits, 580,416 for the
-// single quantified path pattern it replaced (which expanded 22.6k trails for 3.5k role-consistent
-// routes to the target; here the 960 consistent two-hop tails into the target are closed on the
-// source); with the SmolLM2 parameters (docs/bench/smollm2-135m-template-parameters.json) on a
-// 256-prompt SmolLM2-135M run: 22,015 db hits, 1,028,372 before. Most of what remains reads the
-// 3,463 toy-ioi routes' hops to rank them (~50k; returning each hop's side, role and support from
-// the branch that read them saved 31k of these, at the cost of a longer branch per hop count: not
-// taken). Predicates written over lists (`all(hop IN [c1, c2, c3] WHERE ...)`) are not split per
-// hop by the planner: 310,079 / 345,324 db hits. p50 / p95 in docs/performance.md. Cost grows with
-// the number of routes: ask with a support floor.
+// count k (a UNION ALL of six), with every predicate on its own variable so that the planner tests
+// it on the hop that binds it: run and support on each relationship; role consistency between
+// consecutive hops (a quantified path pattern can only test it after expanding a whole trail); and
+// a layer window on each intermediate head. A head reads only what earlier layers wrote, so every
+// hop goes to a later layer: the i-th head after the source lies in layers from_layer + i ..
+// to_layer − (k − i), and a branch runs only when k ≤ `$max_hops` and k ≤ to_layer − from_layer
+// (otherwise it costs nothing). In the two- and three-hop branches (both atlases) the planner
+// expands from the target backwards and closes each route on the source with Expand(Into). A
+// relationship appears once per route, as in a trail (a MATCH never binds one relationship twice).
+// `COMMUNICATES` only joins Components, so the heads carry no label test (one doubled the db hits).
+// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE, same server and
+// data): 104,201 db hits, 580,416 for the single quantified path pattern it replaced (which
+// expanded 22.6k trails for 3.5k role-consistent routes to the target; here the 449 consistent
+// two-hop tails into the target are closed on the source); with the SmolLM2 parameters
+// (docs/bench/smollm2-135m-template-parameters.json) on a 256-prompt SmolLM2-135M run: 19,532 db
+// hits, 1,028,372 before. Most of what remains reads the 3,463 toy-ioi routes' hops to rank them
+// (~50k; returning each hop's side, role and support from the branch that read them saved 31k, at
+// the cost of a longer branch per hop count: not taken). Without the layer windows (only "above the
+// source, below the target"): 118,961 / 22,015. Predicates written over lists (`all(hop IN [c1, c2,
+// c3] WHERE ...)`) are not split per hop by the planner: 310,079 / 345,324. One case costs more
+// than before: routes of up to 6 hops without role consistency on SmolLM2 (17.4 → 24.4, support ≥
+// 30: 1,291,882 db hits against 1,053,280), where every branch expands its own prefixes and one
+// trail expansion shared them. p50 / p95 in docs/performance.md. Cost grows with the number of
+// routes: ask with a support floor.
 MATCH (r:Run {id: $run_id})
 WITH r.model_id AS model, toString($from_layer) + '.' + toString($from_head) AS from_id,
      toString($to_layer) + '.' + toString($to_head) AS to_id
@@ -59,34 +63,34 @@ CALL (a, b) {
   RETURN [c1] AS c, [a, b] AS route_heads
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(b)
-  WHERE $max_hops >= 2
+  WHERE $max_hops >= 2 AND $to_layer - $from_layer >= 2
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
-    AND (x1.layer > $from_layer OR x1 = a) AND (x1.layer < $to_layer OR x1 = b)
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 1
     AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
   RETURN [c1, c2] AS c, [a, x1, b] AS route_heads
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(b)
-  WHERE $max_hops >= 3
+  WHERE $max_hops >= 3 AND $to_layer - $from_layer >= 3
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
     AND c3.run_id = $run_id AND c3.n_prompts >= $min_prompts
-    AND (x1.layer > $from_layer OR x1 = a) AND (x1.layer < $to_layer OR x1 = b)
-    AND (x2.layer > $from_layer OR x2 = a) AND (x2.layer < $to_layer OR x2 = b)
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 2
+    AND $from_layer + 2 <= x2.layer <= $to_layer - 1
     AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
     AND (NOT $consistent OR c2.side = 'k' OR c3.role = c2.role)
   RETURN [c1, c2, c3] AS c, [a, x1, x2, b] AS route_heads
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
         -[c4:COMMUNICATES]->(b)
-  WHERE $max_hops >= 4
+  WHERE $max_hops >= 4 AND $to_layer - $from_layer >= 4
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
     AND c3.run_id = $run_id AND c3.n_prompts >= $min_prompts
     AND c4.run_id = $run_id AND c4.n_prompts >= $min_prompts
-    AND (x1.layer > $from_layer OR x1 = a) AND (x1.layer < $to_layer OR x1 = b)
-    AND (x2.layer > $from_layer OR x2 = a) AND (x2.layer < $to_layer OR x2 = b)
-    AND (x3.layer > $from_layer OR x3 = a) AND (x3.layer < $to_layer OR x3 = b)
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 3
+    AND $from_layer + 2 <= x2.layer <= $to_layer - 2
+    AND $from_layer + 3 <= x3.layer <= $to_layer - 1
     AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
     AND (NOT $consistent OR c2.side = 'k' OR c3.role = c2.role)
     AND (NOT $consistent OR c3.side = 'k' OR c4.role = c3.role)
@@ -94,16 +98,16 @@ CALL (a, b) {
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
         -[c4:COMMUNICATES]->(x4)-[c5:COMMUNICATES]->(b)
-  WHERE $max_hops >= 5
+  WHERE $max_hops >= 5 AND $to_layer - $from_layer >= 5
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
     AND c3.run_id = $run_id AND c3.n_prompts >= $min_prompts
     AND c4.run_id = $run_id AND c4.n_prompts >= $min_prompts
     AND c5.run_id = $run_id AND c5.n_prompts >= $min_prompts
-    AND (x1.layer > $from_layer OR x1 = a) AND (x1.layer < $to_layer OR x1 = b)
-    AND (x2.layer > $from_layer OR x2 = a) AND (x2.layer < $to_layer OR x2 = b)
-    AND (x3.layer > $from_layer OR x3 = a) AND (x3.layer < $to_layer OR x3 = b)
-    AND (x4.layer > $from_layer OR x4 = a) AND (x4.layer < $to_layer OR x4 = b)
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 4
+    AND $from_layer + 2 <= x2.layer <= $to_layer - 3
+    AND $from_layer + 3 <= x3.layer <= $to_layer - 2
+    AND $from_layer + 4 <= x4.layer <= $to_layer - 1
     AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
     AND (NOT $consistent OR c2.side = 'k' OR c3.role = c2.role)
     AND (NOT $consistent OR c3.side = 'k' OR c4.role = c3.role)
@@ -112,18 +116,18 @@ CALL (a, b) {
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
         -[c4:COMMUNICATES]->(x4)-[c5:COMMUNICATES]->(x5)-[c6:COMMUNICATES]->(b)
-  WHERE $max_hops >= 6
+  WHERE $max_hops >= 6 AND $to_layer - $from_layer >= 6
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
     AND c3.run_id = $run_id AND c3.n_prompts >= $min_prompts
     AND c4.run_id = $run_id AND c4.n_prompts >= $min_prompts
     AND c5.run_id = $run_id AND c5.n_prompts >= $min_prompts
     AND c6.run_id = $run_id AND c6.n_prompts >= $min_prompts
-    AND (x1.layer > $from_layer OR x1 = a) AND (x1.layer < $to_layer OR x1 = b)
-    AND (x2.layer > $from_layer OR x2 = a) AND (x2.layer < $to_layer OR x2 = b)
-    AND (x3.layer > $from_layer OR x3 = a) AND (x3.layer < $to_layer OR x3 = b)
-    AND (x4.layer > $from_layer OR x4 = a) AND (x4.layer < $to_layer OR x4 = b)
-    AND (x5.layer > $from_layer OR x5 = a) AND (x5.layer < $to_layer OR x5 = b)
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 5
+    AND $from_layer + 2 <= x2.layer <= $to_layer - 4
+    AND $from_layer + 3 <= x3.layer <= $to_layer - 3
+    AND $from_layer + 4 <= x4.layer <= $to_layer - 2
+    AND $from_layer + 5 <= x5.layer <= $to_layer - 1
     AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
     AND (NOT $consistent OR c2.side = 'k' OR c3.role = c2.role)
     AND (NOT $consistent OR c3.side = 'k' OR c4.role = c3.role)
