@@ -50,8 +50,9 @@
 // c3] WHERE ...)`) are not split per hop by the planner: 310,079 / 345,324. One case costs more
 // than before: routes of up to 6 hops without role consistency on SmolLM2 (17.4 → 24.4, support ≥
 // 30: 1,291,882 db hits against 1,053,280), where every branch expands its own prefixes and one
-// trail expansion shared them. p50 / p95 in docs/performance.md. Cost grows with the number of
-// routes: ask with a support floor.
+// trail expansion shared them. Planning the six branches takes ~150 ms on a loaded machine (the
+// single pattern ~40 ms), once: the server caches the plan. p50 / p95 in docs/performance.md. Cost
+// grows with the number of routes: ask with a support floor.
 MATCH (r:Run {id: $run_id})
 WITH r.model_id AS model, toString($from_layer) + '.' + toString($from_head) AS from_id,
      toString($to_layer) + '.' + toString($to_head) AS to_id
