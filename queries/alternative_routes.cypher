@@ -22,11 +22,13 @@
 //
 // How it runs: the same seeks and one pattern per hop count as `paths` (its "How it runs": every
 // predicate, role consistency and a layer window per intermediate head included, tested on the hop
-// that binds it), then one row per relationship on any route. Measured with the example-toy
-// parameters on a 1,024-prompt toy-ioi run (PROFILE, same server and data): 56,305 db hits, 532,520
-// for the single quantified path pattern it replaced; with the SmolLM2 parameters on a 256-prompt
-// SmolLM2-135M run: 19,420 db hits, 1,028,217 before. p50 / p95 in docs/performance.md. As for
-// `paths`, the cost follows the number of routes.
+// that binds it; the longer branches joined on their middle head), then one row per relationship on
+// any route. Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE, same
+// server and data): 56,305 db hits, 532,520 for the single quantified path pattern it replaced;
+// with the SmolLM2 parameters on a 256-prompt SmolLM2-135M run: 19,420 db hits, 1,028,217 before.
+// Up to 6 hops on SmolLM2: 134,961 db hits (1,043,049 before), without role consistency 225,512
+// (1,028,502). p50 / p95 in docs/performance.md. As for `paths`, the cost follows the number of
+// routes.
 MATCH (r:Run {id: $run_id})
 WITH r.model_id AS model, toString($from_layer) + '.' + toString($from_head) AS from_id,
      toString($to_layer) + '.' + toString($to_head) AS to_id
@@ -58,6 +60,7 @@ CALL (a, b) {
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
         -[c4:COMMUNICATES]->(b)
+  USING JOIN ON x2
   WHERE $max_hops >= 4 AND $to_layer - $from_layer >= 4
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
@@ -73,6 +76,7 @@ CALL (a, b) {
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
         -[c4:COMMUNICATES]->(x4)-[c5:COMMUNICATES]->(b)
+  USING JOIN ON x2
   WHERE $max_hops >= 5 AND $to_layer - $from_layer >= 5
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
@@ -91,6 +95,7 @@ CALL (a, b) {
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
         -[c4:COMMUNICATES]->(x4)-[c5:COMMUNICATES]->(x5)-[c6:COMMUNICATES]->(b)
+  USING JOIN ON x3
   WHERE $max_hops >= 6 AND $to_layer - $from_layer >= 6
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts

@@ -35,24 +35,28 @@
 // hop goes to a later layer: the i-th head after the source lies in layers from_layer + i ..
 // to_layer − (k − i), and a branch runs only when k ≤ `$max_hops` and k ≤ to_layer − from_layer
 // (otherwise it costs nothing). In the two- and three-hop branches (both atlases) the planner
-// expands from the target backwards and closes each route on the source with Expand(Into). A
-// relationship appears once per route, as in a trail (a MATCH never binds one relationship twice).
-// `COMMUNICATES` only joins Components, so the heads carry no label test (one doubled the db hits).
-// Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE, same server and
-// data): 104,201 db hits, 580,416 for the single quantified path pattern it replaced (which
-// expanded 22.6k trails for 3.5k role-consistent routes to the target; here the 449 consistent
-// two-hop tails into the target are closed on the source); with the SmolLM2 parameters
-// (docs/bench/smollm2-135m-template-parameters.json) on a 256-prompt SmolLM2-135M run: 19,532 db
-// hits, 1,028,372 before. Most of what remains reads the 3,463 toy-ioi routes' hops to rank them
-// (~50k; returning each hop's side, role and support from the branch that read them saved 31k, at
-// the cost of a longer branch per hop count: not taken). Without the layer windows (only "above the
-// source, below the target"): 118,961 / 22,015. Predicates written over lists (`all(hop IN [c1, c2,
-// c3] WHERE ...)`) are not split per hop by the planner: 310,079 / 345,324. One case costs more
-// than before: routes of up to 6 hops without role consistency on SmolLM2 (17.4 → 24.4, support ≥
-// 30: 1,291,882 db hits against 1,053,280), where every branch expands its own prefixes and one
-// trail expansion shared them. Planning the six branches takes ~150 ms on a loaded machine (the
-// single pattern ~40 ms), once: the server caches the plan. p50 / p95 in docs/performance.md. Cost
-// grows with the number of routes: ask with a support floor.
+// expands from the target backwards and closes each route on the source with Expand(Into); the
+// four- to six-hop branches meet in the middle (`USING JOIN ON` the middle head: a hash join of the
+// expansion from the source with the one from the target), where the planner expanded the six-hop
+// branch backwards to the source through every incoming relationship of layer-19 heads on SmolLM2
+// (1,291,882 db hits without role consistency, against 300,164 joined and 1,053,280 for the
+// previous template). A relationship appears once per route, as in a trail (a MATCH never binds one
+// relationship twice). `COMMUNICATES` only joins Components, so the heads carry no label test (one
+// doubled the db hits). Measured with the example-toy parameters on a 1,024-prompt toy-ioi run
+// (PROFILE, same server and data): 104,201 db hits, 580,416 for the single quantified path pattern
+// it replaced (which expanded 22.6k trails for 3.5k role-consistent routes to the target; here the
+// 449 consistent two-hop tails into the target are closed on the source); with the SmolLM2
+// parameters (docs/bench/smollm2-135m-template-parameters.json) on a 256-prompt SmolLM2-135M run:
+// 19,532 db hits, 1,028,372 before. Most of what remains reads the 3,463 toy-ioi routes' hops to
+// rank them (~50k; returning each hop's side, role and support from the branch that read them saved
+// 31k, at the cost of a longer branch per hop count: not taken). Without the layer windows (only
+// "above the source, below the target"): 118,961 / 22,015. Predicates written over lists (`all(hop
+// IN [c1, c2, c3] WHERE ...)`) are not split per hop by the planner: 310,079 / 345,324. Up to 6
+// hops on SmolLM2 (17.4 → 24.4, support ≥ 30): 137,034 db hits (1,044,322 before); without role
+// consistency 300,164 (1,053,280); on toy-ioi (0.2 → 3.1, no support floor) 258,534 (1,204,333) and
+// 797,060 (1,598,694). Planning the six branches takes ~150 ms on a loaded machine (the single
+// pattern ~40 ms), once: the server caches the plan. p50 / p95 in docs/performance.md. Cost grows
+// with the number of routes: ask with a support floor.
 MATCH (r:Run {id: $run_id})
 WITH r.model_id AS model, toString($from_layer) + '.' + toString($from_head) AS from_id,
      toString($to_layer) + '.' + toString($to_head) AS to_id
@@ -84,6 +88,7 @@ CALL (a, b) {
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
         -[c4:COMMUNICATES]->(b)
+  USING JOIN ON x2
   WHERE $max_hops >= 4 AND $to_layer - $from_layer >= 4
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
@@ -99,6 +104,7 @@ CALL (a, b) {
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
         -[c4:COMMUNICATES]->(x4)-[c5:COMMUNICATES]->(b)
+  USING JOIN ON x2
   WHERE $max_hops >= 5 AND $to_layer - $from_layer >= 5
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
@@ -117,6 +123,7 @@ CALL (a, b) {
   UNION ALL
   MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
         -[c4:COMMUNICATES]->(x4)-[c5:COMMUNICATES]->(x5)-[c6:COMMUNICATES]->(b)
+  USING JOIN ON x3
   WHERE $max_hops >= 6 AND $to_layer - $from_layer >= 6
     AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
     AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
