@@ -20,24 +20,101 @@
 // `circuit-atlas query alternative_routes` and `atlas.ask.lookups.alternative_routes()` compute it
 // with networkx from these rows; a hop with `routes = total_routes` is a bottleneck.
 //
-// How it runs: the same seeks and quantified path pattern as `paths` (with its writer-layer and
-// reader-layer pruning), then one row per relationship on any route. Measured with the example-toy
-// parameters on a 1,024-prompt toy-ioi run (PROFILE, same server and data): 454,264 db hits (without
-// the writer-layer pruning 449,653 or 780,616, depending on whether the planner expanded from the
-// source or from the target; 645,337 before the target-layer pruning); p50 / p95 in
-// docs/performance.md. As for `paths`, the cost follows the number of candidate routes.
+// How it runs: the same seeks and one pattern per hop count as `paths` (its "How it runs": every
+// predicate, role consistency and a layer window per intermediate head included, tested on the hop
+// that binds it; the longer branches joined on their middle head), then one row per relationship on
+// any route. Measured with the example-toy parameters on a 1,024-prompt toy-ioi run (PROFILE, same
+// server and data): 56,305 db hits, 532,520 for the single quantified path pattern it replaced;
+// with the SmolLM2 parameters on a 256-prompt SmolLM2-135M run: 19,420 db hits, 1,028,217 before.
+// Up to 6 hops on SmolLM2: 134,961 db hits (1,043,049 before), without role consistency 225,512
+// (1,028,502). p50 / p95 in docs/performance.md. As for `paths`, the cost follows the number of
+// routes.
 MATCH (r:Run {id: $run_id})
 WITH r.model_id AS model, toString($from_layer) + '.' + toString($from_head) AS from_id,
      toString($to_layer) + '.' + toString($to_head) AS to_id
 MATCH (a:Component {model_id: model, id: from_id})
 MATCH (b:Component {model_id: model, id: to_id})
-MATCH p = (a) ((w:Component)-[c:COMMUNICATES]->(x:Component)
-               WHERE c.run_id = $run_id AND c.n_prompts >= $min_prompts
-                 AND (w.layer > $from_layer OR w = a)
-                 AND (x.layer < $to_layer OR x = b)){1,6} (b)
-WHERE size(c) <= $max_hops
-  AND (NOT $consistent
-       OR all(i IN range(0, size(c) - 2) WHERE c[i].side = 'k' OR c[i + 1].role = c[i].role))
+CALL (a, b) {
+  MATCH (a)-[c1:COMMUNICATES]->(b)
+  WHERE c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
+  RETURN [c1] AS c, [a, b] AS route_heads
+  UNION ALL
+  MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(b)
+  WHERE $max_hops >= 2 AND $to_layer - $from_layer >= 2
+    AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
+    AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 1
+    AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
+  RETURN [c1, c2] AS c, [a, x1, b] AS route_heads
+  UNION ALL
+  MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(b)
+  WHERE $max_hops >= 3 AND $to_layer - $from_layer >= 3
+    AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
+    AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
+    AND c3.run_id = $run_id AND c3.n_prompts >= $min_prompts
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 2
+    AND $from_layer + 2 <= x2.layer <= $to_layer - 1
+    AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
+    AND (NOT $consistent OR c2.side = 'k' OR c3.role = c2.role)
+  RETURN [c1, c2, c3] AS c, [a, x1, x2, b] AS route_heads
+  UNION ALL
+  MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
+        -[c4:COMMUNICATES]->(b)
+  USING JOIN ON x2
+  WHERE $max_hops >= 4 AND $to_layer - $from_layer >= 4
+    AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
+    AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
+    AND c3.run_id = $run_id AND c3.n_prompts >= $min_prompts
+    AND c4.run_id = $run_id AND c4.n_prompts >= $min_prompts
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 3
+    AND $from_layer + 2 <= x2.layer <= $to_layer - 2
+    AND $from_layer + 3 <= x3.layer <= $to_layer - 1
+    AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
+    AND (NOT $consistent OR c2.side = 'k' OR c3.role = c2.role)
+    AND (NOT $consistent OR c3.side = 'k' OR c4.role = c3.role)
+  RETURN [c1, c2, c3, c4] AS c, [a, x1, x2, x3, b] AS route_heads
+  UNION ALL
+  MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
+        -[c4:COMMUNICATES]->(x4)-[c5:COMMUNICATES]->(b)
+  USING JOIN ON x2
+  WHERE $max_hops >= 5 AND $to_layer - $from_layer >= 5
+    AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
+    AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
+    AND c3.run_id = $run_id AND c3.n_prompts >= $min_prompts
+    AND c4.run_id = $run_id AND c4.n_prompts >= $min_prompts
+    AND c5.run_id = $run_id AND c5.n_prompts >= $min_prompts
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 4
+    AND $from_layer + 2 <= x2.layer <= $to_layer - 3
+    AND $from_layer + 3 <= x3.layer <= $to_layer - 2
+    AND $from_layer + 4 <= x4.layer <= $to_layer - 1
+    AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
+    AND (NOT $consistent OR c2.side = 'k' OR c3.role = c2.role)
+    AND (NOT $consistent OR c3.side = 'k' OR c4.role = c3.role)
+    AND (NOT $consistent OR c4.side = 'k' OR c5.role = c4.role)
+  RETURN [c1, c2, c3, c4, c5] AS c, [a, x1, x2, x3, x4, b] AS route_heads
+  UNION ALL
+  MATCH (a)-[c1:COMMUNICATES]->(x1)-[c2:COMMUNICATES]->(x2)-[c3:COMMUNICATES]->(x3)
+        -[c4:COMMUNICATES]->(x4)-[c5:COMMUNICATES]->(x5)-[c6:COMMUNICATES]->(b)
+  USING JOIN ON x3
+  WHERE $max_hops >= 6 AND $to_layer - $from_layer >= 6
+    AND c1.run_id = $run_id AND c1.n_prompts >= $min_prompts
+    AND c2.run_id = $run_id AND c2.n_prompts >= $min_prompts
+    AND c3.run_id = $run_id AND c3.n_prompts >= $min_prompts
+    AND c4.run_id = $run_id AND c4.n_prompts >= $min_prompts
+    AND c5.run_id = $run_id AND c5.n_prompts >= $min_prompts
+    AND c6.run_id = $run_id AND c6.n_prompts >= $min_prompts
+    AND $from_layer + 1 <= x1.layer <= $to_layer - 5
+    AND $from_layer + 2 <= x2.layer <= $to_layer - 4
+    AND $from_layer + 3 <= x3.layer <= $to_layer - 3
+    AND $from_layer + 4 <= x4.layer <= $to_layer - 2
+    AND $from_layer + 5 <= x5.layer <= $to_layer - 1
+    AND (NOT $consistent OR c1.side = 'k' OR c2.role = c1.role)
+    AND (NOT $consistent OR c2.side = 'k' OR c3.role = c2.role)
+    AND (NOT $consistent OR c3.side = 'k' OR c4.role = c3.role)
+    AND (NOT $consistent OR c4.side = 'k' OR c5.role = c4.role)
+    AND (NOT $consistent OR c5.side = 'k' OR c6.role = c5.role)
+  RETURN [c1, c2, c3, c4, c5, c6] AS c, [a, x1, x2, x3, x4, x5, b] AS route_heads
+}
 WITH collect(c) AS routes
 UNWIND routes AS route
 UNWIND route AS hop

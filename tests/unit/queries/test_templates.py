@@ -163,3 +163,19 @@ def test_every_shipped_limit_and_hop_count_has_a_range() -> None:
         for parameter in template.parameters:
             if parameter.name in {"limit", "max_hops", "min_prompts", "layer", "head", "prompt"}:
                 assert parameter.low is not None, (template.name, parameter.name)
+
+
+def test_paths_and_alternative_routes_find_routes_alike() -> None:
+    """The two templates match routes with the same Cypher (one copy could drift), one branch
+    per hop count up to the highest `max_hops` their headers admit."""
+
+    def routes_part(name: str) -> str:
+        cypher = load_template(name).cypher
+        return cypher[cypher.index("CALL (a, b) {") : cypher.index("\n}\n")]
+
+    routes = routes_part("paths")
+    assert routes == routes_part("alternative_routes")
+    for name in ("paths", "alternative_routes"):
+        (max_hops,) = [p for p in load_template(name).parameters if p.name == "max_hops"]
+        assert routes.count("UNION ALL") + 1 == max_hops.high
+        assert f"$max_hops >= {max_hops.high}" in routes
