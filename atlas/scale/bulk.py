@@ -127,10 +127,10 @@ def _properties(table: pa.Table, names: Sequence[str], run_id: str) -> list[pa.A
     ]
 
 
-def _component_ids(kind: pa.Array | str, layer: pa.Array, head: pa.Array | None = None) -> pa.Array:
-    """:func:`~ingest.records.types.component_id` of whole columns (``kind`` a column, or one
-    kind for all rows)."""
-    layer_text, head_text = layer.cast(pa.string()), pa.array(head).cast(pa.string())
+def _component_ids(kind: pa.Array | str, layer: pa.Array, head: pa.Array) -> pa.Array:
+    """:func:`~ingest.records.types.component_id` of whole columns (``kind`` a column, or
+    ``"head"`` for all rows)."""
+    layer_text, head_text = layer.cast(pa.string()), head.cast(pa.string())
     heads = pc.binary_join_element_wise(layer_text, head_text, ".")
     if isinstance(kind, str):
         return heads
@@ -156,17 +156,17 @@ class ImportFiles:
         columns: Sequence[pa.Array],
         *,
         label: str = "",
-        type: str = "",
+        relationship_type: str = "",
     ) -> None:
         """Rows given as ``columns`` (in ``header`` order), for nodes labelled ``label`` (or
-        by a ``:LABEL`` column) or relationships of type ``type``."""
+        by a ``:LABEL`` column) or relationships of type ``relationship_type``."""
         if name not in self.headers:
             self.headers[name] = list(header)
             self.parts[name] = []
             self.rows[name] = 0
-            self.kinds[name] = ("relationships", type) if type else ("nodes", label)
-        elif self.headers[name] != list(header):
-            raise AtlasError(f"bulk import files {name}: two headers ({header})")
+            self.kinds[name] = (
+                ("relationships", relationship_type) if relationship_type else ("nodes", label)
+            )
         path = self.folder / f"{name}.{len(self.parts[name])}.csv"
         table = pa.table(list(columns), names=[str(n) for n in range(len(header))])
         pacsv.write_csv(table, path, pacsv.WriteOptions(include_header=False))
@@ -181,7 +181,7 @@ class ImportFiles:
 
     def arguments(self) -> list[str]:
         """The importer's ``--nodes`` and ``--relationships`` arguments, nodes first."""
-        arguments = {"nodes": [], "relationships": []}  # type: dict[str, list[str]]
+        arguments: dict[str, list[str]] = {"nodes": [], "relationships": []}
         for name, (option, prefix) in self.kinds.items():
             files = ",".join(map(str, [self.folder / f"{name}.header.csv", *self.parts[name]]))
             arguments[option].append(f"--{option}={prefix + '=' if prefix else ''}{files}")
@@ -227,7 +227,7 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
         "of_model",
         [":START_ID(Run)", ":END_ID(Model)"],
         [pa.array([run["id"]]), pa.array([model.id])],
-        type="OF_MODEL",
+        relationship_type="OF_MODEL",
     )
     sv_id = "{}.{}.{}".format
     files.write(
@@ -264,9 +264,9 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
             "has_prompt",
             [":START_ID(Run)", ":END_ID(Prompt)"],
             [pa.array([run_id] * len(idx), pa.string()), idx],
-            type="HAS_PROMPT",
+            relationship_type="HAS_PROMPT",
         )
-        firings = shard.table("firings").combine_chunks()
+        firings = shard.table("firings")
         ids = pa.array(range(next_firing, next_firing + firings.num_rows), pa.int64())
         next_firing += firings.num_rows
         files.write(
@@ -275,20 +275,20 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
             [ids, *_properties(firings, FIRING_NODE_PROPERTIES, run_id)],
             label="Firing",
         )
-        layer, head = firings.column("layer"), firings.column("head")
+        layer, head = (firings.column(c).combine_chunks() for c in ("layer", "head"))
         files.write(
             "of_head",
             [":START_ID(Firing)", ":END_ID(Component)"],
-            [ids, _component_ids("head", layer.chunk(0), head.chunk(0))],
-            type="OF_HEAD",
+            [ids, _component_ids("head", layer, head)],
+            relationship_type="OF_HEAD",
         )
         files.write(
             "in_prompt",
             [":START_ID(Firing)", ":END_ID(Prompt)"],
-            [ids, firings.column("prompt").chunk(0)],
-            type="IN_PROMPT",
+            [ids, firings.column("prompt").combine_chunks()],
+            relationship_type="IN_PROMPT",
         )
-        sparse = firings.column("sparse_set").chunk(0)
+        sparse = firings.column("sparse_set").combine_chunks()
         owner = pc.list_parent_indices(sparse)  # per term, the row of its firing
         terms = sparse.flatten()
         sv_ids = pc.binary_join_element_wise(
@@ -300,10 +300,10 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
             "uses",
             [":START_ID(Firing)", ":END_ID(SV)", *_header(USE_PROPERTIES, "sparse_terms")],
             [pc.take(ids, owner), sv_ids, *(_field(terms.field(n)) for n in USE_PROPERTIES)],
-            type="USES",
+            relationship_type="USES",
         )
-        edges = shard.table("edges").combine_chunks()
-        kind, writer_layer, writer_head = (edges.column(c).chunk(0) for c in WRITER)
+        edges = shard.table("edges")
+        kind, writer_layer, writer_head = (edges.column(c).combine_chunks() for c in WRITER)
         found = edges.select(list(WRITER)).group_by(list(WRITER)).aggregate([])
         writers.update(zip(*(found.column(c).to_pylist() for c in WRITER), strict=True))
         files.write(
@@ -314,7 +314,7 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
                 _firing_of_edges(firings, ids, edges),
                 *(_field(edges.column(n)) for n in WRITES_PROPERTIES),
             ],
-            type="WRITES",
+            relationship_type="WRITES",
         )
 
     # Heads from the shard, and every writer the edges refer to (embeddings, MLPs, ...).
