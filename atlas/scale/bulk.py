@@ -3,7 +3,9 @@
 For a new, large atlas the online loader's one writer (~50k relationships/s) is the bottleneck;
 Neo4j's offline importer writes the store files directly. It is **offline and replaces the
 database**: :func:`bulk_load` stops the local server, turns the shards into the importer's CSV
-files (one header line each, then the rows), imports them with ``--overwrite-destination``
+files (:func:`write_import_files`: Arrow converts whole columns, a header file and one data file
+per shard for each node label or relationship type, the single label or type given on the
+command line), imports them with ``--overwrite-destination``
 into the server's ``neo4j`` database (everything that database held is gone; the ``system``
 database with the password is untouched), starts the server again, then creates the
 constraints and indexes, writes the model's records as ``load`` does (MERGE: the imported heads
@@ -39,13 +41,14 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from atlas.errors import AtlasError
 from atlas.interchange.columnar import ColumnType, field_types
@@ -115,172 +118,238 @@ def _header(names: Sequence[str], record: str) -> list[str]:
     return [f"{name}:{_csv_type(types[name])}".rstrip(":") for name in names]
 
 
-def _values(
-    table: pa.Table, names: Sequence[str], record: str, **constants: Any
-) -> list[list[Any]]:
-    """Per row of ``table``, its ``names`` columns as the importer's text (a ``constants`` value
-    where given: the run id), None as an empty field (no property, as the online writer's
-    null)."""
-    columns: list[Iterable[Any]] = []
-    for name in names:
-        if name in constants:
-            columns.append(repeat(constants[name]))
-            continue
-        kind = _TYPES[record][name]
-        values = table.column(name).to_pylist()
-        if kind.element is not None:
-            columns.append(["" if v is None else _array(v) for v in values])
-        else:
-            columns.append([_num(v) for v in values])
-    return [list(row) for row in zip(*columns, strict=False)][: table.num_rows]
+def _field(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as the importer reads it: a list joined by :data:`ARRAY`, and an empty string
+    or list as null (an empty field: no property, as the online writer's null). Numbers stay
+    numbers: Arrow's CSV writer prints a float as its shortest round-trip text, which the
+    importer parses back exactly."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_list(column.type):
+        column = pc.binary_join(column.cast(pa.list_(pa.string())), ARRAY)
+    if pa.types.is_string(column.type):
+        column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+    return column
 
 
-def _array(values: Iterable[Any]) -> str:
-    return ARRAY.join(repr(v) if isinstance(v, float) else str(v) for v in values)
+def _properties(table: pa.Table, names: Sequence[str], run_id: str) -> list[pa.Array]:
+    """The ``names`` columns of ``table`` as fields, ``run_id`` the one column not stored."""
+    return [
+        pa.array([run_id] * table.num_rows, pa.string())
+        if name == "run_id"
+        else _field(table.column(name))
+        for name in names
+    ]
 
 
-def _num(value: Any) -> Any:
-    """A float as Python's shortest round-trip text (the importer parses it back exactly)."""
-    return repr(value) if isinstance(value, float) else ("" if value is None else value)
+def _component_ids(kind: pa.Array | str, layer: pa.Array, head: pa.Array) -> pa.Array:
+    """:func:`~ingest.records.types.component_id` of whole columns (``kind`` a column, or
+    ``"head"`` for all rows)."""
+    layer_text, head_text = layer.cast(pa.string()), head.cast(pa.string())
+    heads = pc.binary_join_element_wise(layer_text, head_text, ".")
+    if isinstance(kind, str):
+        return heads
+    others = pc.if_else(pc.is_null(layer), kind, pc.binary_join_element_wise(kind, layer_text, ""))
+    return pc.if_else(pc.equal(kind, "head"), heads, others)
 
 
-class _Files:
-    """CSV files for the importer, one per node label set or relationship type."""
+class ImportFiles:
+    """CSV files for the importer: per node label or relationship type, a header file and one
+    data file per shard (the importer reads them as one input)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.handles: dict[str, Any] = {}
-        self.writers: dict[str, Any] = {}
         self.rows: dict[str, int] = {}
-        self.nodes: list[str] = []
-        self.relationships: list[str] = []
+        self.headers: dict[str, list[str]] = {}
+        self.parts: dict[str, list[Path]] = {}
+        self.kinds: dict[str, tuple[str, str]] = {}  # name: (--nodes or --relationships, prefix)
 
-    def writer(self, name: str, header: Sequence[str], node: bool) -> Any:
-        if name not in self.writers:
-            handle = (self.folder / f"{name}.csv").open("w", newline="")
-            self.handles[name] = handle
-            self.writers[name] = csv.writer(handle)
-            self.writers[name].writerow(header)
+    def write(
+        self,
+        name: str,
+        header: Sequence[str],
+        columns: Sequence[pa.Array],
+        *,
+        label: str = "",
+        relationship_type: str = "",
+    ) -> None:
+        """Rows given as ``columns`` (in ``header`` order), for nodes labelled ``label`` (or
+        by a ``:LABEL`` column) or relationships of type ``relationship_type``."""
+        if name not in self.headers:
+            self.headers[name] = list(header)
+            self.parts[name] = []
             self.rows[name] = 0
-            (self.nodes if node else self.relationships).append(name)
-        return self.writers[name]
-
-    def rows_of(self, name: str, header: Sequence[str], rows: Iterable[Sequence[Any]], node: bool):
-        writer = self.writer(name, header, node)
-        before = self.rows[name]
-        for row in rows:
-            writer.writerow(row)
-            self.rows[name] += 1
-        return self.rows[name] - before
+            self.kinds[name] = (
+                ("relationships", relationship_type) if relationship_type else ("nodes", label)
+            )
+        path = self.folder / f"{name}.{len(self.parts[name])}.csv"
+        table = pa.table(list(columns), names=[str(n) for n in range(len(header))])
+        pacsv.write_csv(table, path, pacsv.WriteOptions(include_header=False))
+        self.parts[name].append(path)
+        self.rows[name] += table.num_rows
 
     def close(self) -> None:
-        for handle in self.handles.values():
-            handle.close()
+        """Write the header files (one line each)."""
+        for name, header in self.headers.items():
+            with (self.folder / f"{name}.header.csv").open("w", newline="") as handle:
+                csv.writer(handle).writerow(header)
 
     def arguments(self) -> list[str]:
-        return [f"--nodes={self.folder / f'{n}.csv'}" for n in self.nodes] + [
-            f"--relationships={self.folder / f'{r}.csv'}" for r in self.relationships
-        ]
+        """The importer's ``--nodes`` and ``--relationships`` arguments, nodes first."""
+        arguments: dict[str, list[str]] = {"nodes": [], "relationships": []}
+        for name, (option, prefix) in self.kinds.items():
+            files = ",".join(map(str, [self.folder / f"{name}.header.csv", *self.parts[name]]))
+            arguments[option].append(f"--{option}={prefix + '=' if prefix else ''}{files}")
+        return arguments["nodes"] + arguments["relationships"]
 
 
-def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> _Files:
+def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> ImportFiles:
     """The CSV files of the whole graph of the run's shards (model, run, prompts, firings and
-    their relationships), in the importer's header format."""
+    their relationships), in the importer's header format, columns converted by Arrow."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = _Files(folder)
+    files = ImportFiles(folder)
     first = shards[0]
     model = first.model
     run = first.manifest["run"]
     components, vectors, _ = first.model_records()
-    files.rows_of(
+    files.write(
         "model",
-        ["id:ID(Model)", ":LABEL", "n_layers:long", "n_heads:long", "d_model:long", "d_head:long"],
-        [[model.id, "Model", model.n_layers, model.n_heads, model.d_model, model.d_head]],
-        True,
+        ["id:ID(Model)", "n_layers:long", "n_heads:long", "d_model:long", "d_head:long"],
+        [
+            pa.array([v])
+            for v in (model.id, model.n_layers, model.n_heads, model.d_model, model.d_head)
+        ],
+        label="Model",
     )
     done = sorted(b for shard in shards for b in shard.batches)
-    files.rows_of(
-        "run",
-        [
-            "id:ID(Run)",
-            ":LABEL",
-            "model_id",
-            "model_revision",
-            "method",
-            "params",
-            "dataset",
-            "versions",
-            "git_commit",
-            "status",
-            "schema_version:long",
-            "created_at:datetime",
-            "done_batches:long[]",
-            "loaded_shards:string[]",
-        ],
-        [
-            [
-                run["id"],
-                "Run",
-                run["model_id"],
-                run["model_revision"] or "",
-                run["method"],
-                to_json(run["params"]),
-                to_json(run["dataset"]),
-                to_json(run["versions"]),
-                run["git_commit"] or "",
-                "running",
-                SCHEMA_VERSION,
-                run["created_at"],
-                _array(done),
-                _array(sorted(s.marker for s in shards)),
-            ]
-        ],
-        True,
-    )
-    files.rows_of(
+    run_values = {
+        "id:ID(Run)": pa.array([run["id"]]),
+        "model_id": pa.array([run["model_id"]]),
+        "model_revision": pa.array([run["model_revision"]], pa.string()),
+        "method": pa.array([run["method"]]),
+        "params": pa.array([to_json(run["params"])]),
+        "dataset": pa.array([to_json(run["dataset"])]),
+        "versions": pa.array([to_json(run["versions"])]),
+        "git_commit": pa.array([run["git_commit"]], pa.string()),
+        "status": pa.array(["running"]),
+        "schema_version:long": pa.array([SCHEMA_VERSION]),
+        "created_at:datetime": pa.array([run["created_at"]]),
+        "done_batches:long[]": pa.array([done], pa.list_(pa.int64())),
+        "loaded_shards:string[]": pa.array([sorted(s.marker for s in shards)]),
+    }
+    files.write("run", list(run_values), [_field(c) for c in run_values.values()], label="Run")
+    files.write(
         "of_model",
-        [":START_ID(Run)", ":END_ID(Model)", ":TYPE"],
-        [[run["id"], model.id, "OF_MODEL"]],
-        False,
+        [":START_ID(Run)", ":END_ID(Model)"],
+        [pa.array([run["id"]]), pa.array([model.id])],
+        relationship_type="OF_MODEL",
+    )
+    sv_id = "{}.{}.{}".format
+    files.write(
+        "singular_vectors",
+        [":ID(SV)", "model_id", "layer:long", "head:long", "index:long", "sigma:double"],
+        [
+            pa.array([sv_id(v.layer, v.head, v.index) for v in vectors], pa.string()),
+            pa.array([model.id] * len(vectors), pa.string()),
+            *(
+                pa.array([getattr(v, name) for v in vectors], kind)
+                for name, kind in (
+                    ("layer", pa.int64()),
+                    ("head", pa.int64()),
+                    ("index", pa.int64()),
+                    ("sigma", pa.float64()),
+                )
+            ),
+        ],
+        label="SingularVector",
     )
 
-    # Heads from the shard, and every writer the edges refer to (embeddings, MLPs, ...).
-    found = {c.id: c for c in components}
-    writers: dict[str, tuple[str, int | None, int | None]] = {}
+    writers: set[tuple[str, int | None, int | None]] = set()
+    next_firing = 0
     for shard in shards:
-        table = shard.table("edges").select(["writer_kind", "writer_layer", "writer_head"])
-        for kind, layer, head in set(zip(*(c.to_pylist() for c in table.columns), strict=True)):
-            writers.setdefault(component_id(kind, layer, head), (kind, layer, head))
-    component_rows = []
-    for cid, c in found.items():
-        labels = (
-            ["Component", "Head", *head_labels(c.layer or 0, c.ioi_class)]
-            if c.kind == "head"
-            else ["Component"]
+        prompts = shard.table("prompts")
+        idx = prompts.column("idx").combine_chunks()
+        files.write(
+            "prompts",
+            [":ID(Prompt)", *_header(PROMPT_PROPERTIES, "prompts")],
+            [idx, *_properties(prompts, PROMPT_PROPERTIES, run_id)],
+            label="Prompt",
         )
-        component_rows.append(
+        files.write(
+            "has_prompt",
+            [":START_ID(Run)", ":END_ID(Prompt)"],
+            [pa.array([run_id] * len(idx), pa.string()), idx],
+            relationship_type="HAS_PROMPT",
+        )
+        firings = shard.table("firings")
+        ids = pa.array(range(next_firing, next_firing + firings.num_rows), pa.int64())
+        next_firing += firings.num_rows
+        files.write(
+            "firings",
+            [":ID(Firing)", *_header(FIRING_NODE_PROPERTIES, "firings")],
+            [ids, *_properties(firings, FIRING_NODE_PROPERTIES, run_id)],
+            label="Firing",
+        )
+        layer, head = (firings.column(c).combine_chunks() for c in ("layer", "head"))
+        files.write(
+            "of_head",
+            [":START_ID(Firing)", ":END_ID(Component)"],
+            [ids, _component_ids("head", layer, head)],
+            relationship_type="OF_HEAD",
+        )
+        files.write(
+            "in_prompt",
+            [":START_ID(Firing)", ":END_ID(Prompt)"],
+            [ids, firings.column("prompt").combine_chunks()],
+            relationship_type="IN_PROMPT",
+        )
+        sparse = firings.column("sparse_set").combine_chunks()
+        owner = pc.list_parent_indices(sparse)  # per term, the row of its firing
+        terms = sparse.flatten()
+        sv_ids = pc.binary_join_element_wise(
+            *(pc.take(c, owner).cast(pa.string()) for c in (layer, head)),
+            terms.field("index").cast(pa.string()),
+            ".",
+        )
+        files.write(
+            "uses",
+            [":START_ID(Firing)", ":END_ID(SV)", *_header(USE_PROPERTIES, "sparse_terms")],
+            [pc.take(ids, owner), sv_ids, *(_field(terms.field(n)) for n in USE_PROPERTIES)],
+            relationship_type="USES",
+        )
+        edges = shard.table("edges")
+        kind, writer_layer, writer_head = (edges.column(c).combine_chunks() for c in WRITER)
+        found = edges.select(list(WRITER)).group_by(list(WRITER)).aggregate([])
+        writers.update(zip(*(found.column(c).to_pylist() for c in WRITER), strict=True))
+        files.write(
+            "writes",
+            [":START_ID(Component)", ":END_ID(Firing)", *_header(WRITES_PROPERTIES, "edges")],
             [
-                cid,
-                ARRAY.join(labels),
-                model.id,
-                cid,
-                c.kind,
-                _num(c.layer),
-                _num(c.head),
-                c.ioi_class or "",
-            ]
+                _component_ids(kind, writer_layer, writer_head),
+                _firing_of_edges(firings, ids, edges),
+                *(_field(edges.column(n)) for n in WRITES_PROPERTIES),
+            ],
+            relationship_type="WRITES",
         )
-    for cid, (kind, layer, head) in writers.items():
-        if cid not in found:
-            labels = (
-                ["Component", "Head", *head_labels(layer or 0, None)]
-                if kind == "head"
-                else ["Component"]
-            )
-            component_rows.append(
-                [cid, ARRAY.join(labels), model.id, cid, kind, _num(layer), _num(head), ""]
-            )
-    files.rows_of(
+
+    # Heads from the shard, and every writer the edges refer to (embeddings, MLPs, ...).
+    rows: list[tuple[str, str, int | None, int | None, str | None]] = [
+        (c.id, c.kind, c.layer, c.head, c.ioi_class) for c in components
+    ]
+    known = {c.id for c in components}
+    for kind_, layer_, head_ in sorted(writers, key=str):
+        cid = component_id(kind_, layer_, head_)  # type: ignore[arg-type]
+        if cid not in known:
+            known.add(cid)
+            rows.append((cid, kind_, layer_, head_, None))
+    labels = [
+        ARRAY.join(["Component", "Head", *head_labels(layer_ or 0, ioi)])
+        if kind_ == "head"
+        else "Component"
+        for _, kind_, layer_, _, ioi in rows
+    ]
+    cids, kinds, layers, heads, classes = (list(c) for c in zip(*rows, strict=True))
+    files.write(
         "components",
         [
             ":ID(Component)",
@@ -292,135 +361,17 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> _F
             "head:long",
             "ioi_class",
         ],
-        component_rows,
-        True,
-    )
-    sv_id = "{}.{}.{}".format
-    files.rows_of(
-        "singular_vectors",
         [
-            ":ID(SV)",
-            ":LABEL",
-            "model_id",
-            "layer:long",
-            "head:long",
-            "index:long",
-            "sigma:double",
+            pa.array(cids, pa.string()),
+            pa.array(labels, pa.string()),
+            pa.array([model.id] * len(rows), pa.string()),
+            pa.array(cids, pa.string()),
+            pa.array(kinds, pa.string()),
+            pa.array(layers, pa.int64()),
+            pa.array(heads, pa.int64()),
+            _field(pa.array(classes, pa.string())),
         ],
-        (
-            [
-                sv_id(v.layer, v.head, v.index),
-                "SingularVector",
-                model.id,
-                v.layer,
-                v.head,
-                v.index,
-                repr(v.sigma),
-            ]
-            for v in vectors
-        ),
-        True,
     )
-    next_firing = 0
-    for shard in shards:
-        prompts = shard.table("prompts")
-        files.rows_of(
-            "prompts",
-            [":ID(Prompt)", ":LABEL", *_header(PROMPT_PROPERTIES, "prompts")],
-            (
-                [idx, "Prompt", *values]
-                for idx, values in zip(
-                    prompts.column("idx").to_pylist(),
-                    _values(prompts, PROMPT_PROPERTIES, "prompts", run_id=run_id),
-                    strict=True,
-                )
-            ),
-            True,
-        )
-        files.rows_of(
-            "has_prompt",
-            [":START_ID(Run)", ":END_ID(Prompt)", ":TYPE"],
-            ([run_id, idx, "HAS_PROMPT"] for idx in prompts.column("idx").to_pylist()),
-            False,
-        )
-        firings = shard.table("firings")
-        n = firings.num_rows
-        ids = range(next_firing, next_firing + n)
-        key = [firings.column(k).to_pylist() for k in FIRING_KEY]
-        key_of = {k: fid for fid, k in zip(ids, zip(*key, strict=True), strict=True)}
-        files.rows_of(
-            "firings",
-            [":ID(Firing)", ":LABEL", *_header(FIRING_NODE_PROPERTIES, "firings")],
-            (
-                [fid, "Firing", *values]
-                for fid, values in zip(
-                    ids,
-                    _values(firings, FIRING_NODE_PROPERTIES, "firings", run_id=run_id),
-                    strict=True,
-                )
-            ),
-            True,
-        )
-        prompt, layers, heads = key[0], key[1], key[2]
-        files.rows_of(
-            "of_head",
-            [":START_ID(Firing)", ":END_ID(Component)", ":TYPE"],
-            (
-                [fid, component_id("head", layer, head), "OF_HEAD"]
-                for fid, layer, head in zip(ids, layers, heads, strict=True)
-            ),
-            False,
-        )
-        files.rows_of(
-            "in_prompt",
-            [":START_ID(Firing)", ":END_ID(Prompt)", ":TYPE"],
-            ([fid, p, "IN_PROMPT"] for fid, p in zip(ids, prompt, strict=True)),
-            False,
-        )
-        sparse = firings.column("sparse_set").combine_chunks()
-        offsets = sparse.offsets.to_pylist()
-        terms = pa.Table.from_struct_array(sparse.values)
-        sv_index = terms.column("index").to_pylist()
-        term_values = _values(terms, USE_PROPERTIES, "sparse_terms")
-
-        def uses(
-            offsets: list[int] = offsets,
-            sv_index: list[int] = sv_index,
-            term_values: list[list[Any]] = term_values,
-            ids: range = ids,
-            layers: list[int] = layers,
-            heads: list[int] = heads,
-        ) -> Iterable[list[Any]]:
-            for n, fid in enumerate(ids):
-                for j in range(offsets[n], offsets[n + 1]):
-                    yield [fid, sv_id(layers[n], heads[n], sv_index[j]), "USES", *term_values[j]]
-
-        files.rows_of(
-            "uses",
-            [":START_ID(Firing)", ":END_ID(SV)", ":TYPE", *_header(USE_PROPERTIES, "sparse_terms")],
-            uses(),
-            False,
-        )
-        edges = shard.table("edges")
-        writer = zip(*(edges.column(k).to_pylist() for k in WRITER), strict=True)
-        edge_keys = zip(*(edges.column(k).to_pylist() for k in FIRING_KEY), strict=True)
-        files.rows_of(
-            "writes",
-            [
-                ":START_ID(Component)",
-                ":END_ID(Firing)",
-                ":TYPE",
-                *_header(WRITES_PROPERTIES, "edges"),
-            ],
-            (
-                [component_id(*w), key_of[k], "WRITES", *values]
-                for w, k, values in zip(
-                    writer, edge_keys, _values(edges, WRITES_PROPERTIES, "edges"), strict=True
-                )
-            ),
-            False,
-        )
-        next_firing += n
     files.close()
     return files
 
@@ -442,6 +393,24 @@ def empty_firing_lists(shards: Sequence[Shard]) -> list[dict[str, Any]]:
             if empty:
                 rows.append({"key": list(key), "empty": empty})
     return rows
+
+
+def _firing_of_edges(firings: pa.Table, ids: pa.Array, edges: pa.Table) -> pa.Array:
+    """Per edge row, the import id of its firing (the firing with its key, in the same shard)."""
+    keys = list(FIRING_KEY)
+    rows = pa.array(range(edges.num_rows), pa.int64())
+    by_key = firings.select(keys).append_column("firing", ids)
+    found = (
+        edges.select(keys)
+        .append_column("row", rows)
+        .join(by_key, keys=keys, join_type="left outer")
+        .sort_by("row")
+        .column("firing")
+        .combine_chunks()
+    )
+    if found.null_count:
+        raise AtlasError(f"{found.null_count} edges of a shard refer to firings it does not hold")
+    return found
 
 
 def bulk_load(
@@ -532,4 +501,4 @@ def _imported(output: str, what: str) -> int:
     return int(found[-1].replace(",", "")) if found else 0
 
 
-__all__ = ["BulkSummary", "bulk_load", "empty_firing_lists", "write_import_files"]
+__all__ = ["BulkSummary", "ImportFiles", "bulk_load", "empty_firing_lists", "write_import_files"]
