@@ -27,18 +27,17 @@ from atlas.store.writer import ingest_run
 from ingest.models.loading import load_model
 from ingest.pipeline import IngestConfig, default_batch_size
 
-
-def _own(node: str) -> str:
-    """Cypher: ``node`` is not another model's (Model node, heads, singular vectors) than
-    ``$model``: the toy-ioi warm-ups leave their model, and the bulk import replaces all."""
-    model_of = f"coalesce({node}.model_id, CASE WHEN {node}:Model THEN {node}.id END, $model)"
-    return f"NOT {model_of} <> $model"
-
-
-MODEL_TOTALS = f"""
-MATCH (n) WHERE {_own("n")} RETURN count(n) AS n
+# The nodes and relationships that are not another model's (its Model node, heads, singular
+# vectors): the toy-ioi warm-ups leave their model, and the bulk import replaces the database.
+MODEL_TOTALS = """
+MATCH (n)
+WHERE coalesce(n.model_id, CASE WHEN n:Model THEN n.id END, $model) = $model
+RETURN count(n) AS n
 UNION ALL
-MATCH (n)-[r]->(m) WHERE {_own("n")} AND {_own("m")} RETURN count(r) AS n
+MATCH (n)-[r]->(m)
+WHERE coalesce(n.model_id, CASE WHEN n:Model THEN n.id END, $model) = $model
+  AND coalesce(m.model_id, CASE WHEN m:Model THEN m.id END, $model) = $model
+RETURN count(r) AS n
 """
 
 
@@ -89,7 +88,8 @@ def scale_bench(
         "rel_per_s": summary.relationships_per_second(),
     }
     out["load_average"].append(os.getloadavg()[0])
-    reference = _totals(store, loaded.provenance.model_id)
+    model_id = loaded.provenance.model_id
+    reference = _totals(store, model_id)
     store.delete_run(run_id)
 
     folder = Path(tempfile.mkdtemp(prefix="atlas-scale-bench-"))
@@ -118,7 +118,7 @@ def scale_bench(
             "rel_per_s": loaded_summary.relationships_per_second(),
         }
         out["load_average"].append(os.getloadavg()[0])
-        out["load_matches_ingest"] = _totals(store, loaded.provenance.model_id) == reference
+        out["load_matches_ingest"] = _totals(store, model_id) == reference
         try:
             bulk = bulk_load(run_id, [shards], server=server)
         except Exception as error:  # keep the other measurements
@@ -134,7 +134,7 @@ def scale_bench(
             "records_per_s": bulk.records_per_second(),
         }
         store = AtlasStore.connect(server.start())
-        out["bulk_totals"] = _totals(store, loaded.provenance.model_id)
+        out["bulk_totals"] = _totals(store, model_id)
         out["reference_totals"] = reference
         out["bulk_matches_ingest"] = out["bulk_totals"] == reference
         out["load_average"].append(os.getloadavg()[0])
