@@ -78,6 +78,14 @@ class AlignedPairs:
     def __len__(self) -> int:
         return int(self.a.shape[0])
 
+    @staticmethod
+    def concat(parts: list[AlignedPairs]) -> AlignedPairs:
+        return AlignedPairs(
+            torch.cat([part.a for part in parts]),
+            torch.cat([part.b for part in parts]),
+            torch.cat([part.cos for part in parts]),
+        )
+
 
 def aligned_pairs(
     directions: ReadDirections,
@@ -87,31 +95,53 @@ def aligned_pairs(
 ) -> AlignedPairs:
     """The pairs with ``|cos| ≥ threshold`` that are in the top-k of at least one end.
 
-    The |cos| matrix is computed ``chunk`` rows at a time (memory ``chunk × vectors``).
+    Screened in float32, decided in float64. A float32 dot product of two unit vectors in R^d is
+    within ``ε = (d + 3)·2⁻²⁴`` of the exact one (rounding the inputs, 2·2⁻²⁴, and summing d
+    products, γ_d ≤ (d + 1)·2⁻²⁴), so every pair with exact ``|cos| ≥ threshold`` has a screened
+    value ``≥ threshold − ε``. The symmetric |cos| matrix is screened block by block on and above
+    the diagonal (``chunk × chunk``, half the products), the pairs that pass are rescored in
+    float64, and a vector's top-k among its pairs at or above the threshold is its top-k over
+    all vectors cut at the threshold. A pair outside the top-k of both its ends never re-enters
+    as more pairs are found, so such pairs are dropped whenever many have gathered (memory
+    stays near ``2·top_k`` pairs per vector). The result is the float64 computation's, at a
+    quarter of its cost (34,560 directions of d = 576 on SmolLM2-135M).
     """
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"alignment threshold must lie in (0, 1], got {threshold}")
     if top_k < 1:
         raise ValueError(f"alignment top-k must be at least 1, got {top_k}")
-    vectors = directions.vectors
+    vectors = directions.vectors.to(torch.float64)
+    screen = vectors.to(torch.float32)
+    n_vectors, d = vectors.shape
+    screen_floor = threshold - (d + 3) * 2.0**-24
     head_id = directions.layer * (int(directions.head.max()) + 1) + directions.head
-    values: dict[tuple[int, int], float] = {}  # (a, b) with a < b → |cos|
-    for start in range(0, vectors.shape[0], chunk):
-        rows = torch.arange(start, min(start + chunk, vectors.shape[0]), device=vectors.device)
-        cos = (vectors[rows] @ vectors.T).abs()
-        cos[head_id[rows][:, None] == head_id[None, :]] = 0.0
-        best, partner = cos.topk(min(top_k, cos.shape[1]), dim=-1)
-        keep = best >= threshold
-        for row, col, value in zip(
-            rows[:, None].expand_as(partner)[keep].tolist(),
-            partner[keep].tolist(),
-            best[keep].tolist(),
-            strict=True,
-        ):
-            values[min(row, col), max(row, col)] = value
-    ordered = sorted(values)
-    return AlignedPairs(
-        a=torch.tensor([a for a, _ in ordered], dtype=torch.long),
-        b=torch.tensor([b for _, b in ordered], dtype=torch.long),
-        cos=torch.tensor([values[key] for key in ordered], dtype=torch.float64),
-    )
+    parts: list[AlignedPairs] = []
+    blocks = torch.arange(n_vectors, device=vectors.device).split(chunk)
+    for i, rows in enumerate(blocks):
+        for columns in blocks[i:]:
+            hit = ((screen[rows] @ screen[columns].T).abs_() >= screen_floor).nonzero()
+            a, b = rows[hit[:, 0]], columns[hit[:, 1]]
+            other = (a < b) & (head_id[a] != head_id[b])
+            a, b = a[other], b[other]
+            cos = (vectors[a] * vectors[b]).sum(dim=-1).abs_()
+            kept = cos >= threshold
+            parts.append(AlignedPairs(a[kept], b[kept], cos[kept]))
+            if sum(map(len, parts)) > 4 * top_k * n_vectors:
+                parts = [_in_top_k_of_an_end(AlignedPairs.concat(parts), top_k, n_vectors)]
+    found = _in_top_k_of_an_end(AlignedPairs.concat(parts), top_k, n_vectors)
+    order = torch.argsort(found.a * n_vectors + found.b)
+    return AlignedPairs(found.a[order], found.b[order], found.cos[order])
+
+
+def _in_top_k_of_an_end(pairs: AlignedPairs, top_k: int, n_vectors: int) -> AlignedPairs:
+    """The pairs among the ``top_k`` largest |cos| of ``a`` or of ``b`` (within ``pairs``)."""
+    ends = torch.cat([pairs.a, pairs.b])
+    by_value = torch.argsort(torch.cat([pairs.cos, pairs.cos]), descending=True, stable=True)
+    order = by_value[torch.argsort(ends[by_value], stable=True)]  # by end, best first
+    counts = torch.bincount(ends, minlength=n_vectors)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device) - starts[ends[order]]
+    n_pairs = len(pairs)
+    keep = (rank[:n_pairs] < top_k) | (rank[n_pairs:] < top_k)
+    return AlignedPairs(pairs.a[keep], pairs.b[keep], pairs.cos[keep])

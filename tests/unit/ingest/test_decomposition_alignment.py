@@ -48,11 +48,7 @@ def numpy_pairs(svd, threshold: float, top_k: int) -> dict[tuple, float]:
     return kept
 
 
-@pytest.mark.parametrize(("threshold", "top_k"), [(0.5, 2), (0.3, 1), (0.05, 3)])
-def test_aligned_pairs_match_numpy(threshold: float, top_k: int) -> None:
-    svd = planted_svd()
-    directions = read_directions(svd)
-    pairs = aligned_pairs(directions, threshold, top_k, chunk=7)
+def pairs_by_key(directions, pairs) -> dict[tuple, float]:
     found = {}
     for a, b, cos in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.cos.tolist(), strict=True):
         ends = [
@@ -65,10 +61,30 @@ def test_aligned_pairs_match_numpy(threshold: float, top_k: int) -> None:
             for i in (a, b)
         ]
         found[tuple(sorted(ends))] = cos
+    return found
+
+
+@pytest.mark.parametrize(("threshold", "top_k"), [(0.5, 2), (0.3, 1), (0.05, 3)])
+def test_aligned_pairs_match_numpy(threshold: float, top_k: int) -> None:
+    svd = planted_svd()
+    directions = read_directions(svd)
+    found = pairs_by_key(directions, aligned_pairs(directions, threshold, top_k, chunk=7))
     expected = numpy_pairs(svd, threshold, top_k)
     assert found.keys() == expected.keys()
     for key, value in expected.items():
         assert found[key] == pytest.approx(value, abs=1e-12)
+
+
+def test_a_pair_exactly_at_the_threshold_is_kept() -> None:
+    """The float32 screen must not lose a pair whose float64 |cos| is at the threshold (its
+    float32 value falls below it about half the time): ten such thresholds, each 1e-12 under a
+    pair's |cos| (far below float32's resolution; float64 sums in another order differ by ulps)."""
+    svd = planted_svd(seed=1)
+    directions = read_directions(svd)
+    values = sorted(set(numpy_pairs(svd, 0.05, 3).values()), reverse=True)[:10]
+    for threshold in (value - 1e-12 for value in values):
+        found = pairs_by_key(directions, aligned_pairs(directions, threshold, 3, chunk=7))
+        assert found.keys() == numpy_pairs(svd, threshold, 3).keys()
 
 
 def test_planted_shared_direction_is_found_and_recorded() -> None:
