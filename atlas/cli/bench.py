@@ -126,9 +126,12 @@ def bench(
       circuit-atlas bench --workload toy-ioi --n-prompts 256 --method sad --method acc
       circuit-atlas bench --scale                           # toy-ioi 1024, smollm2-135m 256
       circuit-atlas bench --scale --workload toy-ioi --n-prompts 256 --warmup-runs 1
+      circuit-atlas bench --scale --workload smollm2-135m --n-prompts 256 --method acc
     """
     if scale:
-        _scale_bench(workloads, prompt_counts, batch_size, warmup_runs, scale_port, as_json)
+        _scale_bench(
+            workloads, prompt_counts, methods, batch_size, warmup_runs, scale_port, as_json
+        )
         return
     from atlas.bench import run_bench
     from atlas.cli.quiet import quiet_libraries
@@ -154,12 +157,14 @@ def bench(
 def _scale_bench(
     workloads: tuple[str, ...],
     prompt_counts: tuple[int, ...],
+    methods: tuple[str, ...],
     batch_size: int | None,
     warmup_runs: int,
     port: int,
     as_json: bool,
 ) -> None:
-    """`bench --scale`: per (workload, prompt count), :func:`atlas.scale.bench.scale_bench`."""
+    """`bench --scale`: per (workload, prompt count, method),
+    :func:`atlas.scale.bench.scale_bench`."""
     from atlas.cli.quiet import quiet_libraries
     from atlas.scale.bench import scale_bench, scale_table
 
@@ -172,8 +177,8 @@ def _scale_bench(
     cells = [(w, n) for w in workloads for n in prompt_counts] if given else list(SCALE_CELLS)
     quiet_libraries()
     results = []
-    for model, n_prompts in cells:
-        click.echo(f"bench --scale: {model} {n_prompts} prompts ...", err=True)
+    for (model, n_prompts), method in ((cell, m) for cell in cells for m in methods):
+        click.echo(f"bench --scale: {model} {n_prompts} prompts, {method} ...", err=True)
         results.append(
             scale_bench(
                 model,
@@ -181,6 +186,7 @@ def _scale_bench(
                 batch_size=batch_size,
                 bolt_port=port,
                 warmup_runs=warmup_runs,
+                method=method,
             )
         )
     click.echo(json.dumps(results, indent=2) if as_json else scale_table(results))

@@ -40,6 +40,10 @@ WHERE coalesce(n.model_id, CASE WHEN n:Model THEN n.id END, $model) = $model
 RETURN count(r) AS n
 """
 
+# The bench's instance starts empty: an earlier workload's model-level nodes (an ACC run's MLP,
+# bias and embedding components) outlive its runs and would count as the next ingest's.
+EMPTY_DATABASE = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+
 
 def _totals(store: AtlasStore, model_id: str) -> dict[str, int]:
     """Nodes and relationships of the database, less those of other models than ``model_id``."""
@@ -54,10 +58,16 @@ def scale_bench(
     bolt_port: int = 17797,
     workers: tuple[int, ...] = (1, 2),
     warmup_runs: int = 2,
+    method: str = "sad",
 ) -> dict[str, Any]:
     """The measurements (seconds, counts, throughputs) as one dict, on a server instance of
     its own (Bolt ``bolt_port``, HTTP the next port; its database is replaced)."""
-    out: dict[str, Any] = {"model": model, "n_prompts": n_prompts, "load_average": []}
+    out: dict[str, Any] = {
+        "model": model,
+        "method": method,
+        "n_prompts": n_prompts,
+        "load_average": [],
+    }
     instance = data_dir() / f"neo4j-scale-bench-{bolt_port}"
     server = LocalServer(
         instance=instance,
@@ -66,9 +76,9 @@ def scale_bench(
         credentials_file=instance / "credentials.json",
     )
     store = AtlasStore.connect(server.start())
+    with store.driver.session(database=store.database) as session:  # auto-commit: batched
+        session.run(EMPTY_DATABASE).consume()
     store.init_schema()
-    for run in store.list_runs():  # the instance's database is the bench's: compared by totals
-        store.delete_run(run["id"])
     toy = load_model("toy-ioi")
     for n in range(warmup_runs):  # the JVM's JIT (docs/performance.md, Warm-up): toy-ioi 256
         store.delete_run(f"warmup-{n}")  # left by an interrupted bench
@@ -76,9 +86,11 @@ def scale_bench(
         store.delete_run(f"warmup-{n}")
     loaded = load_model(model)
     batch_size = batch_size or default_batch_size(loaded.n_layers * loaded.n_heads)
-    config = IngestConfig(n_prompts=n_prompts, batch_size=batch_size)
+    config = IngestConfig(n_prompts=n_prompts, batch_size=batch_size, method=method)
 
-    run_id = f"scale-{model}-{n_prompts}"
+    run_id = (
+        f"scale-{model}-{n_prompts}" if method == "sad" else f"scale-{model}-{method}-{n_prompts}"
+    )
     store.delete_run(run_id)  # left by an interrupted bench
     summary = ingest_run(store, loaded, config, run_id=run_id, show_progress=False)
     out["ingest"] = {
@@ -144,9 +156,15 @@ def scale_bench(
     return out
 
 
+def _column(result: dict[str, Any]) -> list[str]:
+    """``toy-ioi 1024``, ``smollm2-135m acc 256``: the method is named unless it is SAD."""
+    method = [] if result.get("method", "sad") == "sad" else [result["method"]]
+    return [result["model"], *method, str(result["n_prompts"])]
+
+
 def scale_table(results: Sequence[dict[str, Any]]) -> str:
     """The measurements of :func:`scale_bench`, one column per workload."""
-    names = [f"{r['model']} {r['n_prompts']}" for r in results]
+    names = [" ".join(_column(r)) for r in results]
 
     def row(label: str, value: Callable[[dict[str, Any]], Any], unit: str = "") -> str:
         cells = []
