@@ -29,7 +29,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ingest.decomposition.sad import KEY_SIDE, QKSVD, QUERY_SIDE
+from ingest.decomposition.sad import QKSVD
+from ingest.sides import KEY_SIDE, QUERY_SIDE
 
 DEFAULT_ALIGN_THRESHOLD = 0.5
 DEFAULT_ALIGN_TOP_K = 5

@@ -23,7 +23,6 @@ built with ``rotary`` carries the factors and frame coefficients that map needs.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -31,13 +30,7 @@ from torch import Tensor
 
 from ingest.decomposition.rotary import Rotary, rotated_projections
 from ingest.runtime import torch_threads
-
-# The two sides of a bilinear score: the query (destination) side reads through U, the key
-# (source) side through V.
-Side = Literal["q", "k"]
-QUERY_SIDE = 0
-KEY_SIDE = 1
-SIDE_NAMES: dict[int, Side] = {QUERY_SIDE: "q", KEY_SIDE: "k"}
+from ingest.sides import KEY_SIDE, QUERY_SIDE
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,11 @@
 :mod:`~ingest.records.types` has one dataclass per node and relationship (a model, a run, heads,
 singular vectors, prompts, firings, per-prompt WRITES edges, aggregate COMMUNICATES, and
 COMMUNICATES as a graph file gives them); :mod:`~ingest.records.build` turns a batch's tensors
-into a :class:`RecordBatch`. Pure data, no I/O: ``atlas.store`` writes them.
+into a :class:`RecordBatch`. Pure data, no I/O: ``atlas.store`` writes them. This package
+imports only the types, so that the store and the query commands start without torch; import
+the builders from :mod:`ingest.records.build`.
 """
 
-from ingest.records.build import (
-    aligned_records,
-    batch_records,
-    model_component_records,
-    model_record,
-)
 from ingest.records.types import (
     AlignedRecord,
     BatchDone,
@@ -45,9 +41,5 @@ __all__ = [
     "SingularVectorRecord",
     "SparseTerm",
     "WriteEdgeRecord",
-    "aligned_records",
-    "batch_records",
     "component_id",
-    "model_component_records",
-    "model_record",
 ]

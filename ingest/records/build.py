@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest.decomposition.acc import DEST_SIDE, SOURCE_SIDE
 from ingest.decomposition.alignment import AlignedPairs, ReadDirections
-from ingest.decomposition.sad import QKSVD, SIDE_NAMES
+from ingest.decomposition.sad import QKSVD
 from ingest.models.loading import DEFAULT_MODEL, ModelProvenance
 from ingest.records.types import (
     AlignedRecord,
@@ -23,6 +23,7 @@ from ingest.records.types import (
     SparseTerm,
     WriteEdgeRecord,
 )
+from ingest.sides import SIDE_NAMES
 from ingest.tracing.components import COMPONENT_KINDS
 
 if TYPE_CHECKING:  # the pipeline builds records from its batches: no import at run time

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ingest.decomposition.sad import Side
+from ingest.sides import Side
 
 ComponentKind = Literal["head", "mlp", "embed", "attn_bias", "logit_direction"]
 RunStatus = Literal["running", "complete", "failed"]

@@ -49,8 +49,8 @@ from ingest.decomposition.acc import (
 )
 from ingest.decomposition.activations import model_rotary, stacked_bias
 from ingest.decomposition.rotary import Rotary, check_full_rank_frame, expand_kv_heads
-from ingest.decomposition.sad import KEY_SIDE, QUERY_SIDE
 from ingest.models.loading import UnsupportedModelError
+from ingest.sides import KEY_SIDE, QUERY_SIDE
 from ingest.tracing.components import (
     HEAD,
     AnswerSeeds,

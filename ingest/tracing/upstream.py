@@ -39,7 +39,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ingest.decomposition.rotary import directions_at, outputs_read
-from ingest.decomposition.sad import KEY_SIDE, QKSVD, QUERY_SIDE, Firings
+from ingest.decomposition.sad import QKSVD, Firings
+from ingest.sides import KEY_SIDE, QUERY_SIDE
 
 
 def _signal_weights(firings: Firings, svd: QKSVD) -> Tensor:
