@@ -9,7 +9,7 @@
 // param: src_role string = "IO" — the root head's firings' key (source) role
 // returns: layer int, head int, dest_role string, src_role string, prompts int,
 //   root_prompts int, side string?, writer string?, role string?, n_prompts int?,
-//   mean_weight float?, source_layers list<int>, source_heads list<int>,
+//   mean_weight float?, weights list<float>, source_layers list<int>, source_heads list<int>,
 //   source_dest_roles list<string>, source_src_roles list<string>
 // example: {"run_id": "gpt2-sad-256", "layer": 9, "head": 9, "dest_role": "END", "src_role": "IO"}
 // example-toy: {"run_id": "toy-ioi-run", "layer": 3, "head": 1, "dest_role": "END", "src_role": "IO"}
@@ -21,7 +21,10 @@
 // any prompt. One row per edge group into a class: the class, `side` (`q`/`k`), `writer`, the
 // `role` written; `n_prompts`, the distinct prompts of the group's WRITES edges; `mean_weight`,
 // the mean over its distinct (firing, side, writer) edges (an ACC head writing through several
-// source tokens counts once, with its largest weight, as the per-edge rows are read); the
+// source tokens counts once, with its largest weight, as the per-edge rows are read), and
+// `weights`, those edges' weights (the CLI averages them itself, with Python's correctly
+// rounded `fmean`, so that its figures equal those built from `circuit`'s rows to the last
+// digit; the server's sum rounds in another order); the
 // writer's own firing classes at the position written, where the traversal goes on, as four
 // parallel lists (`source_layers`, `source_heads`, `source_dest_roles`, `source_src_roles`;
 // empty: the branch ends). Every row also carries its class's `prompts`, the distinct prompts
@@ -92,7 +95,8 @@ UNWIND CASE edges WHEN [] THEN [null] ELSE edges END AS edge
 // per edge group of the class
 WITH layer, head, dest_role, src_role, prompts, root_prompts, edge.side AS side,
      edge.writer AS writer, edge.role AS role, count(DISTINCT edge.prompt) AS n_prompts,
-     avg(edge.weight) AS mean_weight, collect(edge.ups) AS up_lists
+     avg(edge.weight) AS mean_weight, collect(edge.weight) AS weights,
+     collect(edge.ups) AS up_lists
 WITH *, COLLECT {
   UNWIND up_lists AS ups
   UNWIND ups AS up
@@ -101,7 +105,7 @@ WITH *, COLLECT {
   ORDER BY up_class
 } AS up_classes
 RETURN layer, head, dest_role, src_role, prompts, root_prompts, side, writer, role,
-       CASE WHEN side IS NULL THEN null ELSE n_prompts END AS n_prompts, mean_weight,
+       CASE WHEN side IS NULL THEN null ELSE n_prompts END AS n_prompts, mean_weight, weights,
        [c IN up_classes | c[0]] AS source_layers, [c IN up_classes | c[1]] AS source_heads,
        [c IN up_classes | c[2]] AS source_dest_roles, [c IN up_classes | c[3]] AS source_src_roles
 ORDER BY layer DESC, head, dest_role, src_role, side DESC, writer, role

@@ -198,9 +198,9 @@ def build_circuit(rows: Iterable[Row], aggregate: bool) -> Circuit:
 def summary_circuit(rows: Iterable[Row]) -> Circuit:
     """The circuit over all prompts from ``circuit_summary.cypher`` rows, aggregated on the
     server as :func:`build_circuit` aggregates ``circuit.cypher``'s rows: one row per edge
-    group into a class (with the writer's firing classes as four parallel lists), and one with
-    no edge for a class reached only as a writer's firing; every row carries its class's
-    prompt counts."""
+    group into a class (its edges' weights, and the writer's firing classes as four parallel
+    lists), and one with no edge for a class reached only as a writer's firing; every row
+    carries its class's prompt counts."""
     edges: list[Edge] = []
     prompts: dict[Node, int] = {}
     root_prompts: dict[Node, int] = {}
@@ -226,7 +226,7 @@ def summary_circuit(rows: Iterable[Row]) -> Circuit:
                 row["role"],
                 None,
                 row["n_prompts"],
-                row["mean_weight"],
+                fmean(row["weights"]),  # as build_circuit averages, to the last digit
                 tuple(sorted(Node(*source) for source in sources)),
             )
         )

@@ -229,7 +229,9 @@ def both_aggregations(
 
 
 def assert_same_circuit(summary: Circuit, reference: Circuit) -> None:
-    """Field by field; mean weights to a float tolerance (the server sums in another order)."""
+    """Field by field; mean weights to a float tolerance (the Circuit from circuit_summary
+    averages the weights in Python, as build_circuit does: equal digits are checked on the
+    CLI's records of a real run)."""
     assert summary.aggregated and reference.aggregated
     assert summary.roots == reference.roots
     assert dict(summary.root_prompts) == dict(reference.root_prompts)
@@ -328,7 +330,4 @@ def test_summary_on_a_toy_ioi_run(
             assert sum(map(len, reference.edges.values())) > 1, (layer, head, roles)
             assert_same_circuit(summary, reference)
             assert render_tree(summary) == render_tree(reference)
-            assert circuit_edges(summary) == [
-                {**record, "mean_weight": pytest.approx(record["mean_weight"], rel=1e-9)}
-                for record in circuit_edges(reference)
-            ]
+            assert circuit_edges(summary) == circuit_edges(reference)  # to the last digit
