@@ -43,10 +43,13 @@
 // role written), then per class, then per edge group; the source classes are deduplicated per
 // group. Measured with the example-toy parameters on the 1,024-prompt toy-ioi run (PROFILE):
 // 2,644 reached firings, 158 rows, 279,211 db hits (`circuit` with `prompt` null: 11,218 rows,
-// 310,141); p50 269 ms, p95 308 ms over 20 warm runs, against 505 / 741 ms for `circuit`'s rows
-// (load 4–5 on the 2 shared cores, other sessions running). On SmolLM2-135M 256 prompts (root
-// 24.4 END→IO): 7,540 firings, 10,850 rows, 1,667,468 db hits (2,811,004; 2,668,939 when the
-// levels went by depth); p50 2,089 ms, p95 2,308 ms, against 3,487 / 3,694 ms (load ≈ 3.5).
+// 310,141); p50 239 ms, p95 251 ms over 20 warm runs, against 357 / 571 ms for `circuit`'s rows
+// (load 1.0–1.3 on the 2 shared cores). As `circuit-atlas circuit` builds it (query and Python,
+// 15 runs): 238 / 243 ms against 429 / 677 ms from `circuit`'s rows; SmolLM2-135M 64 prompts,
+// root 24.4: 624 / 888 against 1,033 / 1,215 ms. SmolLM2-135M 256 prompts (root 24.4 END→IO):
+// 7,540 firings, 10,850 rows, 1,667,468 db hits (`circuit`: 59,298 rows, 2,811,004; 2,668,939
+// here when the levels went by depth); p50 2,223 ms, p95 2,520 ms against 3,076 / 3,424 ms
+// (load ≈ 1.4, a server with a 512 MB page cache).
 // Still over the 100 ms target: the traversal itself is most of it (on SmolLM2, the levels
 // alone ~0.8 s and the firings' edges with their grouping ~0.6 s of ~1.6 s on the server;
 // producing the 10,850 rows the rest), and its size is the answer's: every reached firing's
