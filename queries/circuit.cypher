@@ -27,7 +27,9 @@
 // gives two rows. `circuit-atlas circuit` prints the result as a tree. On an ACC run the writers
 // include MLPs, attention biases and the embedding (leaves: `writer_layer`/`writer_head` null
 // or no head), and a head writer continues only into its firing at the source token it read
-// (`WRITES.writer_pos`).
+// (`WRITES.writer_pos`). Over all prompts `circuit-atlas circuit` reads `circuit_summary`
+// instead, the same traversal aggregated on the server (one row per edge group); these rows
+// are for one prompt's tree and for exports of every edge.
 //
 // How it runs: the root firings by `Firing(run_id, layer, head, dest_role, src_role)` (both roles
 // are required, so firings without a role, which that index leaves out, could never be roots),

@@ -7,8 +7,10 @@ union of the circuits traced from every seed.
 The template returns one row per communication edge the traversal reaches. :func:`build_circuit`
 turns those rows into a :class:`Circuit` (pure: rows in, structure out), either firing by firing
 (one prompt) or aggregated over prompts into a DAG of (head, dest role → src role) classes.
+Over all prompts the server aggregates instead (``queries/circuit_summary.cypher``, one row per
+edge group), and :func:`summary_circuit` builds the same :class:`Circuit` from its rows.
 :func:`render_tree` prints it as an indented tree, :func:`circuit_edges` flattens it for JSON/CSV,
-and :func:`fetch_circuit` runs the template through the store with clear errors.
+and :func:`fetch_circuit` runs the templates through the store with clear errors.
 """
 
 from __future__ import annotations
@@ -172,26 +174,81 @@ def build_circuit(rows: Iterable[Row], aggregate: bool) -> Circuit:
             group.weights.append(row["weight"])
             group.prompts.add(row["prompt"])
 
-    edges: dict[Node, list[Edge]] = defaultdict(list)
-    for (target, side, writer, role, pos), group in groups.items():
-        edges[target].append(
+    edges = [
+        Edge(
+            target,
+            side,
+            writer,
+            role,
+            pos,
+            len(group.prompts),
+            fmean(group.weights),
+            tuple(sorted(group.sources)),
+        )
+        for (target, side, writer, role, pos), group in groups.items()
+    ]
+    return _circuit(
+        edges,
+        prompts={key: len(prompts) for key, prompts in node_prompts.items()},
+        root_prompts={root: len(prompts) for root, prompts in root_prompts.items()},
+        aggregated=aggregate,
+    )
+
+
+def summary_circuit(rows: Iterable[Row]) -> Circuit:
+    """The circuit over all prompts from ``circuit_summary.cypher`` rows, aggregated on the
+    server as :func:`build_circuit` aggregates ``circuit.cypher``'s rows: one row per edge
+    group into a class (its edges' weights, and the writer's firing classes as four parallel
+    lists), and one with no edge for a class reached only as a writer's firing; every row
+    carries its class's prompt counts."""
+    edges: list[Edge] = []
+    prompts: dict[Node, int] = {}
+    root_prompts: dict[Node, int] = {}
+    for row in rows:
+        target = Node(row["layer"], row["head"], row["dest_role"], row["src_role"])
+        prompts[target] = row["prompts"]
+        if row["root_prompts"]:
+            root_prompts[target] = row["root_prompts"]
+        if row["side"] is None:
+            continue
+        sources = zip(
+            row["source_layers"],
+            row["source_heads"],
+            row["source_dest_roles"],
+            row["source_src_roles"],
+            strict=True,
+        )
+        edges.append(
             Edge(
                 target,
-                side,
-                writer,
-                role,
-                pos,
-                len(group.prompts),
-                fmean(group.weights),
-                tuple(sorted(group.sources)),
+                row["side"],
+                row["writer"],
+                row["role"],
+                None,
+                row["n_prompts"],
+                fmean(row["weights"]),  # as build_circuit averages, to the last digit
+                tuple(sorted(Node(*source) for source in sources)),
             )
         )
+    return _circuit(edges, prompts, root_prompts, aggregated=True)
+
+
+def _circuit(
+    edges: Iterable[Edge],
+    prompts: Mapping[Node, int],
+    root_prompts: Mapping[Node, int],
+    aggregated: bool,
+) -> Circuit:
+    """The circuit of these edges, each node's edges in :func:`_edge_order`."""
+    into: dict[Node, list[Edge]] = defaultdict(list)
+    for edge in edges:
+        into[edge.target].append(edge)
     return Circuit(
         roots=tuple(sorted(root_prompts)),
-        edges={target: tuple(sorted(found, key=_edge_order)) for target, found in edges.items()},
-        prompts={key: len(prompts) for key, prompts in node_prompts.items()},
-        aggregated=aggregate,
-        root_prompts={root: len(prompts) for root, prompts in root_prompts.items()},
+        edges={target: tuple(sorted(found, key=_edge_order)) for target, found in into.items()},
+        prompts=dict(prompts),
+        aggregated=aggregated,
+        root_prompts=dict(root_prompts),
     )
 
 
@@ -363,17 +420,23 @@ def fetch_circuit(
     src_role: str = "IO",
     prompt: int | None = None,
 ) -> Circuit:
-    """Run ``circuit.cypher`` for ``root`` (e.g. ``"9.9"``, or :data:`LOGIT_ROOT` on an ACC
-    run, whose roots are then the seed firings whatever their roles) and build the circuit;
-    aggregated over prompts unless ``prompt`` is given. Problems the user can fix raise
-    :class:`AtlasError`.
+    """The circuit of ``root`` (e.g. ``"9.9"``, or :data:`LOGIT_ROOT` on an ACC run, whose
+    roots are then the seed firings whatever their roles): one prompt's firings from
+    ``circuit.cypher``, or, without ``prompt``, aggregated over prompts on the server by
+    ``circuit_summary.cypher``. Problems the user can fix raise :class:`AtlasError`.
     """
     layer, head = root_head(store, run_id, root)
-    parameters: dict[str, Any] = {"run_id": run_id, "layer": layer, "head": head, "prompt": prompt}
-    rows = store.read_template("circuit", dest_role=dest_role, src_role=src_role, **parameters)
+    parameters: dict[str, Any] = {"run_id": run_id, "layer": layer, "head": head}
+    roles = {"dest_role": dest_role, "src_role": src_role}
+    if prompt is None:
+        rows = store.read_template("circuit_summary", **roles, **parameters)
+    else:
+        rows = store.read_template("circuit", **roles, **parameters, prompt=prompt)
     if not rows:
-        raise AtlasError(_no_circuit_message(store, root, dest_role, src_role, parameters))
-    return build_circuit(rows, aggregate=prompt is None)
+        raise AtlasError(
+            _no_circuit_message(store, root, dest_role, src_role, {**parameters, "prompt": prompt})
+        )
+    return build_circuit(rows, aggregate=False) if prompt is not None else summary_circuit(rows)
 
 
 def seed_heads(store: AtlasStore, run_id: str) -> dict[str, int]:

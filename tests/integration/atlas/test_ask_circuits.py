@@ -1,4 +1,6 @@
-"""The circuit traversal against the real Neo4j server, on a hand-built graph (circuit_graph)."""
+"""The circuit traversal against the real Neo4j server, on a hand-built graph (circuit_graph),
+and the circuit over all prompts aggregated on the server (circuit_summary) against the
+per-edge rows aggregated in Python, on that graph and on real toy-ioi runs."""
 
 from __future__ import annotations
 
@@ -10,10 +12,21 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from atlas.ask.circuits import LOGIT_ROOT, Node, fetch_circuit
+from atlas.ask.circuits import (
+    LOGIT_ROOT,
+    NO_ROLE,
+    Circuit,
+    Node,
+    build_circuit,
+    circuit_edges,
+    fetch_circuit,
+    render_tree,
+    summary_circuit,
+)
 from atlas.cli import main
 from atlas.errors import AtlasError, ParameterError
 from atlas.store.store import AtlasStore
+from ingest.models.loading import LoadedModel
 from ingest.records.types import ModelRecord, RecordBatch, RunRecord
 from tests.fixtures.circuit_graph import (
     EXPECTED_ROWS,
@@ -23,7 +36,9 @@ from tests.fixtures.circuit_graph import (
     circuit_batch,
     overlapping_batch,
     seeded_batch,
+    summary_batch,
 )
+from tests.fixtures.runs import scratch_toy_run
 
 
 def write_run(store: AtlasStore, run_id: str, batch: RecordBatch, method: str = "sad") -> None:
@@ -197,3 +212,122 @@ def test_cli_help_teaches_the_traversal(runner: CliRunner) -> None:
     result = runner.invoke(main, ["circuit", "--help"])
     assert "continues into that writer's own firing" in result.output
     assert "Example: circuit-atlas circuit --run" in result.output
+
+
+# ----- the circuit over all prompts, aggregated on the server ---------------------------------
+
+
+def both_aggregations(
+    store: AtlasStore, run_id: str, layer: int | None, head: int | None, roles: tuple[str, str]
+) -> tuple[Circuit, Circuit]:
+    """``circuit_summary``'s circuit, and ``circuit``'s rows (prompt null) aggregated in
+    Python by :func:`build_circuit`, the reference."""
+    parameters = dict(run_id=run_id, layer=layer, head=head, dest_role=roles[0], src_role=roles[1])
+    summary = summary_circuit(store.read_template("circuit_summary", **parameters))
+    rows = store.read_template("circuit", **parameters, prompt=None)
+    return summary, build_circuit(rows, aggregate=True)
+
+
+def assert_same_circuit(summary: Circuit, reference: Circuit) -> None:
+    """Field by field; mean weights to a float tolerance (the Circuit from circuit_summary
+    averages the weights in Python, as build_circuit does: equal digits are checked on the
+    CLI's records of a real run)."""
+    assert summary.aggregated and reference.aggregated
+    assert summary.roots == reference.roots
+    assert dict(summary.root_prompts) == dict(reference.root_prompts)
+    assert dict(summary.prompts) == dict(reference.prompts)
+    assert summary.edges.keys() == reference.edges.keys()
+    for node, expected in reference.edges.items():
+        found = {(e.side, e.writer, e.role): e for e in summary.edges[node]}
+        assert found.keys() == {(e.side, e.writer, e.role) for e in expected}
+        for edge in expected:
+            got = found[edge.side, edge.writer, edge.role]
+            assert (got.target, got.pos, got.n_prompts, got.sources) == (
+                edge.target,
+                edge.pos,
+                edge.n_prompts,
+                edge.sources,
+            )
+            assert got.mean_weight == pytest.approx(edge.mean_weight, rel=1e-9, abs=1e-12)
+
+
+@pytest.fixture
+def summary_run(atlas_store: AtlasStore) -> Iterator[str]:
+    """:func:`summary_batch`'s run, next to a second run with overlapping firing keys."""
+    run_id = f"circuit-summary-{uuid.uuid4().hex[:8]}"
+    other = run_id + "-other"
+    write_run(atlas_store, run_id, summary_batch(run_id))
+    write_run(atlas_store, other, overlapping_batch(other))
+    yield run_id
+    atlas_store.delete_run(run_id)
+    atlas_store.delete_run(other)
+
+
+@pytest.mark.parametrize(
+    ("root", "roles"),
+    [("3.0", ("END", "IO")), ("3.0", ("END", "S1")), ("2.1", ("END", "S2")), ("1.1", ("S2", "S1"))],
+)
+def test_summary_is_the_per_edge_rows_aggregated(
+    atlas_store: AtlasStore, summary_run: str, root: str, roles: tuple[str, str]
+) -> None:
+    layer, head = (int(part) for part in root.split("."))
+    summary, reference = both_aggregations(atlas_store, summary_run, layer, head, roles)
+    assert reference.roots  # every case has a circuit
+    assert_same_circuit(summary, reference)
+
+
+def test_summary_of_the_hand_built_circuit_by_hand(
+    atlas_store: AtlasStore, summary_run: str
+) -> None:
+    """The cases of :func:`summary_batch`, read off the summary itself."""
+    summary, _ = both_aggregations(atlas_store, summary_run, 3, 0, ("END", "IO"))
+    root = Node(3, 0, "END", "IO")
+    assert summary.roots == (root,) and summary.root_prompts == {root: 2}  # not prompt 2's
+    by_writer = {(e.side, e.writer): e for e in summary.edges[root]}
+    through_11 = by_writer["q", "1.1"]  # prompt 0: 0.25 (two firings); prompt 1: max(0.15, 0.45)
+    assert (through_11.n_prompts, through_11.mean_weight) == (2, pytest.approx(0.35))
+    assert through_11.sources == (Node(1, 1, "END", "S1"), Node(1, 1, "END", "S2"))
+    assert summary.prompts[Node(1, 1, "END", "S1")] == 2  # edgeless, as a writer's firing
+    assert Node(1, 1, "END", "S1") not in summary.edges
+    at_io = Node(1, 0, "IO", "other")  # two firings of prompt 0: one prompt, mean of both
+    assert by_writer["k", "1.0"].sources == (at_io,) and summary.prompts[at_io] == 1
+    (into_io,) = summary.edges[at_io]
+    assert (into_io.n_prompts, into_io.mean_weight) == (1, pytest.approx(0.6))
+
+
+def test_summary_of_the_logit_direction(atlas_store: AtlasStore, seeded_run: str) -> None:
+    summary, reference = both_aggregations(atlas_store, seeded_run, None, None, ("END", "IO"))
+    assert len(reference.roots) == 3
+    assert_same_circuit(summary, reference)
+
+
+def test_summary_is_empty_without_a_circuit(atlas_store: AtlasStore, summary_run: str) -> None:
+    for layer, head in [(0, 1), (None, None)]:  # a head that never fires; no seeds (SAD)
+        parameters = dict(run_id=summary_run, layer=layer, head=head)
+        assert atlas_store.read_template("circuit_summary", **parameters) == []
+
+
+@pytest.mark.parametrize("method", ["sad", "acc"])
+def test_summary_on_a_toy_ioi_run(
+    atlas_store: AtlasStore, toy_model: LoadedModel, method: str
+) -> None:
+    """On a real run: the name mover 3.1 and the other roots its run fires most, and on ACC
+    the logit direction (heads writing through several source tokens)."""
+    with scratch_toy_run(atlas_store, toy_model, f"summary-{method}", method=method) as run_id:
+        fired = atlas_store.read_template("firing_counts", run_id=run_id)
+        roots: list[tuple[int | None, int | None, tuple[str, str]]] = [(3, 1, ("END", "IO"))]
+        roots += [
+            (row["layer"], row["head"], (row["dest_role"], row["src_role"]))
+            for row in sorted(fired, key=lambda row: -row["firings"])
+            if row["layer"] >= 2
+            and NO_ROLE not in (row["dest_role"], row["src_role"])
+            and (row["layer"], row["head"]) != (3, 1)
+        ][:2]
+        if method == "acc":
+            roots.append((None, None, ("END", "IO")))
+        for layer, head, roles in roots:
+            summary, reference = both_aggregations(atlas_store, run_id, layer, head, roles)
+            assert sum(map(len, reference.edges.values())) > 1, (layer, head, roles)
+            assert_same_circuit(summary, reference)
+            assert render_tree(summary) == render_tree(reference)
+            assert circuit_edges(summary) == circuit_edges(reference)  # to the last digit

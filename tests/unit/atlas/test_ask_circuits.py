@@ -1,10 +1,20 @@
-"""Circuit building and rendering from hand-written template rows (no database)."""
+"""Circuit building and rendering from hand-written template rows (no database): ``circuit``'s
+per-edge rows and ``circuit_summary``'s per-group rows."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from atlas.ask.circuits import Node, build_circuit, circuit_edges, parse_head, render_tree
+from atlas.ask.circuits import (
+    Node,
+    build_circuit,
+    circuit_edges,
+    parse_head,
+    render_tree,
+    summary_circuit,
+)
 from tests.fixtures.circuit_graph import EXPECTED_ROWS, ROOT, row
 
 ALL_ROWS = EXPECTED_ROWS[0] + EXPECTED_ROWS[1]
@@ -155,3 +165,66 @@ def test_several_roots_each_counted_by_the_prompts_it_is_a_root_in() -> None:
         (2, "2.1", "q", "0.1", 3),
         (2, "2.1", "k", "1.1", 2),
     ]
+
+
+def group_row(
+    target: Node,
+    counts: tuple[int, int],
+    side: str | None = None,
+    writer: str | None = None,
+    role: str | None = None,
+    weights: tuple[float, ...] = (),
+    sources: tuple[Node, ...] = (),
+) -> dict[str, Any]:
+    """One ``circuit_summary`` row: ``counts`` is the class's (prompts, root_prompts)."""
+    return {
+        "layer": target.layer,
+        "head": target.head,
+        "dest_role": target.dest_role,
+        "src_role": target.src_role,
+        "prompts": counts[0],
+        "root_prompts": counts[1],
+        "side": side,
+        "writer": writer,
+        "role": role,
+        "n_prompts": None if side is None else len(weights),  # one edge per prompt here
+        "mean_weight": sum(weights) / len(weights) if weights else None,
+        "weights": list(weights),
+        "source_layers": [source.layer for source in sources],
+        "source_heads": [source.head for source in sources],
+        "source_dest_roles": [source.dest_role for source in sources],
+        "source_src_roles": [source.src_role for source in sources],
+    }
+
+
+SUMMARY_ROWS = [  # the circuit of ALL_ROWS (test_aggregated_counts_and_means_by_hand), by group
+    group_row(R, (2, 2), "q", "2.1", "END", (0.9, 1.1), (A,)),
+    group_row(R, (2, 2), "q", "1.1", "END", (0.25,), (C,)),
+    group_row(R, (2, 2), "k", "1.0", "IO", (0.5, 0.3)),
+    group_row(A, (2, 0), "k", "1.1", "S2", (0.7, 0.5), (B,)),
+    group_row(A, (2, 0), "q", "0.1", "END", (0.3, 0.1)),
+    group_row(A, (2, 0), "q", "1.1", "END", (0.35,), (C,)),
+    group_row(B, (1, 0), "q", "0.0", "S2", (0.4,)),
+    group_row(C, (1, 0), "q", "0.0", "END", (0.2,)),
+]
+
+
+def test_summary_rows_build_the_circuit_of_the_per_edge_rows() -> None:
+    summary = summary_circuit(SUMMARY_ROWS)
+    assert summary == build_circuit(ALL_ROWS, aggregate=True)  # means by fmean: equal digits
+    assert render_tree(summary) == render_tree(build_circuit(ALL_ROWS, aggregate=True))
+
+
+def test_summary_row_without_an_edge_is_a_class_reached_only_as_a_writer_firing() -> None:
+    leaf = Node(0, 1, "END", "other")
+    rows = [
+        group_row(R, (3, 2), "q", "0.1", "END", (1.0, 3.0), (leaf,)),
+        group_row(leaf, (1, 0)),
+        group_row(A, (1, 0)),  # not a root: root_prompts 0
+    ]
+    circuit = summary_circuit(rows)
+    assert circuit.roots == (R,) and circuit.root_prompts == {R: 2}
+    assert dict(circuit.prompts) == {R: 3, leaf: 1, A: 1}
+    assert list(circuit.edges) == [R]
+    (edge,) = circuit.edges[R]
+    assert (edge.n_prompts, edge.mean_weight, edge.sources, edge.pos) == (2, 2.0, (leaf,), None)
