@@ -25,11 +25,12 @@
 // `weights`, those edges' weights (the CLI averages them itself, with Python's correctly
 // rounded `fmean`, so that its figures equal those built from `circuit`'s rows to the last
 // digit; the server's sum rounds in another order); the writer's own firing classes at the
-// position written, where the traversal goes on, as four parallel lists (`source_layers`, `source_heads`, `source_dest_roles`, `source_src_roles`;
-// empty: the branch ends). Every row also carries its class's `prompts`, the distinct prompts
-// in which a firing of the class was reached with edges of its own or as a writer's firing, and
-// `root_prompts`, those in which such a firing is a root (0: not a root). A class reached only as
-// a writer's firing, without edges of its own, has one row with `side` and the edge columns null.
+// position written, where the traversal goes on, as four parallel lists (`source_layers`,
+// `source_heads`, `source_dest_roles`, `source_src_roles`; empty: the branch ends). Every row
+// also carries its class's `prompts`, the distinct prompts in which a firing of the class was
+// reached with edges of its own or as a writer's firing, and `root_prompts`, those in which such
+// a firing is a root (0: not a root). A class reached only as a writer's firing, without edges
+// of its own, has one row with `side` and the edge columns null.
 //
 // How it runs: the roots as in `circuit`, then the reached firings layer by layer instead of
 // depth by depth: a writer is always in an earlier layer, so when the sweep comes to a layer every
@@ -51,8 +52,8 @@
 // (load ≈ 1.4, a server with a 512 MB page cache).
 // Still over the 100 ms target: the traversal itself is most of it (on SmolLM2, the levels
 // alone ~0.8 s and the firings' edges with their grouping ~0.6 s of ~1.6 s on the server at
-// load ≈ 3; producing the 10,850 rows the rest), and its size is the answer's: every reached firing's
-// every edge is read. One prompt stays the fast path (`circuit` with `prompt`).
+// load ≈ 3; producing the 10,850 rows the rest), and its size is the answer's: every reached
+// firing's every edge is read. One prompt stays the fast path (`circuit` with `prompt`).
 CALL () {
   MATCH (root:Firing {run_id: $run_id, layer: $layer, head: $head, dest_role: $dest_role,
                       src_role: $src_role})
