@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -62,16 +62,23 @@ def write_run(store: AtlasStore, run_id: str, batch: RecordBatch, method: str = 
     store.complete_run(run_id)
 
 
+def beside_overlapping_run(
+    store: AtlasStore, prefix: str, batch: Callable[[str], RecordBatch]
+) -> Iterator[str]:
+    """A run of ``batch``, next to a second run with overlapping firing keys; both deleted."""
+    run_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    other = run_id + "-other"
+    write_run(store, run_id, batch(run_id))
+    write_run(store, other, overlapping_batch(other))
+    yield run_id
+    store.delete_run(run_id)
+    store.delete_run(other)
+
+
 @pytest.fixture
 def circuit_run(atlas_store: AtlasStore) -> Iterator[str]:
     """The hand-built run, next to a second run with overlapping firing keys."""
-    run_id = f"circuit-{uuid.uuid4().hex[:8]}"
-    other = run_id + "-other"
-    write_run(atlas_store, run_id, circuit_batch(run_id))
-    write_run(atlas_store, other, overlapping_batch(other))
-    yield run_id
-    atlas_store.delete_run(run_id)
-    atlas_store.delete_run(other)
+    yield from beside_overlapping_run(atlas_store, "circuit", circuit_batch)
 
 
 @pytest.fixture
@@ -254,13 +261,7 @@ def assert_same_circuit(summary: Circuit, reference: Circuit) -> None:
 @pytest.fixture
 def summary_run(atlas_store: AtlasStore) -> Iterator[str]:
     """:func:`summary_batch`'s run, next to a second run with overlapping firing keys."""
-    run_id = f"circuit-summary-{uuid.uuid4().hex[:8]}"
-    other = run_id + "-other"
-    write_run(atlas_store, run_id, summary_batch(run_id))
-    write_run(atlas_store, other, overlapping_batch(other))
-    yield run_id
-    atlas_store.delete_run(run_id)
-    atlas_store.delete_run(other)
+    yield from beside_overlapping_run(atlas_store, "circuit-summary", summary_batch)
 
 
 @pytest.mark.parametrize(
