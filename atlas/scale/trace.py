@@ -195,7 +195,7 @@ def trace_shards(
     executor: str = "local",
     on_done: Callable[[ShardResult], None] | None = None,
 ) -> list[ShardResult]:
-    """Run ``jobs`` in this process (``workers`` 1: the model loaded once), on ``workers``
+    """Run ``jobs`` in this process (``workers`` 1: each model loaded once), on ``workers``
     local processes, or as Ray tasks (``executor="ray"``).
 
     Local workers on the CPU are forked from this process after it has loaded the model (on
@@ -214,9 +214,11 @@ def trace_shards(
     spec = jobs[0].model
     results = []
     if workers <= 1 or len(jobs) == 1:
-        model = _load_on_one_thread(spec)
+        loaded: dict[ModelSpec, LoadedModel] = {}
         for job in jobs:
-            results.append(trace_job(model, job))
+            if job.model not in loaded:
+                loaded[job.model] = _load_on_one_thread(job.model)
+            results.append(trace_job(loaded[job.model], job))
             if on_done is not None:
                 on_done(results[-1])
         return results
