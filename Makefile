@@ -69,7 +69,7 @@ atlas: server-install
 # local Neo4j (<data dir>/neo4j-test-<port>) unless NEO4J_URI is set; the acceptance tier
 # includes the wheel check below.
 test: lint typecheck server-install models
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=20  # the slowest tests: .ci/run must stay under 15 minutes
 
 # No Maven, no Neo4j, no Java: pure maths, parsing and small in-process models.
 test-unit: install
