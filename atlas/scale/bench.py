@@ -86,7 +86,6 @@ def scale_bench(
     store.init_schema()
     toy = load_model("toy-ioi")
     for n in range(warmup_runs):  # the JVM's JIT (docs/performance.md, Warm-up): toy-ioi 256
-        store.delete_run(f"warmup-{n}")  # left by an interrupted bench
         ingest_run(store, toy, IngestConfig(), run_id=f"warmup-{n}", show_progress=False)
         store.delete_run(f"warmup-{n}")
     loaded = load_model(model)
@@ -96,7 +95,6 @@ def scale_bench(
     run_id = (
         f"scale-{model}-{n_prompts}" if method == "sad" else f"scale-{model}-{method}-{n_prompts}"
     )
-    store.delete_run(run_id)  # left by an interrupted bench
     summary = ingest_run(store, loaded, config, run_id=run_id, show_progress=False)
     out["ingest"] = {
         "wall_seconds": summary.wall_seconds,
