@@ -7,7 +7,8 @@ exactly the batches ``ingest`` would write (batch ``b`` holds prompts ``[b·size
 of the seeded prompt list), so the union of a run's shards is the run.
 
 :func:`trace_shards` runs several shards: ``executor="local"`` in a process pool (one torch
-thread each; on the CPU forked after this process has loaded the model, else spawned),
+thread each; on the CPU forked after this process has loaded the model and computed its
+:class:`~ingest.pipeline.ModelPart`, else spawned),
 ``executor="ray"`` as one Ray task per shard (``num_gpus=1`` when the cluster has GPUs), so a Ray
 cluster that spans machines runs the same command. A Ray task or a spawned process loads the
 model itself from the :class:`ModelSpec`, and the jobs share nothing but the output folder (on a
@@ -27,9 +28,8 @@ from pathlib import Path
 
 from atlas.errors import AtlasError
 from atlas.interchange.shards import MANIFEST, ShardHeader, ShardSpec, ShardWriter, read_shard
-from ingest.decomposition.activations import model_qk_svd
 from ingest.models.loading import LoadedModel
-from ingest.pipeline import IngestConfig, model_aligned_records, run_record, trace_run
+from ingest.pipeline import IngestConfig, ModelPart, model_part, run_record, trace_run
 from ingest.records.build import model_component_records, model_record
 from ingest.runtime import torch_threads
 
@@ -92,13 +92,15 @@ def trace_shard(
     shard: ShardSpec,
     out: Path,
     *,
+    part: ModelPart | None = None,
     after_batch: Callable[[int], None] | None = None,
 ) -> ShardResult:
     """Trace shard ``shard`` of run ``run_id`` into ``out/<run>.shard-i-of-N/``.
 
     A complete shard already there is kept (nothing is computed); an incomplete one (a killed
-    job's files, no manifest) is replaced. ``after_batch(index)`` runs after each batch is
-    written (tests use it to kill the job mid-shard).
+    job's files, no manifest) is replaced. ``part`` is the model's part under ``config``
+    (computed here when not given); ``after_batch(index)`` runs after each batch is written
+    (tests use it to kill the job mid-shard).
     """
     folder = out / shard.folder_name(run_id)
     if (folder / MANIFEST).exists():
@@ -109,7 +111,10 @@ def trace_shard(
     started = time.perf_counter()
     total = n_batches(config)
     batches = shard.batches(total)
-    svd = model_qk_svd(model.bridge, dtype=model.bridge.cfg.dtype)
+    if part is None:
+        part = model_part(model, config)
+    elif not part.serves(config):
+        raise ValueError("the model part was computed for another method or ALIGNED parameters")
     provenance = model.provenance
     header = ShardHeader(
         run=run_record(run_id, model, config),
@@ -121,15 +126,11 @@ def trace_shard(
         batch_size=config.batch_size,
     )
     writer = ShardWriter(folder, header)
-    heads = model_component_records(provenance, svd)
-    writer.write_model(
-        heads.components,
-        heads.singular_vectors,
-        model_aligned_records(provenance.model_id, svd, config),
-    )
+    heads = model_component_records(provenance, part.svd)
+    writer.write_model(heads.components, heads.singular_vectors, part.aligned)
     stage_seconds: dict[str, float] = {}
     skip = set(range(total)) - set(batches)
-    for batch in trace_run(model, svd, config, run_id, skip=skip):
+    for batch in trace_run(model, part.svd, config, run_id, skip=skip, acc=part.acc):
         if batch.records is None:
             continue
         clock = time.perf_counter()
@@ -162,25 +163,29 @@ class ShardJob:
     threads: int = 1
 
 
-def trace_job(model: LoadedModel, job: ShardJob) -> ShardResult:
-    """Trace the job's shard with ``model`` on ``job.threads`` torch threads."""
+def trace_job(model: LoadedModel, job: ShardJob, part: ModelPart | None = None) -> ShardResult:
+    """Trace the job's shard with ``model`` (and its ``part``, if already computed) on
+    ``job.threads`` torch threads."""
     with torch_threads(job.threads):
-        return trace_shard(model, job.config, job.run_id, job.shard, Path(job.out))
+        return trace_shard(model, job.config, job.run_id, job.shard, Path(job.out), part=part)
 
 
 def run_job(job: ShardJob) -> ShardResult:
     """A worker's job (a Ray task, a spawned or forked process): trace the job's shard with the
-    model the worker inherited from the process it was forked from, or else loads."""
+    model and part the worker inherited from the process it was forked from, or else loads the
+    model and computes the part itself."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    model = _forked_models.get(job.model) or _load_on_one_thread(job.model)
-    return trace_job(model, job)
+    if job.model in _forked:
+        model, part = _forked[job.model]
+        return trace_job(model, job, part if part.serves(job.config) else None)
+    return trace_job(_load_on_one_thread(job.model), job)
 
 
-_forked_models: dict[ModelSpec, LoadedModel] = {}  # filled only in forked workers
+_forked: dict[ModelSpec, tuple[LoadedModel, ModelPart]] = {}  # filled only in forked workers
 
 
-def _inherit(spec: ModelSpec, model: LoadedModel) -> None:
-    _forked_models[spec] = model
+def _inherit(spec: ModelSpec, model: LoadedModel, part: ModelPart) -> None:
+    _forked[spec] = (model, part)
 
 
 def _load_on_one_thread(spec: ModelSpec) -> LoadedModel:
@@ -195,15 +200,18 @@ def trace_shards(
     executor: str = "local",
     on_done: Callable[[ShardResult], None] | None = None,
 ) -> list[ShardResult]:
-    """Run ``jobs`` in this process (``workers`` 1: each model loaded once), on ``workers``
-    local processes, or as Ray tasks (``executor="ray"``).
+    """Run ``jobs`` in this process (``workers`` 1), on ``workers`` local processes, or as Ray
+    tasks (``executor="ray"``).
 
-    Local workers on the CPU are forked from this process after it has loaded the model (on
-    one torch thread, so no OpenMP pool exists for the fork to break; torch's own DataLoader
-    forks its workers too): they share its weights copy-on-write and start at once, instead
-    of each importing torch and loading the model (~6 s for toy-ioi, ~11 s for SmolLM2-135M
-    when two start together, as long as a small shard's compute). On a CUDA device they are
-    spawned, since a forked CUDA context is unusable, and each loads the model itself.
+    In this process each distinct model is loaded once and its :class:`ModelPart` computed
+    once per method and ALIGNED parameters, for all its shards. Local workers on the CPU are
+    forked from this process after it has loaded the model and computed the part, both on one
+    torch thread (so no OpenMP pool exists for the fork to break: a multi-threaded region in a
+    child forked after its parent's pool ran hangs; torch's DataLoader forks its workers too):
+    they share both copy-on-write and start tracing at once, instead of each importing torch,
+    loading the model (~6 s for toy-ioi, ~11 s for SmolLM2-135M when two start together) and
+    computing the part again (~12 s on SmolLM2, where more threads do not shorten it). On a
+    CUDA device the workers are spawned and each loads its model and computes its part.
     """
     if executor not in EXECUTORS:
         raise AtlasError(f"Unknown executor '{executor}'; choose one of {', '.join(EXECUTORS)}.")
@@ -211,23 +219,31 @@ def trace_shards(
         return _ray_shards(jobs, on_done)
     if not jobs:
         return []
-    spec = jobs[0].model
     results = []
     if workers <= 1 or len(jobs) == 1:
-        loaded: dict[ModelSpec, LoadedModel] = {}
+        models: dict[ModelSpec, LoadedModel] = {}
+        parts: dict[tuple[ModelSpec, str, str], ModelPart] = {}
         for job in jobs:
-            if job.model not in loaded:
-                loaded[job.model] = _load_on_one_thread(job.model)
-            results.append(trace_job(loaded[job.model], job))
+            if job.model not in models:
+                models[job.model] = _load_on_one_thread(job.model)
+            key = (job.model, job.config.method, job.config.align_params())
+            if key not in parts:
+                with torch_threads(job.threads):
+                    parts[key] = model_part(models[job.model], job.config)
+            results.append(trace_job(models[job.model], job, parts[key]))
             if on_done is not None:
                 on_done(results[-1])
         return results
+    spec = jobs[0].model
     if all(job.model == spec for job in jobs) and spec.device == "cpu":
+        model = _load_on_one_thread(spec)
+        with torch_threads(1):
+            part = model_part(model, jobs[0].config)
         pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=get_context("fork"),
             initializer=_inherit,
-            initargs=(spec, _load_on_one_thread(spec)),
+            initargs=(spec, model, part),
         )
     else:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))

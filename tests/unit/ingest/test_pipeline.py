@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 
 from ingest.decomposition.activations import model_qk_svd
+from ingest.decomposition.alignment import aligned_pairs, read_directions
 from ingest.models.loading import LoadedModel, random_gpt2
-from ingest.pipeline import IngestConfig, default_batch_size, trace_run
+from ingest.pipeline import IngestConfig, default_batch_size, model_part, trace_run
 from ingest.prompts.ioi import generate_prompts
 
 CONFIG = IngestConfig(n_prompts=7, batch_size=3, seed=2)
@@ -101,6 +102,24 @@ def test_acc_trace_run_yields_acc_firings_and_component_edges(small_model: Loade
             assert (f.prompt, f.layer, f.head, f.dest, f.src) in reached
     components = {c.id for b in batches if b.records for c in b.records.components}
     assert components == {"logit_direction"}
+
+
+def test_a_shared_model_part_traces_what_each_batch_computing_its_own_does(
+    small_model: LoadedModel,
+) -> None:
+    """The part a run's shards share (:func:`model_part`): ACC batches traced with its SVDs
+    equal those of a run that computes them itself, its ALIGNED records are the pairs of the
+    SAD SVD, and it serves only configs with its method and ALIGNED parameters."""
+    part = model_part(small_model, ACC_CONFIG)
+    assert part.acc is not None and part.serves(ACC_CONFIG)
+    assert not part.serves(CONFIG) and not part.serves(replace(ACC_CONFIG, align_top_k=1))
+    assert part.serves(replace(ACC_CONFIG, n_prompts=3, seed=9))  # the prompts do not matter
+    own = model_qk_svd(small_model.bridge, dtype=small_model.bridge.cfg.dtype)
+    shared = list(trace_run(small_model, part.svd, ACC_CONFIG, "run-acc", acc=part.acc))
+    computed = list(trace_run(small_model, own, ACC_CONFIG, "run-acc"))
+    assert [b.records for b in shared] == [b.records for b in computed]
+    pairs = aligned_pairs(read_directions(own), ACC_CONFIG.align_threshold, ACC_CONFIG.align_top_k)
+    assert len(part.aligned) == len(pairs) > 0
 
 
 def test_the_default_batch_keeps_one_transaction_within_its_relationship_budget() -> None:
