@@ -180,6 +180,9 @@ def load(
 ) -> None:
     """Load the complete shards of RUN_ID from FOLDERS into the atlas (one writer).
 
+    With --bulk, RUN_ID may name several runs, comma-separated (e.g. gpt2-3k,smol-3k): the new
+    database holds them all, of one model or several, imported at once.
+
     Each FOLDER is a shard folder or a folder of them. Shards whose marker is already in the
     database are skipped, and inside a shard so are batches already written, so loading again
     (after a crash, or twice) writes only what is missing and changes no count. COMMUNICATES
@@ -190,27 +193,30 @@ def load(
       circuit-atlas load toy1k shards
       circuit-atlas load toy1k /mnt/a/shards /mnt/b/shards
       circuit-atlas load --bulk --yes toy1k shards   # fresh atlas, offline import
+      circuit-atlas load --bulk --yes toy1k,smol256 shards smol-shards
 
     --bulk (SAD or ACC runs) is offline and REPLACES the local server's database: it stops the
     server, imports the shards with neo4j-admin into a new database (every run the atlas held
-    is gone), starts the server and completes the run. It asks first, unless --yes.
+    is gone), starts the server and completes the runs. It asks first, unless --yes.
     """
     if yes and not bulk:
         raise click.UsageError("--yes confirms --bulk; plain `load` replaces nothing.")
     if bulk:
         from atlas.scale.bulk import bulk_load
 
+        run_ids = [part.strip() for part in run_id.split(",")]
+        runs = f"run{'s' if len(run_ids) > 1 else ''} {', '.join(run_ids)}"
         if not yes:
             click.confirm(
-                "load --bulk stops the local server and REPLACES its database with this run "
+                f"load --bulk stops the local server and REPLACES its database with {runs} "
                 "(every other run in it is lost). Continue?",
                 abort=True,
                 err=True,
             )
 
-        summary: Any = bulk_load(run_id, list(folders), verify=not no_verify)
+        summary: Any = bulk_load(run_ids, list(folders), verify=not no_verify)
         line = (
-            f"Bulk-imported run {run_id}: {summary.nodes:,} nodes, {summary.relationships:,} "
+            f"Bulk-imported {runs}: {summary.nodes:,} nodes, {summary.relationships:,} "
             f"relationships in {summary.import_seconds:.1f}s ({summary.records_per_second():,.0f}"
             f" records/s; {summary.wall_seconds:.1f}s in all with CSV, restart and schema)."
         )

@@ -135,7 +135,7 @@ def scale_bench(
         out["load_average"].append(os.getloadavg()[0])
         out["load_matches_ingest"] = _totals(store, model_id) == reference
         try:
-            bulk = bulk_load(run_id, [shards], server=server)
+            bulk = bulk_load([run_id], [shards], server=server)
         except Exception as error:  # keep the other measurements
             out["bulk_error"] = repr(error)
             return out

@@ -41,7 +41,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ import pyarrow.csv as pacsv
 from atlas.errors import AtlasError
 from atlas.interchange.columnar import ColumnType, field_types
 from atlas.interchange.shards import Shard
-from atlas.scale.load import open_shards, write_model_records
+from atlas.scale.load import open_runs_shards, write_model_records
 from atlas.server.local import LocalServer, _java
 from atlas.store.columns import EDGE_COLUMNS, FIRING_PROPERTIES, USE_COLUMNS
 from atlas.store.connection import close_drivers
@@ -90,7 +90,7 @@ _CSV_TYPES = {pa.int64(): "long", pa.float64(): "double", pa.string(): "", pa.bo
 
 @dataclass
 class BulkSummary:
-    run_id: str
+    run_ids: list[str]
     nodes: int = 0
     relationships: int = 0
     csv_seconds: float = 0.0
@@ -203,15 +203,39 @@ class ImportFiles:
         return arguments["nodes"] + arguments["relationships"]
 
 
-def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> ImportFiles:
-    """The CSV files of the whole graph of the run's shards (model, run, prompts, firings and
-    their relationships), in the importer's header format, columns converted by Arrow."""
+def write_import_files(runs: Mapping[str, Sequence[Shard]], folder: Path) -> ImportFiles:
+    """The CSV files of the whole graph of the runs' shards (per run id, its shards), in the
+    importer's header format, columns converted by Arrow: each model once (its heads, singular
+    vectors and every writer its runs' edges name), each run with its prompts, firings and their
+    relationships. Each model's components and vectors and each run's prompts are an ID space
+    of their own (``Component0``, ``SV0``, ``Prompt0``, ...): equal ids of two models or two
+    runs stay apart."""
     folder.mkdir(parents=True, exist_ok=True)
     files = ImportFiles(folder)
-    first = shards[0]
-    model = first.model
-    run = first.manifest["run"]
-    components, vectors, _ = first.model_records()
+    spaces: dict[str, int] = {}  # model id: the number of its ID spaces
+    first_shards: dict[str, Shard] = {}
+    writers: dict[str, set[tuple[str, int | None, int | None]]] = {}
+    next_firing = 0
+    for number, (run_id, shards) in enumerate(runs.items()):
+        model_id = shards[0].model.id
+        if model_id not in spaces:
+            spaces[model_id] = len(spaces)
+            first_shards[model_id] = shards[0]
+            writers[model_id] = set()
+            _write_model(files, spaces[model_id], shards[0])
+        next_firing = _write_run(
+            files, number, spaces[model_id], run_id, shards, next_firing, writers[model_id]
+        )
+    for model_id, space in spaces.items():
+        _write_components(files, space, first_shards[model_id], writers[model_id])
+    files.close()
+    return files
+
+
+def _write_model(files: ImportFiles, space: int, shard: Shard) -> None:
+    """The model node and its singular vectors (ID space ``SV<space>``)."""
+    model = shard.model
+    _, vectors, _ = shard.model_records()
     files.write(
         "model",
         ["id:ID(Model)", "n_layers:long", "n_heads:long", "d_model:long", "d_head:long"],
@@ -221,6 +245,40 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
         ],
         label="Model",
     )
+    sv_id = "{}.{}.{}".format
+    files.write(
+        f"singular_vectors.{space}",
+        [f":ID(SV{space})", "model_id", "layer:long", "head:long", "index:long", "sigma:double"],
+        [
+            pa.array([sv_id(v.layer, v.head, v.index) for v in vectors], pa.string()),
+            pa.array([model.id] * len(vectors), pa.string()),
+            *(
+                pa.array([getattr(v, name) for v in vectors], kind)
+                for name, kind in (
+                    ("layer", pa.int64()),
+                    ("head", pa.int64()),
+                    ("index", pa.int64()),
+                    ("sigma", pa.float64()),
+                )
+            ),
+        ],
+        label="SingularVector",
+    )
+
+
+def _write_run(
+    files: ImportFiles,
+    number: int,
+    space: int,
+    run_id: str,
+    shards: Sequence[Shard],
+    next_firing: int,
+    writers: set[tuple[str, int | None, int | None]],
+) -> int:
+    """The run node, its prompts (ID space ``Prompt<number>``), its firings (import ids from
+    ``next_firing`` on) and their relationships into the model's ID spaces ``space``; adds the
+    writers its edges name to ``writers``. Returns the next free firing id."""
+    run = shards[0].manifest["run"]
     done = sorted(b for shard in shards for b in shard.batches)
     run_values = {
         "id:ID(Run)": pa.array([run["id"]]),
@@ -241,43 +299,22 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
     files.write(
         "of_model",
         [":START_ID(Run)", ":END_ID(Model)"],
-        [pa.array([run["id"]]), pa.array([model.id])],
+        [pa.array([run["id"]]), pa.array([run["model_id"]])],
         relationship_type="OF_MODEL",
     )
-    sv_id = "{}.{}.{}".format
-    files.write(
-        "singular_vectors",
-        [":ID(SV)", "model_id", "layer:long", "head:long", "index:long", "sigma:double"],
-        [
-            pa.array([sv_id(v.layer, v.head, v.index) for v in vectors], pa.string()),
-            pa.array([model.id] * len(vectors), pa.string()),
-            *(
-                pa.array([getattr(v, name) for v in vectors], kind)
-                for name, kind in (
-                    ("layer", pa.int64()),
-                    ("head", pa.int64()),
-                    ("index", pa.int64()),
-                    ("sigma", pa.float64()),
-                )
-            ),
-        ],
-        label="SingularVector",
-    )
-
-    writers: set[tuple[str, int | None, int | None]] = set()
-    next_firing = 0
+    prompt_space, component_space = f"Prompt{number}", f"Component{space}"
     for shard in shards:
         prompts = shard.table("prompts")
         idx = prompts.column("idx").combine_chunks()
         files.write(
-            "prompts",
-            [":ID(Prompt)", *_header(PROMPT_PROPERTIES, "prompts")],
+            f"prompts.{number}",
+            [f":ID({prompt_space})", *_header(PROMPT_PROPERTIES, "prompts")],
             [idx, *_properties(prompts, PROMPT_PROPERTIES, run_id)],
             label="Prompt",
         )
         files.write(
-            "has_prompt",
-            [":START_ID(Run)", ":END_ID(Prompt)"],
+            f"has_prompt.{number}",
+            [":START_ID(Run)", f":END_ID({prompt_space})"],
             [pa.array([run_id] * len(idx), pa.string()), idx],
             relationship_type="HAS_PROMPT",
         )
@@ -292,14 +329,14 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
         )
         layer, head = (firings.column(c).combine_chunks() for c in ("layer", "head"))
         files.write(
-            "of_head",
-            [":START_ID(Firing)", ":END_ID(Component)"],
+            f"of_head.{space}",
+            [":START_ID(Firing)", f":END_ID({component_space})"],
             [ids, _component_ids("head", layer, head)],
             relationship_type="OF_HEAD",
         )
         files.write(
-            "in_prompt",
-            [":START_ID(Firing)", ":END_ID(Prompt)"],
+            f"in_prompt.{number}",
+            [":START_ID(Firing)", f":END_ID({prompt_space})"],
             [ids, firings.column("prompt").combine_chunks()],
             relationship_type="IN_PROMPT",
         )
@@ -312,8 +349,12 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
             ".",
         )
         files.write(
-            "uses",
-            [":START_ID(Firing)", ":END_ID(SV)", *_header(USE_PROPERTIES, "sparse_terms")],
+            f"uses.{space}",
+            [
+                ":START_ID(Firing)",
+                f":END_ID(SV{space})",
+                *_header(USE_PROPERTIES, "sparse_terms"),
+            ],
             [pc.take(ids, owner), sv_ids, *(_field(terms.field(n)) for n in USE_PROPERTIES)],
             relationship_type="USES",
         )
@@ -322,8 +363,12 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
         found = edges.select(list(WRITER)).group_by(list(WRITER)).aggregate([])
         writers.update(zip(*(found.column(c).to_pylist() for c in WRITER), strict=True))
         files.write(
-            "writes",
-            [":START_ID(Component)", ":END_ID(Firing)", *_header(WRITES_PROPERTIES, "edges")],
+            f"writes.{space}",
+            [
+                f":START_ID({component_space})",
+                ":END_ID(Firing)",
+                *_header(WRITES_PROPERTIES, "edges"),
+            ],
             [
                 _component_ids(kind, writer_layer, writer_head),
                 _firing_of_edges(firings, ids, edges),
@@ -331,8 +376,19 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
             ],
             relationship_type="WRITES",
         )
+    return next_firing
 
-    # Heads from the shard, and every writer the edges refer to (embeddings, MLPs, ...).
+
+def _write_components(
+    files: ImportFiles,
+    space: int,
+    shard: Shard,
+    writers: set[tuple[str, int | None, int | None]],
+) -> None:
+    """The model's components (ID space ``Component<space>``): its heads, from the shard, and
+    every other writer its runs' edges name (embeddings, MLPs, ...)."""
+    model = shard.model
+    components, _, _ = shard.model_records()
     rows: list[tuple[str, str, int | None, int | None, str | None]] = [
         (c.id, c.kind, c.layer, c.head, c.ioi_class) for c in components
     ]
@@ -350,9 +406,9 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
     ]
     cids, kinds, layers, heads, classes = (list(c) for c in zip(*rows, strict=True))
     files.write(
-        "components",
+        f"components.{space}",
         [
-            ":ID(Component)",
+            f":ID(Component{space})",
             ":LABEL",
             "model_id",
             "id",
@@ -372,8 +428,6 @@ def write_import_files(run_id: str, shards: Sequence[Shard], folder: Path) -> Im
             _field(pa.array(classes, pa.string())),
         ],
     )
-    files.close()
-    return files
 
 
 def empty_firing_lists(shards: Sequence[Shard]) -> list[dict[str, Any]]:
@@ -414,14 +468,15 @@ def _firing_of_edges(firings: pa.Table, ids: pa.Array, edges: pa.Table) -> pa.Ar
 
 
 def bulk_load(
-    run_id: str,
+    run_ids: Sequence[str],
     paths: Sequence[Path],
     *,
     server: LocalServer | None = None,
     verify: bool = True,
     keep_files: bool = False,
 ) -> BulkSummary:
-    """Replace the local server's database with the run of these shards (module docstring)."""
+    """Replace the local server's database with the runs ``run_ids`` of these shards, several
+    runs and models in one import (module docstring)."""
     started = time.perf_counter()
     server = server or LocalServer.configured()
     if not server.is_installed():
@@ -429,11 +484,13 @@ def bulk_load(
     conf = server.instance / "conf"
     if not (conf / "neo4j.conf").exists():
         raise AtlasError("Start the local server once (`circuit-atlas server start`) first.")
-    shards = open_shards(run_id, paths, verify=verify)
-    summary = BulkSummary(run_id)
+    if len(set(run_ids)) != len(run_ids) or not run_ids:
+        raise AtlasError(f"Name each run to import once: {', '.join(run_ids) or 'none given'}.")
+    runs = open_runs_shards(run_ids, paths, verify=verify)
+    summary = BulkSummary(list(run_ids))
     folder = server.instance / "import" / f"bulk-{os.getpid()}"
     clock = time.perf_counter()
-    files = write_import_files(run_id, shards, folder)
+    files = write_import_files(runs, folder)
     summary.csv_seconds = time.perf_counter() - clock
     summary.files = dict(files.rows)
     server.stop()
@@ -476,18 +533,21 @@ def bulk_load(
     clock = time.perf_counter()
     store = AtlasStore.connect(settings)
     store.init_schema()
-    write_model_records(store, shards[0])  # MERGE: what the import has, plus captions, ALIGNED
+    for shards in {shards[0].model.id: shards for shards in runs.values()}.values():
+        write_model_records(store, shards[0])  # MERGE: the import's, plus captions, ALIGNED
     schema_seconds = time.perf_counter() - clock
-    clock = time.perf_counter()
-    summary.empty_lists = store.set_empty_firing_lists(run_id, empty_firing_lists(shards))
-    summary.empty_lists_seconds = time.perf_counter() - clock
-    clock = time.perf_counter()
-    if set(range(shards[0].manifest["n_batches"])) <= {b for s in shards for b in s.batches}:
-        store.record_behaviour(run_id)
-        store.complete_run(run_id)
-    else:
-        store.aggregate_run(run_id)
-    summary.schema_seconds = schema_seconds + time.perf_counter() - clock
+    for run_id, shards in runs.items():
+        clock = time.perf_counter()
+        summary.empty_lists += store.set_empty_firing_lists(run_id, empty_firing_lists(shards))
+        summary.empty_lists_seconds += time.perf_counter() - clock
+        clock = time.perf_counter()
+        if set(range(shards[0].manifest["n_batches"])) <= {b for s in shards for b in s.batches}:
+            store.record_behaviour(run_id)
+            store.complete_run(run_id)
+        else:
+            store.aggregate_run(run_id)
+        schema_seconds += time.perf_counter() - clock
+    summary.schema_seconds = schema_seconds
     summary.wall_seconds = time.perf_counter() - started
     return summary
 

@@ -81,6 +81,14 @@ class LoadSummary:
 def open_shards(run_id: str, paths: Sequence[Path], *, verify: bool = True) -> list[Shard]:
     """The complete shards of ``run_id`` under ``paths``, checked; refuses incomplete ones,
     shards of other runs, and shards that disagree on the run's provenance or overlap."""
+    return open_runs_shards([run_id], paths, verify=verify)[run_id]
+
+
+def open_runs_shards(
+    run_ids: Sequence[str], paths: Sequence[Path], *, verify: bool = True
+) -> dict[str, list[Shard]]:
+    """Per run of ``run_ids``, its complete shards under ``paths``, checked as
+    :func:`open_shards` checks one run's; refuses a run without shards there."""
     folders = shard_folders(paths)
     incomplete = []
     shards = []
@@ -97,9 +105,19 @@ def open_shards(run_id: str, paths: Sequence[Path], *, verify: bool = True) -> l
             f"loaded: {', '.join(map(str, incomplete))}. Run their `circuit-atlas trace "
             "--shard i/N` again, then load."
         )
-    others = sorted({s.manifest["run"]["id"] for s in shards} - {run_id})
+    others = sorted({s.manifest["run"]["id"] for s in shards} - set(run_ids))
     if others:
-        raise AtlasError(f"Shards of other runs ({', '.join(others)}) given to load run {run_id}.")
+        runs = f"run{'s' if len(run_ids) > 1 else ''} {', '.join(run_ids)}"
+        raise AtlasError(f"Shards of other runs ({', '.join(others)}) given to load {runs}.")
+    return {run_id: _checked_run_shards(run_id, shards, paths) for run_id in run_ids}
+
+
+def _checked_run_shards(run_id: str, found: list[Shard], paths: Sequence[Path]) -> list[Shard]:
+    """The run's shards among ``found``, ordered, once they agree on the run's settings and
+    do not overlap."""
+    shards = [shard for shard in found if shard.manifest["run"]["id"] == run_id]
+    if not shards:
+        raise AtlasError(f"No shards of run {run_id} in {', '.join(map(str, paths))}.")
     first = shards[0]
     keys = ("model_id", "params", "dataset")
     for shard in shards[1:]:

@@ -11,8 +11,12 @@ import csv
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
+from atlas.errors import AtlasError
 from atlas.interchange.shards import ShardHeader, ShardSpec, ShardWriter, read_shard
 from atlas.scale.bulk import ARRAY, empty_firing_lists, write_import_files
+from atlas.scale.load import open_runs_shards
 from ingest.records.types import (
     ComponentRecord,
     FiringKey,
@@ -121,10 +125,10 @@ def test_import_files_hold_the_shard_rows(tmp_path: Path) -> None:
     writer.write_batch(0, RecordBatch(prompts=PROMPTS, firings=FIRINGS, edges=EDGES))
     writer.finish()
     out = tmp_path / "csv"
-    files = write_import_files(RUN, [read_shard(tmp_path / "s")], out)
-    assert files.rows["writes"] == 4 and files.rows["uses"] == 3
+    files = write_import_files({RUN: [read_shard(tmp_path / "s")]}, out)
+    assert files.rows["writes.0"] == 4 and files.rows["uses.0"] == 3
 
-    prompts = read(out, "prompts")
+    prompts = read(out, "prompts.0")
     assert [p["text"] for p in prompts] == [p.text for p in PROMPTS]  # quotes, line break
     assert prompts[1]["template"] == ""  # an empty string is no property, as before
     assert [float(p["logit_diff:double"]) for p in prompts] == [0.1, 1 / 3]
@@ -136,7 +140,7 @@ def test_import_files_hold_the_shard_rows(tmp_path: Path) -> None:
     assert [float(f["score:double"]) for f in firings.values()] == [1 / 3, 1e-300]
     assert [f["dest_role"] for f in firings.values()] == ["END", ""]  # None: an empty field
 
-    writes = read(out, "writes")
+    writes = read(out, "writes.0")
     for edge, row in zip(EDGES, writes, strict=True):
         firing = edge.firing
         assert (
@@ -145,20 +149,89 @@ def test_import_files_hold_the_shard_rows(tmp_path: Path) -> None:
         )
         assert float(row["weight:double"]) == edge.weight
         assert [float(p) for p in row["parts:double[]"].split(ARRAY) if p] == list(edge.parts)
-    assert [w[":START_ID(Component)"] for w in writes] == ["0.3", "1.0", "embed", "mlp0"]
+    assert [w[":START_ID(Component0)"] for w in writes] == ["0.3", "1.0", "embed", "mlp0"]
     assert writes[0]["writer_pos:long"] == "" and writes[1]["writer_pos:long"] == "2"
 
-    uses = read(out, "uses")
-    assert [(firings[u[":START_ID(Firing)"]]["layer:long"], u[":END_ID(SV)"]) for u in uses] == [
+    uses = read(out, "uses.0")
+    assert [(firings[u[":START_ID(Firing)"]]["layer:long"], u[":END_ID(SV0)"]) for u in uses] == [
         ("2", "2.1.7"),
         ("2", "2.1.1"),
         ("1", "1.0.3"),
     ]
     assert [float(u["term:double"]) for u in uses] == [2.0, -0.1, 0.7]
 
-    components = {c[":ID(Component)"]: c for c in read(out, "components")}
+    components = {c[":ID(Component0)"]: c for c in read(out, "components.0")}
     assert set(components) == {"2.1", "0.3", "1.0", "embed", "mlp0"}
     assert components["2.1"][":LABEL"].split(ARRAY) == ["Component", "Head", "Layer2", "NameMover"]
     assert components["embed"][":LABEL"] == "Component" and components["embed"]["layer:long"] == ""
-    assert set(read(out, "of_head")[0]) == {":START_ID(Firing)", ":END_ID(Component)"}
+    assert set(read(out, "of_head.0")[0]) == {":START_ID(Firing)", ":END_ID(Component0)"}
     assert "--relationships=WRITES=" in " ".join(files.arguments())
+
+
+def test_runs_of_two_models_keep_their_ids_apart(tmp_path: Path) -> None:
+    """Two runs of two models, in one import: each run's prompts and each model's components
+    and vectors are an ID space of their own (both models have a head 2.1 and a vector 2.1.7,
+    both runs a prompt 0); firing ids go on across runs."""
+    shards = {}
+    for number, (run_id, model_id) in enumerate((("run-a", "m"), ("run-c", "other"))):
+        run = RunRecord(run_id, model_id, None, "sad", {}, {}, {}, None,
+                        created_at=datetime(2026, 1, 2, tzinfo=UTC))  # fmt: skip
+        model = ModelRecord(model_id, 3, 4, 8, 2)
+        folder = tmp_path / f"s{number}"
+        writer = ShardWriter(folder, ShardHeader(run, model, "{}", ShardSpec(0, 1), [0], 1, 8))
+        writer.write_model(
+            [ComponentRecord(model_id, "head", 2, 1, None)],
+            [SingularVectorRecord(model_id, 2, 1, 7, 1.5)],
+            [],
+        )
+        firing = FiringRecord(run_id, 0, 2, 1, 9, 4, None, None, 0.5, 0.5, 1,
+                              (SparseTerm(7, 0, 2.0, 1),))  # fmt: skip
+        prompt = PromptRecord(run_id, 0, "When", "t0", "ABB", "Mary", "John", {}, ("When",), 1.0)
+        edge = WriteEdgeRecord(firing.key, 0, 3, "q", 0.2, 2, None, "head", (0.1,), None, None)
+        writer.write_batch(0, RecordBatch(prompts=[prompt], firings=[firing], edges=[edge]))
+        writer.finish()
+        shards[run_id] = [read_shard(folder)]
+    out = tmp_path / "csv"
+    files = write_import_files(shards, out)
+
+    assert [m["id:ID(Model)"] for m in read(out, "model")] == ["m", "other"]
+    for space, model_id in enumerate(("m", "other")):
+        components = read(out, f"components.{space}")
+        assert {(c[f":ID(Component{space})"], c["model_id"]) for c in components} == {
+            ("2.1", model_id),
+            ("0.3", model_id),
+        }
+        assert [v[f":ID(SV{space})"] for v in read(out, f"singular_vectors.{space}")] == ["2.1.7"]
+        assert [u[f":END_ID(SV{space})"] for u in read(out, f"uses.{space}")] == ["2.1.7"]
+        [prompt] = read(out, f"prompts.{space}")
+        assert prompt[f":ID(Prompt{space})"] == "0"
+        [of_head] = read(out, f"of_head.{space}")
+        assert of_head[f":END_ID(Component{space})"] == "2.1"
+        [in_prompt] = read(out, f"in_prompt.{space}")
+        assert in_prompt[f":END_ID(Prompt{space})"] == "0"
+        [has_prompt] = read(out, f"has_prompt.{space}")
+        assert (has_prompt[":START_ID(Run)"], has_prompt[f":END_ID(Prompt{space})"]) == (
+            ("run-a", "run-c")[space],
+            "0",
+        )
+    assert [f[":ID(Firing)"] for f in read(out, "firings")] == ["0", "1"]
+    assert [w[":END_ID(Firing)"] for space in (0, 1) for w in read(out, f"writes.{space}")] == [
+        "0",
+        "1",
+    ]
+    assert [(r[":START_ID(Run)"], r[":END_ID(Model)"]) for r in read(out, "of_model")] == [
+        ("run-a", "m"),
+        ("run-c", "other"),
+    ]
+    arguments = " ".join(files.arguments())
+    assert arguments.count("--nodes=Prompt=") == 2 and arguments.count("--nodes=Firing=") == 1
+
+
+def test_runs_to_load_are_named_and_each_has_shards(tmp_path: Path) -> None:
+    write_shard(tmp_path, 0, {0: [acc_firing(0, 9, (1,), (2,))]})
+    write_shard(tmp_path, 1, {1: [acc_firing(1, 9, (1,), (2,))]})
+    assert [len(s) for s in open_runs_shards([RUN], [tmp_path]).values()] == [2]
+    with pytest.raises(AtlasError, match="No shards of run run-x in"):
+        open_runs_shards([RUN, "run-x"], [tmp_path])
+    with pytest.raises(AtlasError, match=r"Shards of other runs \(run-b\) given to load run c\."):
+        open_runs_shards(["c"], [tmp_path])
