@@ -48,18 +48,6 @@ def test_circuit_method(runner: CliRunner, toy_ioi_run: str, toy_ioi_acc_run: st
     assert wrong.output.startswith("Error: ") and "made with method acc" in wrong.output
 
 
-def test_bench_method(runner: CliRunner) -> None:
-    bench = ["bench", "--workload", "toy-ioi", "--n-prompts", "4", "--repeats", "1",
-             "--warmup-runs", "0", "--reference-prompts", "0", "--query-repeats", "0",
-             "--batch-size", "4", "--json"]  # fmt: skip
-    both = json.loads(invoke(runner, [*bench, "--method", "sad", "--method", "acc"]))
-    labels = {row["workload"] for row in both["medians"]}
-    assert labels == {"toy-ioi", "toy-ioi acc"}
-    by_label = {row["workload"]: row for row in both["medians"]}
-    assert by_label["toy-ioi acc"]["decompose"] == 0  # ACC's firings are counted in trace
-    assert by_label["toy-ioi"]["decompose"] > 0
-
-
 @pytest.mark.parametrize("command", [DECOMPOSE, ["circuit", "--run", "x", "--root", "3.1"],
                                      ["bench", "--workload", "toy-ioi"]])  # fmt: skip
 def test_a_bad_method_is_one_error_line(runner: CliRunner, command: list[str]) -> None:
