@@ -22,12 +22,13 @@ import pytest
 from atlas.errors import AtlasError
 from atlas.interchange.shards import MANIFEST, ShardSpec
 from atlas.scale.load import load_shards
-from atlas.scale.trace import ModelSpec, ShardJob, trace_shards
+from atlas.scale.trace import ModelSpec, ShardJob, trace_shard, trace_shards
 from atlas.settings import Neo4jSettings
 from atlas.store.store import AtlasStore
 from atlas.store.writer import ingest_run
 from ingest.models.loading import LoadedModel
 from ingest.pipeline import IngestConfig
+from ingest.runtime import torch_threads
 from tests.fixtures.graphs import assert_same_graph, dump, totals
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -128,7 +129,7 @@ def test_a_loader_stopped_mid_shard_resumes_to_the_same_graph(
 
 
 def test_a_shard_killed_before_its_manifest_is_refused_and_can_be_rerun(
-    atlas_store: AtlasStore, tmp_path: Path
+    atlas_store: AtlasStore, toy_model: LoadedModel, tmp_path: Path
 ) -> None:
     run_id = f"test-scale-killed-{uuid.uuid4().hex[:8]}"
     kill_after_first_batch = (
@@ -158,9 +159,8 @@ def test_a_shard_killed_before_its_manifest_is_refused_and_can_be_rerun(
         load_shards(atlas_store, run_id, [tmp_path])
     assert atlas_store.show_run(run_id) is None  # nothing was written
 
-    rerun = trace_process(tmp_path, run_id, "0/2", env)
-    _, errors = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, errors
+    with torch_threads(1):  # traced again here (the CLI's `trace --shard 0/2` runs this)
+        trace_shard(toy_model, CONFIG, run_id, ShardSpec(0, 2), tmp_path)
     assert (folder / MANIFEST).exists()
     try:
         summary = load_shards(atlas_store, run_id, [tmp_path])
