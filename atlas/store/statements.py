@@ -391,16 +391,25 @@ WITH n_heads, rank, collect(partners) AS partners_of
 MATCH (p:Prompt {run_id: $run_id})
 CALL (p, n_heads, rank, partners_of) {
   MATCH (p)<-[:IN_PROMPT]-(f:Firing)
+  // only the vectors with an ALIGNED partner on a side (most have none), and only for a firing
+  // with such a vector are its WRITES read
+  CALL (f, n_heads, rank, partners_of) {
+    MATCH (f)-[u:USES]->(sv:SingularVector)
+    WITH sv.index AS index, u.rank AS rank_in_set,
+         2 * ((f.layer * n_heads + f.head) * rank + sv.index) AS end_q
+    WHERE size(partners_of[end_q]) > 0 OR size(partners_of[end_q + 1]) > 0
+    RETURN collect({index: index, rank_in_set: rank_in_set, end_q: end_q}) AS uses
+  }
+  WITH f, uses WHERE size(uses) > 0
   CALL (f) {
     MATCH (w:Component)-[e:WRITES]->(f)
     RETURN collect({writer: w.id, side: e.side, pos: e.pos, parts: e.parts}) AS writes
   }
-  MATCH (f)-[u:USES]->(sv:SingularVector)
-  WITH f, writes, sv.index AS index, u.rank AS rank_in_set,
-       2 * ((f.layer * n_heads + f.head) * rank + sv.index) AS end_q
+  UNWIND uses AS use
   UNWIND writes AS write
-  WITH f, index, write, end_q + CASE write.side WHEN 'q' THEN 0 ELSE 1 END AS end
-  WHERE write.parts[rank_in_set] > 0 AND size(partners_of[end]) > 0
+  WITH f, use.index AS index, write,
+       use.end_q + CASE write.side WHEN 'q' THEN 0 ELSE 1 END AS end
+  WHERE write.parts[use.rank_in_set] > 0 AND size(partners_of[end]) > 0
   WITH write.pos AS pos, write.writer AS writer, partners_of[end] AS wanted,
        {end: end, layer: f.layer, head: f.head, dest_role: f.dest_role, src_role: f.src_role,
         index: index, side: write.side, firing: f} AS read,
