@@ -202,9 +202,9 @@ def load(
     if yes and not bulk:
         raise click.UsageError("--yes confirms --bulk; plain `load` replaces nothing.")
     if bulk:
-        from atlas.scale.bulk import bulk_load
+        from atlas.scale.bulk import bulk_load, checked_run_ids
 
-        run_ids = [part.strip() for part in run_id.split(",")]
+        run_ids = checked_run_ids([part.strip() for part in run_id.split(",")])
         runs = f"run{'s' if len(run_ids) > 1 else ''} {', '.join(run_ids)}"
         if not yes:
             click.confirm(

@@ -67,6 +67,7 @@ from ingest.records.types import (
     WriteEdgeRecord,
     component_id,
 )
+from ingest.run_ids import check_run_id
 
 ARRAY = "\x1f"  # the importer's array delimiter: a character no token or number holds
 ADMIN_TOOL = "org.neo4j.cli.AdminTool"
@@ -467,6 +468,15 @@ def _firing_of_edges(firings: pa.Table, ids: pa.Array, edges: pa.Table) -> pa.Ar
     return found
 
 
+def checked_run_ids(run_ids: Sequence[str]) -> list[str]:
+    """``run_ids`` as a list once each is a valid run id, named once (else an error)."""
+    for run_id in run_ids:
+        check_run_id(run_id)
+    if not run_ids or len(set(run_ids)) != len(run_ids):
+        raise AtlasError(f"Name each run to import once: {', '.join(run_ids) or 'none given'}.")
+    return list(run_ids)
+
+
 def bulk_load(
     run_ids: Sequence[str],
     paths: Sequence[Path],
@@ -484,9 +494,7 @@ def bulk_load(
     conf = server.instance / "conf"
     if not (conf / "neo4j.conf").exists():
         raise AtlasError("Start the local server once (`circuit-atlas server start`) first.")
-    if len(set(run_ids)) != len(run_ids) or not run_ids:
-        raise AtlasError(f"Name each run to import once: {', '.join(run_ids) or 'none given'}.")
-    runs = open_runs_shards(run_ids, paths, verify=verify)
+    runs = open_runs_shards(checked_run_ids(run_ids), paths, verify=verify)
     summary = BulkSummary(list(run_ids))
     folder = server.instance / "import" / f"bulk-{os.getpid()}"
     clock = time.perf_counter()
@@ -561,4 +569,11 @@ def _imported(output: str, what: str) -> int:
     return int(found[-1].replace(",", "")) if found else 0
 
 
-__all__ = ["BulkSummary", "ImportFiles", "bulk_load", "empty_firing_lists", "write_import_files"]
+__all__ = [
+    "BulkSummary",
+    "ImportFiles",
+    "bulk_load",
+    "checked_run_ids",
+    "empty_firing_lists",
+    "write_import_files",
+]

@@ -22,3 +22,13 @@ def test_yes_without_bulk_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["load", "--yes", "r", str(tmp_path)])
     assert result.exit_code == 2
     assert "--yes confirms --bulk" in result.output
+
+
+def test_bulk_refuses_a_bad_or_repeated_run_id_before_asking(tmp_path: Path) -> None:
+    for given, message in (
+        ("a,,b", "Invalid run id ''"),
+        ("a,b,a", "Name each run to import once"),
+    ):
+        result = CliRunner().invoke(main, ["load", "--bulk", given, str(tmp_path)])
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert "REPLACES" not in result.output
