@@ -414,8 +414,9 @@ class ModelPart:
     every shard: the query-key SVDs (``svd``, SAD's ``Ω = W_Q W_Kᵀ`` per head), the ALIGNED
     singular-vector pairs under the run's threshold and top-k, and for ACC both sides' SVDs.
 
-    On SmolLM2-135M this is ~10 s for SAD and ~13 s for ACC on one thread, a fixed cost each
-    shard would otherwise pay; the shards traced from one process share one part.
+    On SmolLM2-135M this is ~10 s for SAD and ~12 s for ACC on one thread (the ALIGNED pairs
+    ~9 s of it), a fixed cost each shard would otherwise pay; the shards traced from one process
+    share one part.
     """
 
     method: str
