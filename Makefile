@@ -16,9 +16,12 @@ ATLAS_PROMPTS ?= 256
 $(PY):
 	python3 -m venv $(VENV)
 
+# uv (from PyPI) installs the same packages as pip, ~10x faster once its cache is warm (torch is
+# gigabytes: pip ~95 s, uv ~10 s warm, ~30 s cold); pip does it if uv cannot.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,docs]'
+	$(PY) -m pip install --quiet --upgrade pip uv
+	$(VENV)/bin/uv pip install --quiet --native-tls --python $(PY) -e '.[dev,docs]' \
+		|| $(PY) -m pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
