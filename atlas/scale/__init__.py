@@ -6,7 +6,7 @@
 - :mod:`~atlas.scale.load`: the one idempotent loader, shards → :class:`atlas.store.AtlasStore`
   through one writer, a marker per shard committed last, ``COMMUNICATES`` recomputed;
 - :mod:`~atlas.scale.bulk`: a fresh atlas built offline by ``neo4j-admin database import full``
-  from the shard files (the local server only).
+  from the shard files of one or several runs (the local server only).
 
 Sits above the store and the shard format (it imports both); nothing below imports it.
 """

@@ -1,15 +1,17 @@
-"""A fresh atlas built offline: ``neo4j-admin database import full`` from a run's shards.
+"""A fresh atlas built offline: ``neo4j-admin database import full`` from runs' shards.
 
 For a new, large atlas the online loader's one writer (~50k relationships/s) is the bottleneck;
 Neo4j's offline importer writes the store files directly. It is **offline and replaces the
 database**: :func:`bulk_load` stops the local server, turns the shards into the importer's CSV
 files (:func:`write_import_files`: Arrow converts whole columns, a header file and one data file
 per shard for each node label or relationship type, the single label or type given on the
-command line), imports them with ``--overwrite-destination``
-into the server's ``neo4j`` database (everything that database held is gone; the ``system``
-database with the password is untouched), starts the server again, then creates the
+command line; several runs, of one model or several, at once: each model's components and
+singular vectors and each run's prompts are an ID space of their own), imports them with
+``--overwrite-destination`` into the server's ``neo4j`` database (everything that database
+held is gone; the ``system`` database with the password is untouched), starts the server
+again, then creates the
 constraints and indexes, writes the model's records as ``load`` does (MERGE: the imported heads
-and singular vectors gain their captions, the ALIGNED pairs are written) and completes the run
+and singular vectors gain their captions, the ALIGNED pairs are written) and completes each run
 (``COMMUNICATES`` aggregated from the stored WRITES). The graph equals what ``load`` (or
 ``ingest``) writes: the firings', prompts' and relationships' properties are the online
 writer's (:mod:`atlas.store.columns`), typed from the records' fields.
