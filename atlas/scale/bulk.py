@@ -543,8 +543,8 @@ def bulk_load(
     clock = time.perf_counter()
     store = AtlasStore.connect(settings)
     store.init_schema()
-    for shards in {shards[0].model.id: shards for shards in runs.values()}.values():
-        write_model_records(store, shards[0])  # MERGE: the import's, plus captions, ALIGNED
+    for shard in {shards[0].model.id: shards[0] for shards in runs.values()}.values():
+        write_model_records(store, shard)  # per model, MERGE: the import's, captions, ALIGNED
     schema_seconds = time.perf_counter() - clock
     for run_id, shards in runs.items():
         clock = time.perf_counter()
