@@ -202,7 +202,7 @@ class LocalServer:
             )
         self.pid_file.write_text(f"{process.pid}\n")
         try:
-            return self._ready_settings(time.monotonic() + timeout)
+            return self._ready_settings(time.monotonic() + timeout, process)
         except AtlasError:
             if process.poll() is None:
                 self.stop()
@@ -285,10 +285,17 @@ class LocalServer:
         lines += [f"{key}={value}" for key, value in settings.items()]
         (conf / "neo4j.conf").write_text("\n".join(lines) + "\n")
 
-    def _ready_settings(self, deadline: float) -> Neo4jSettings:
-        """Wait for Bolt, then make sure the stored password works (setting it on first start)."""
+    def _ready_settings(
+        self, deadline: float, process: subprocess.Popen[bytes] | None = None
+    ) -> Neo4jSettings:
+        """Wait for Bolt, then make sure the stored password works (setting it on first start).
+
+        ``process`` is the server this call started: the wait ends early only if it exited
+        (the pid file's check read a starting JVM as gone once, in CI, and removed its pid
+        file; the server then ran on without one). Without it, the pid file's process."""
         while not _port_open(self.bolt_port):
-            if self.running_pid() is None:
+            gone = self.running_pid() is None if process is None else process.poll() is not None
+            if gone:
                 raise ServerError(
                     f"Neo4j exited during start-up; see {self.logs / 'console.log'} and "
                     f"{self.logs / 'neo4j.log'}."
