@@ -60,6 +60,15 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     assert server.running_pid() is None
 
 
+def test_a_server_that_exits_at_start_up_is_reported_at_once(tmp_path: Path) -> None:
+    """A JVM that cannot start (here: an invalid heap size) ends the wait for Bolt with one
+    line naming the logs (not the timeout's "did not open Bolt in time")."""
+    server = replace(scratch_server(tmp_path, free_port()), heap="a-lot")
+    with pytest.raises(AtlasError, match=r"Neo4j exited during start-up; see .*console\.log"):
+        server.start(timeout=120)
+    assert "heap" in (server.logs / "console.log").read_text().lower()
+
+
 @pytest.mark.skipif(bool(os.environ.get("NEO4J_URI")), reason="checks the local server's config")
 def test_local_server_keeps_transaction_logs_small(atlas_store: AtlasStore) -> None:
     """Neo4j's default keeps two days of logs: 28 GiB after a day of benchmarking here."""
