@@ -201,6 +201,11 @@ def load(
     """
     if yes and not bulk:
         raise click.UsageError("--yes confirms --bulk; plain `load` replaces nothing.")
+    if "," in run_id and not bulk:
+        raise click.UsageError(
+            "Several runs (comma-separated) are one import with --bulk; without it, load one "
+            "run per command."
+        )
     if bulk:
         from atlas.scale.bulk import bulk_load, checked_run_ids
 

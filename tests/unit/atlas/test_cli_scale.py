@@ -32,3 +32,9 @@ def test_bulk_refuses_a_bad_or_repeated_run_id_before_asking(tmp_path: Path) -> 
         result = CliRunner().invoke(main, ["load", "--bulk", given, str(tmp_path)])
         assert result.exit_code == 1 and message in result.output, result.output
         assert "REPLACES" not in result.output
+
+
+def test_several_runs_without_bulk_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["load", "a,b", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "one import with --bulk" in result.output and "Traceback" not in result.output
