@@ -105,7 +105,7 @@ def test_bulk_import_of_several_runs_gives_the_ingested_graphs(
     store = AtlasStore.connect(bulk_server.start())
     for run_id in runs:
         graph = dump(store, run_id)
-        assert sum(graph["writes"].values()) > 0
+        assert sum(graph["writes"].values()) > (0 if "-tiny-" in run_id else 200)
         assert_same_graph(graph, expected[run_id])
         run = store.show_run(run_id)
         assert run is not None and run["run"]["status"] == "complete"
