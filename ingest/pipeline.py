@@ -19,7 +19,7 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -37,6 +37,8 @@ from ingest.decomposition.activations import (
 from ingest.decomposition.alignment import (
     DEFAULT_ALIGN_THRESHOLD,
     DEFAULT_ALIGN_TOP_K,
+    AlignedPairs,
+    ReadDirections,
     aligned_pairs,
     read_directions,
 )
@@ -401,11 +403,22 @@ def trace_run(
         yield TracedBatch(index, len(batch_prompts), records, seconds)
 
 
-def model_aligned_records(model_id: str, svd: QKSVD, config: IngestConfig) -> list[AlignedRecord]:
+AlignedSearch = Callable[[ReadDirections, IngestConfig], AlignedPairs]
+"""How the ALIGNED pairs of some read directions are found under a config's threshold and top-k
+(:func:`aligned_pairs_here`, or spread over processes: ``atlas.scale.trace``)."""
+
+
+def aligned_pairs_here(directions: ReadDirections, config: IngestConfig) -> AlignedPairs:
+    """:func:`~ingest.decomposition.alignment.aligned_pairs` in this process."""
+    return aligned_pairs(directions, config.align_threshold, config.align_top_k)
+
+
+def model_aligned_records(
+    model_id: str, svd: QKSVD, config: IngestConfig, search: AlignedSearch = aligned_pairs_here
+) -> list[AlignedRecord]:
     """The model's ALIGNED singular-vector pairs under the config's threshold and top-k."""
     directions = read_directions(svd)
-    pairs = aligned_pairs(directions, config.align_threshold, config.align_top_k)
-    return aligned_records(model_id, directions, pairs)
+    return aligned_records(model_id, directions, search(directions, config))
 
 
 @dataclass(frozen=True)
@@ -430,14 +443,17 @@ class ModelPart:
         return (self.method, self.align_params) == (config.method, config.align_params())
 
 
-def model_part(model: LoadedModel, config: IngestConfig) -> ModelPart:
-    """The :class:`ModelPart` of ``model`` under ``config`` (in the model's dtype)."""
+def model_part(
+    model: LoadedModel, config: IngestConfig, search: AlignedSearch = aligned_pairs_here
+) -> ModelPart:
+    """The :class:`ModelPart` of ``model`` under ``config`` (in the model's dtype), its ALIGNED
+    pairs found by ``search``."""
     dtype = model.bridge.cfg.dtype
     svd = model_qk_svd(model.bridge, dtype=dtype)
     return ModelPart(
         method=config.method,
         align_params=config.align_params(),
         svd=svd,
-        aligned=model_aligned_records(model.provenance.model_id, svd, config),
+        aligned=model_aligned_records(model.provenance.model_id, svd, config, search),
         acc=model_acc_svd(model.bridge, dtype=dtype) if config.method == "acc" else None,
     )

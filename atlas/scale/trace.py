@@ -28,8 +28,22 @@ from pathlib import Path
 
 from atlas.errors import AtlasError
 from atlas.interchange.shards import MANIFEST, ShardHeader, ShardSpec, ShardWriter, read_shard
+from ingest.decomposition.alignment import (
+    AlignedPairs,
+    ReadDirections,
+    aligned_candidates,
+    merge_candidates,
+    row_shares,
+)
 from ingest.models.loading import LoadedModel
-from ingest.pipeline import IngestConfig, ModelPart, model_part, run_record, trace_run
+from ingest.pipeline import (
+    AlignedSearch,
+    IngestConfig,
+    ModelPart,
+    model_part,
+    run_record,
+    trace_run,
+)
 from ingest.records.build import model_component_records, model_record
 from ingest.runtime import torch_threads
 
@@ -188,6 +202,42 @@ def _inherit(spec: ModelSpec, model: LoadedModel, part: ModelPart) -> None:
     _forked[spec] = (model, part)
 
 
+def aligned_pairs_on_workers(workers: int, chunk: int = 2048) -> AlignedSearch:
+    """An :data:`~ingest.pipeline.AlignedSearch` that screens the |cos| matrix (in blocks of
+    ``chunk`` rows) in ``workers`` processes forked from this one, one share of its block rows
+    each, and merges their candidates: the same pairs as one process finds. Fork only from a
+    process that has run torch on one thread (see :func:`trace_shards`)."""
+
+    def search(directions: ReadDirections, config: IngestConfig) -> AlignedPairs:
+        n_vectors = directions.vectors.shape[0]
+        shares = [(rows, chunk) for rows in row_shares(n_vectors, workers, chunk)]
+        pool = ProcessPoolExecutor(
+            max_workers=len(shares),
+            mp_context=get_context("fork"),
+            initializer=_inherit_directions,
+            initargs=(directions, config),
+        )
+        with pool:
+            candidates = list(pool.map(_aligned_share, *zip(*shares, strict=True)))
+        return merge_candidates(candidates, config.align_top_k, n_vectors)
+
+    return search
+
+
+_forked_directions: list[tuple[ReadDirections, IngestConfig]] = []  # in forked workers only
+
+
+def _inherit_directions(directions: ReadDirections, config: IngestConfig) -> None:
+    _forked_directions.append((directions, config))
+
+
+def _aligned_share(rows: range, chunk: int) -> AlignedPairs:
+    directions, config = _forked_directions[-1]
+    return aligned_candidates(
+        directions, config.align_threshold, config.align_top_k, rows, chunk=chunk
+    )
+
+
 def _load_on_one_thread(spec: ModelSpec) -> LoadedModel:
     with torch_threads(1):
         return spec.load()
@@ -210,7 +260,9 @@ def trace_shards(
     child forked after its parent's pool ran hangs; torch's DataLoader forks its workers too):
     they share both copy-on-write and start tracing at once, instead of each importing torch,
     loading the model (~6 s for toy-ioi, ~11 s for SmolLM2-135M when two start together) and
-    computing the part again (~12 s on SmolLM2, where more threads do not shorten it). On a
+    computing the part again (~12 s on SmolLM2, where more threads do not shorten it). The
+    part's ALIGNED pairs, most of it, are screened by ``workers`` processes forked the same
+    way (:func:`aligned_pairs_on_workers`), so that the workers share that fixed cost too. On a
     CUDA device the workers are spawned and each loads its model and computes its part.
     """
     if executor not in EXECUTORS:
@@ -238,7 +290,7 @@ def trace_shards(
     if all(job.model == spec for job in jobs) and spec.device == "cpu":
         model = _load_on_one_thread(spec)
         with torch_threads(1):
-            part = model_part(model, jobs[0].config)
+            part = model_part(model, jobs[0].config, aligned_pairs_on_workers(workers))
         pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=get_context("fork"),

@@ -102,11 +102,45 @@ def aligned_pairs(
     value ``≥ threshold − ε``. The symmetric |cos| matrix is screened block by block on and above
     the diagonal (``chunk × chunk``, half the products), the pairs that pass are rescored in
     float64, and a vector's top-k among its pairs at or above the threshold is its top-k over
-    all vectors cut at the threshold. A pair outside the top-k of both its ends never re-enters
-    as more pairs are found, so such pairs are dropped whenever many have gathered (memory
-    stays near ``2·top_k`` pairs per vector). The result is the float64 computation's, at a
-    quarter of its cost (34,560 directions of d = 576 on SmolLM2-135M).
+    all vectors cut at the threshold. The result is the float64 computation's, at a quarter of
+    its cost (34,560 directions of d = 576 on SmolLM2-135M). Several processes can share the
+    work: :func:`row_shares` splits the block rows, :func:`aligned_candidates` screens one share
+    and :func:`merge_candidates` joins the shares' candidates into this function's result.
     """
+    return merge_candidates(
+        [aligned_candidates(directions, threshold, top_k, chunk=chunk)],
+        top_k,
+        directions.vectors.shape[0],
+    )
+
+
+def row_shares(n_vectors: int, n_shares: int, chunk: int = 2048) -> list[range]:
+    """Contiguous ranges of block rows, in order, of about equal work (block row ``i`` of ``n``
+    screens the ``n − i`` blocks on and above the diagonal); at most one range per block row."""
+    n_blocks = -(-n_vectors // chunk)
+    total = n_blocks * (n_blocks + 1) // 2
+    shares: list[range] = []
+    start, done = 0, 0
+    for row in range(n_blocks):
+        done += n_blocks - row
+        if done * n_shares >= total * (len(shares) + 1) or row == n_blocks - 1:
+            shares.append(range(start, row + 1))
+            start = row + 1
+    return shares
+
+
+def aligned_candidates(
+    directions: ReadDirections,
+    threshold: float = DEFAULT_ALIGN_THRESHOLD,
+    top_k: int = DEFAULT_ALIGN_TOP_K,
+    rows: range | None = None,
+    chunk: int = 2048,
+) -> AlignedPairs:
+    """The candidate pairs whose first end lies in the block rows ``rows`` (all when None):
+    every pair with ``|cos| ≥ threshold`` there, less those outside the top-k of both ends among
+    them. A pair outside the top-k of both its ends never re-enters as more pairs are found, so
+    such pairs are dropped whenever many have gathered (memory stays near ``2·top_k`` pairs per
+    vector) and the shares' candidates merge into the whole computation's pairs."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"alignment threshold must lie in (0, 1], got {threshold}")
     if top_k < 1:
@@ -118,10 +152,11 @@ def aligned_pairs(
     head_id = directions.layer * (int(directions.head.max()) + 1) + directions.head
     parts: list[AlignedPairs] = []
     blocks = torch.arange(n_vectors, device=vectors.device).split(chunk)
-    for i, rows in enumerate(blocks):
+    for i in rows if rows is not None else range(len(blocks)):
+        row = blocks[i]
         for columns in blocks[i:]:
-            hit = ((screen[rows] @ screen[columns].T).abs_() >= screen_floor).nonzero()
-            a, b = rows[hit[:, 0]], columns[hit[:, 1]]
+            hit = ((screen[row] @ screen[columns].T).abs_() >= screen_floor).nonzero()
+            a, b = row[hit[:, 0]], columns[hit[:, 1]]
             other = (a < b) & (head_id[a] != head_id[b])
             a, b = a[other], b[other]
             cos = (vectors[a] * vectors[b]).sum(dim=-1).abs_()
@@ -129,6 +164,15 @@ def aligned_pairs(
             parts.append(AlignedPairs(a[kept], b[kept], cos[kept]))
             if sum(map(len, parts)) > 4 * top_k * n_vectors:
                 parts = [_in_top_k_of_an_end(AlignedPairs.concat(parts), top_k, n_vectors)]
+    if not parts:
+        empty = torch.empty(0, dtype=torch.long, device=vectors.device)
+        return AlignedPairs(empty, empty, torch.empty(0, dtype=torch.float64))
+    return _in_top_k_of_an_end(AlignedPairs.concat(parts), top_k, n_vectors)
+
+
+def merge_candidates(parts: list[AlignedPairs], top_k: int, n_vectors: int) -> AlignedPairs:
+    """The ALIGNED pairs from the candidates of shares that cover every block row once, in the
+    order of their rows: each pair in the top-k of an end, ordered by ``(a, b)``."""
     found = _in_top_k_of_an_end(AlignedPairs.concat(parts), top_k, n_vectors)
     order = torch.argsort(found.a * n_vectors + found.b)
     return AlignedPairs(found.a[order], found.b[order], found.cos[order])

@@ -2,66 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 
-from ingest.decomposition.alignment import aligned_pairs, read_directions
-from ingest.decomposition.sad import qk_svd
+from ingest.decomposition.alignment import (
+    aligned_candidates,
+    aligned_pairs,
+    merge_candidates,
+    read_directions,
+    row_shares,
+)
 from ingest.records.build import aligned_records
-
-LAYERS, HEADS, D, R = 2, 3, 16, 4
-
-
-def planted_svd(seed: int = 0):
-    """Random heads, except that 1.2 queries (and 1.0 keys on) 0.1's query direction."""
-    g = torch.Generator().manual_seed(seed)
-    w_q = torch.randn(LAYERS, HEADS, D, R, generator=g, dtype=torch.float64)
-    w_k = torch.randn(LAYERS, HEADS, D, R, generator=g, dtype=torch.float64)
-    shared = torch.randn(D, generator=g, dtype=torch.float64)
-    for layer, head, w in ((0, 1, w_q), (1, 2, w_q), (1, 0, w_k)):
-        w[layer, head] = 0.05 * w[layer, head]
-        w[layer, head, :, 0] += 10 * shared  # a rank-one-dominant read direction
-    zeros = torch.zeros(LAYERS, HEADS, R, dtype=torch.float64)
-    return qk_svd(w_q, zeros, w_k, zeros)
-
-
-def numpy_pairs(svd, threshold: float, top_k: int) -> dict[tuple, float]:
-    """Every (layer, head, side, k) read direction, all pairs, top-k of either end."""
-    keys, vectors = [], []
-    for layer in range(LAYERS):
-        for head in range(HEADS):
-            for side, basis in (("q", svd.U), ("k", svd.V)):
-                for k in range(R):
-                    w = basis[layer, head, :D, k].numpy()
-                    keys.append((layer, head, side, k))
-                    vectors.append(w / np.linalg.norm(w))
-    cos = np.abs(np.array(vectors) @ np.array(vectors).T)
-    kept = {}
-    for i, a in enumerate(keys):
-        candidates = [j for j, b in enumerate(keys) if b[:2] != a[:2]]
-        best = sorted(candidates, key=lambda j: -cos[i, j])[:top_k]
-        for j in best:
-            if cos[i, j] >= threshold:
-                pair = tuple(sorted((keys[i], keys[j])))
-                kept[pair] = cos[i, j]
-    return kept
-
-
-def pairs_by_key(directions, pairs) -> dict[tuple, float]:
-    found = {}
-    for a, b, cos in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.cos.tolist(), strict=True):
-        ends = [
-            (
-                int(directions.layer[i]),
-                int(directions.head[i]),
-                "q" if int(directions.side[i]) == 0 else "k",
-                int(directions.index[i]),
-            )
-            for i in (a, b)
-        ]
-        found[tuple(sorted(ends))] = cos
-    return found
+from tests.fixtures.alignment import numpy_pairs, pairs_by_key, planted_svd
 
 
 @pytest.mark.parametrize(("threshold", "top_k"), [(0.5, 2), (0.3, 1), (0.05, 3)])
@@ -73,6 +24,38 @@ def test_aligned_pairs_match_numpy(threshold: float, top_k: int) -> None:
     assert found.keys() == expected.keys()
     for key, value in expected.items():
         assert found[key] == pytest.approx(value, abs=1e-12)
+
+
+@pytest.mark.parametrize("n_shares", [1, 2, 3, 5])
+def test_shares_of_the_block_rows_merge_into_the_same_pairs(n_shares: int) -> None:
+    """Candidates screened share by share (as several processes do) merge into the pairs of
+    the direct loop: 48 directions in blocks of 5, so 10 block rows."""
+    svd = planted_svd(seed=2)
+    directions = read_directions(svd)
+    shares = row_shares(len(directions.vectors), n_shares, chunk=5)
+    candidates = [aligned_candidates(directions, 0.05, 2, rows, chunk=5) for rows in shares]
+    merged = merge_candidates(candidates, 2, len(directions.vectors))
+    expected = numpy_pairs(svd, 0.05, 2)
+    found = pairs_by_key(directions, merged)
+    assert found.keys() == expected.keys()
+    for key, value in expected.items():
+        assert found[key] == pytest.approx(value, abs=1e-12)
+    order = (merged.a * len(directions.vectors) + merged.b).tolist()
+    assert order == sorted(order)
+
+
+@pytest.mark.parametrize(("n_vectors", "n_shares"), [(10, 1), (48, 2), (48, 3), (100, 4), (7, 3)])
+def test_row_shares_cover_every_block_row_once_with_even_work(
+    n_vectors: int, n_shares: int
+) -> None:
+    chunk = 5
+    n_blocks = -(-n_vectors // chunk)
+    shares = row_shares(n_vectors, n_shares, chunk)
+    assert [row for share in shares for row in share] == list(range(n_blocks))
+    assert len(shares) == min(n_shares, n_blocks)
+    work = [sum(n_blocks - row for row in share) for share in shares]
+    # each share is within one block row's work (at most n_blocks) of an even split
+    assert max(work) - sum(work) / len(work) <= n_blocks
 
 
 def test_a_pair_exactly_at_the_threshold_is_kept() -> None:
