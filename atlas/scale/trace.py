@@ -32,6 +32,7 @@ from ingest.decomposition.alignment import (
     AlignedPairs,
     ReadDirections,
     aligned_candidates,
+    aligned_pairs,
     merge_candidates,
     row_shares,
 )
@@ -211,6 +212,8 @@ def aligned_pairs_on_workers(workers: int, chunk: int = 2048) -> AlignedSearch:
     def search(directions: ReadDirections, config: IngestConfig) -> AlignedPairs:
         n_vectors = directions.vectors.shape[0]
         shares = [(rows, chunk) for rows in row_shares(n_vectors, workers, chunk)]
+        if len(shares) == 1:  # one block row (a small model): nothing to share
+            return aligned_pairs(directions, config.align_threshold, config.align_top_k, chunk)
         pool = ProcessPoolExecutor(
             max_workers=len(shares),
             mp_context=get_context("fork"),
