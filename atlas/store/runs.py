@@ -66,6 +66,10 @@ from ingest.records.types import (
 )
 from queries.templates import load_template
 
+# Prompts whose partner firings the broadcast aggregate holds at once (the query's memory:
+# ~1.4 MB per SmolLM2-135M prompt, ~0.1 MB per toy-ioi prompt).
+BROADCAST_PROMPTS_PER_PART = 64
+
 
 class RunLifecycle(Database):
     """Runs in the atlas: their status, summaries and deletion (a base of ``AtlasStore``)."""
@@ -128,11 +132,18 @@ class RunLifecycle(Database):
         self._execute(SET_RUN_AGGREGATES_VERSION, run_id=run_id, version=AGGREGATES_VERSION)
         return communicates
 
-    def aggregate_broadcasts(self, run_id: str) -> None:
+    def aggregate_broadcasts(
+        self, run_id: str, prompts_per_part: int = BROADCAST_PROMPTS_PER_PART
+    ) -> None:
         """(Re)compute the run's ``FeatureWriters`` and ``Broadcast`` nodes (SAD runs; none for
         others), which follow the model's ALIGNED pairs: :meth:`realign_broadcasts` recomputes
-        them when those are replaced."""
-        self._replace((DELETE_BROADCASTS, AGGREGATE_BROADCASTS), run_id=run_id)
+        them when those are replaced. The partner firings are counted ``prompts_per_part``
+        prompts at a time (the query's memory follows it, not the run's size)."""
+        self._replace(
+            (DELETE_BROADCASTS, AGGREGATE_BROADCASTS),
+            run_id=run_id,
+            prompts_per_part=prompts_per_part,
+        )
 
     def realign_broadcasts(self, model_id: str) -> list[str]:
         """Recompute the broadcasts of every aggregated SAD run of ``model_id`` (after its
@@ -147,14 +158,15 @@ class RunLifecycle(Database):
         records = self._read(RUNS_WITHOUT_AGGREGATES, version=AGGREGATES_VERSION)
         return [record["id"] for record in records]
 
-    def _replace(self, *statements: tuple[str, str], run_id: str) -> None:
-        """Per (delete, create) pair, one write transaction running both for ``run_id``."""
+    def _replace(self, *statements: tuple[str, str], run_id: str, **parameters: Any) -> None:
+        """Per (delete, create) pair, one write transaction running both for ``run_id`` (the
+        create statement with ``parameters`` too)."""
         with explained_errors(self.settings), self.driver.session(database=self.database) as s:
             for delete, create in statements:
 
                 def work(tx: ManagedTransaction, delete: str = delete, create: str = create):
                     tx.run(delete, run_id=run_id).consume()
-                    tx.run(create, run_id=run_id).consume()
+                    tx.run(create, run_id=run_id, **parameters).consume()
 
                 s.execute_write(work)
 

@@ -268,16 +268,22 @@ RETURN 'head' AS kind, f.layer AS layer, f.head AS head, f.dest_role AS role,
 DELETE_FIRING_COUNTS = "MATCH (n:FiringCount {run_id: $run_id}) DELETE n"
 
 # One node per (head, dest_role, src_role) (no role: 'other'): firings, distinct prompts, mean
-# |S|, and their USES and WRITES (each firing's degree, no expansion).
+# |S|, and their USES and WRITES (each firing's degree, no expansion). Prompt by prompt, then
+# summed: a group is in a prompt at most once, so its rows count distinct prompts, and the
+# query holds the groups' sums, not each group's set of prompts.
 AGGREGATE_FIRING_COUNTS = """
-MATCH (f:Firing {run_id: $run_id})
-WITH f.layer AS layer, f.head AS head, coalesce(f.dest_role, 'other') AS dest_role,
-     coalesce(f.src_role, 'other') AS src_role, count(*) AS firings,
-     count(DISTINCT f.prompt) AS prompts, avg(f.n_svs) AS mean_n_svs,
-     sum(COUNT { (f)-[:USES]->() }) AS uses, sum(COUNT { (f)<-[:WRITES]-() }) AS writes
+MATCH (p:Prompt {run_id: $run_id})
+CALL (p) {
+  MATCH (p)<-[:IN_PROMPT]-(f:Firing)
+  RETURN f.layer AS layer, f.head AS head, coalesce(f.dest_role, 'other') AS dest_role,
+         coalesce(f.src_role, 'other') AS src_role, count(*) AS firings, sum(f.n_svs) AS n_svs,
+         sum(COUNT { (f)-[:USES]->() }) AS uses, sum(COUNT { (f)<-[:WRITES]-() }) AS writes
+}
+WITH layer, head, dest_role, src_role, sum(firings) AS firings, count(*) AS prompts,
+     sum(n_svs) AS n_svs, sum(uses) AS uses, sum(writes) AS writes
 CREATE (:FiringCount {run_id: $run_id, layer: layer, head: head, dest_role: dest_role,
                       src_role: src_role, firings: firings, prompts: prompts,
-                      mean_n_svs: mean_n_svs, uses: uses, writes: writes})
+                      mean_n_svs: toFloat(n_svs) / firings, uses: uses, writes: writes})
 RETURN count(*) AS written
 """
 
@@ -307,31 +313,28 @@ DELETE n
 """
 
 # One node per (head, role filter): `firings`, the head's firings under the filter, and per
-# singular-vector index (`indices`, ascending), how many of them use it (`uses`).
+# singular-vector index (`indices`, ascending), how many of them use it (`uses`). Head by head:
+# each firing adds to its role pair's counts per index (-1: the firing itself), and the filters
+# sum the role pairs' counts (a firing has one role pair), so the query holds one head's counts
+# per role pair and index, not the run's firings.
 AGGREGATE_FEATURE_USES = """
-MATCH (:Run {id: $run_id, method: 'sad'})
-MATCH (f:Firing {run_id: $run_id})
-WITH f.layer AS layer, f.head AS head, f.dest_role AS dest_role, f.src_role AS src_role,
-     collect(f) AS firings
-CALL (firings) {
-  UNWIND firings AS f
-  MATCH (f)-[:USES]->(sv:SingularVector)
-  RETURN collect(sv.index) AS indices
-}
-UNWIND CASE WHEN dest_role IS NULL THEN [null] ELSE [dest_role, null] END AS dest_filter
-UNWIND CASE WHEN src_role IS NULL THEN [null] ELSE [src_role, null] END AS src_filter
-WITH layer, head, dest_filter, src_filter, sum(size(firings)) AS firings,
-     collect(indices) AS index_lists
-CALL (index_lists) {
-  UNWIND index_lists AS indices
-  UNWIND indices AS index
-  WITH index, count(*) AS uses
+MATCH (r:Run {id: $run_id, method: 'sad'})
+MATCH (h:Head {model_id: r.model_id})
+CALL (h) {
+  MATCH (f:Firing {run_id: $run_id, layer: h.layer, head: h.head})
+  UNWIND [-1] + COLLECT { MATCH (f)-[:USES]->(sv:SingularVector) RETURN sv.index } AS index
+  WITH f.dest_role AS dest_role, f.src_role AS src_role, index, count(*) AS n
+  UNWIND CASE WHEN dest_role IS NULL THEN [null] ELSE [dest_role, null] END AS dest_filter
+  UNWIND CASE WHEN src_role IS NULL THEN [null] ELSE [src_role, null] END AS src_filter
+  WITH dest_filter, src_filter, index, sum(n) AS n
   ORDER BY index
-  RETURN collect(index) AS indices, collect(uses) AS uses
+  WITH dest_filter, src_filter, collect([index, n]) AS counts
+  CREATE (:FeatureUse {run_id: $run_id, layer: h.layer, head: h.head, dest_role: dest_filter,
+                       src_role: src_filter, firings: counts[0][1],
+                       indices: [c IN counts[1..] | c[0]], uses: [c IN counts[1..] | c[1]]})
+  RETURN count(*) AS written
 }
-CREATE (:FeatureUse {run_id: $run_id, layer: layer, head: head, dest_role: dest_filter,
-                     src_role: src_filter, firings: firings, indices: indices, uses: uses})
-RETURN count(*) AS written
+RETURN sum(written) AS written
 """
 
 DELETE_BROADCASTS = """
@@ -361,11 +364,16 @@ CALL {
 # its side (dest = pos for q, src = pos for k).
 #
 # Per prompt, every read with each aligned read of the same writer at its site (and with null,
-# for its writer alone); then per (head, role pair, vector, side, partner end)
-# the distinct partner firings and writers; then per role filter their unions:
+# for its writer alone); then, over a part of the run's prompts at a time ($prompts_per_part by
+# index), per (head, role pair, vector, side, partner end) the distinct partner firings and
+# writers, and per role filter their unions; then over the parts, the partner firings' counts
+# summed (a partner firing is in one prompt, so in one part) and the writers' union:
 # (:FeatureWriters {writers}) per (head, role filter, vector, side): the writers of its reads;
 # (:Broadcast {partner_firings, writers}) per (..., partner vector, partner side), only where
 # there is a broadcast: the partner firings reading a shared write, and the writers shared.
+# So the query holds one part's partner firings at a time, not the run's (toy-ioi 1,024 prompts
+# in one part: 98.6 MB; SmolLM2-135M 64: 90.4 MB, growing with the prompts); a part returns one
+# row per writer of a key, its count on the first.
 # A vector end is numbered 2 * ((layer * n_heads + head) * rank + index) + (0 for q, 1 for k),
 # so that `partners_of[end]` (the ends ALIGNED with it) is a list lookup.
 AGGREGATE_BROADCASTS = """
@@ -388,61 +396,78 @@ CALL (r, n_layers, n_heads, rank) {
 WITH n_heads, rank, end, collect(partner) AS partners
 ORDER BY end
 WITH n_heads, rank, collect(partners) AS partners_of
-MATCH (p:Prompt {run_id: $run_id})
-CALL (p, n_heads, rank, partners_of) {
-  MATCH (p)<-[:IN_PROMPT]-(f:Firing)
-  // only the vectors with an ALIGNED partner on a side (most have none), and only for a firing
-  // with such a vector are its WRITES read
-  CALL (f, n_heads, rank, partners_of) {
-    MATCH (f)-[u:USES]->(sv:SingularVector)
-    WITH sv.index AS index, u.rank AS rank_in_set,
-         2 * ((f.layer * n_heads + f.head) * rank + sv.index) AS end_q
-    WHERE size(partners_of[end_q]) > 0 OR size(partners_of[end_q + 1]) > 0
-    RETURN collect({index: index, rank_in_set: rank_in_set, end_q: end_q}) AS uses
-  }
-  WITH f, uses WHERE size(uses) > 0
-  CALL (f) {
-    MATCH (w:Component)-[e:WRITES]->(f)
-    RETURN collect({writer: w.id, side: e.side, pos: e.pos, parts: e.parts}) AS writes
-  }
-  UNWIND uses AS use
-  UNWIND writes AS write
-  WITH f, use.index AS index, write,
-       use.end_q + CASE write.side WHEN 'q' THEN 0 ELSE 1 END AS end
-  WHERE write.parts[use.rank_in_set] > 0 AND size(partners_of[end]) > 0
-  WITH write.pos AS pos, write.writer AS writer, partners_of[end] AS wanted,
-       {end: end, layer: f.layer, head: f.head, dest_role: f.dest_role, src_role: f.src_role,
-        index: index, side: write.side, firing: f} AS read,
-       write.pos = CASE write.side WHEN 'q' THEN f.dest ELSE f.src END AS at_site
-  // a hash join on (site, writer, end): each read is filed as own under the ends it wants (and
-  // under null, for its writer), and as a partner under its own end if it sits at the site
-  UNWIND [{key: null, own: read}] + [end IN wanted | {key: end, own: read}]
-         + CASE WHEN at_site THEN [{key: read.end, partner: read}] ELSE [] END AS entry
-  WITH pos, writer, entry.key AS key, collect(entry.own) AS owns,
-       collect(entry.partner) AS partners
-  WHERE key IS NULL OR size(partners) > 0
-  UNWIND owns AS own
-  UNWIND CASE WHEN key IS NULL THEN [null] ELSE partners END AS partner
-  RETURN own, partner.end AS partner_end, partner.firing AS partner_firing, writer
+CALL () {
+  MATCH (p:Prompt {run_id: $run_id})
+  WITH p.idx / $prompts_per_part AS part, collect(p) AS prompts
+  RETURN collect(prompts) AS parts
 }
-WITH own.layer AS layer, own.head AS head, own.index AS index, own.side AS side, partner_end,
-     own.dest_role AS dest_role, own.src_role AS src_role, n_heads, rank,
-     collect(DISTINCT partner_firing) AS partner_firings, collect(DISTINCT writer) AS writers
-WITH layer, head, index, side, partner_end, n_heads, rank,
-     collect({dest_role: dest_role, src_role: src_role, partner_firings: partner_firings,
-              writers: writers}) AS pairs
-CALL (pairs) {
-  UNWIND pairs AS pair
-  UNWIND CASE WHEN pair.dest_role IS NULL THEN [null] ELSE [pair.dest_role, null] END AS dest_role
-  UNWIND CASE WHEN pair.src_role IS NULL THEN [null] ELSE [pair.src_role, null] END AS src_role
-  WITH dest_role, src_role, collect(pair.partner_firings) AS firing_lists,
-       collect(pair.writers) AS writer_lists
-  RETURN dest_role, src_role,
-         COUNT { UNWIND firing_lists AS firings UNWIND firings AS g RETURN DISTINCT g }
-           AS partner_firings,
-         COLLECT { UNWIND writer_lists AS ws UNWIND ws AS w WITH DISTINCT w ORDER BY w RETURN w }
-           AS writers
+UNWIND parts AS prompts
+CALL (prompts, n_heads, rank, partners_of) {
+  UNWIND prompts AS p
+  CALL (p, n_heads, rank, partners_of) {
+    MATCH (p)<-[:IN_PROMPT]-(f:Firing)
+    // only the vectors with an ALIGNED partner on a side (most have none), and only for a
+    // firing with such a vector are its WRITES read
+    CALL (f, n_heads, rank, partners_of) {
+      MATCH (f)-[u:USES]->(sv:SingularVector)
+      WITH sv.index AS index, u.rank AS rank_in_set,
+           2 * ((f.layer * n_heads + f.head) * rank + sv.index) AS end_q
+      WHERE size(partners_of[end_q]) > 0 OR size(partners_of[end_q + 1]) > 0
+      RETURN collect({index: index, rank_in_set: rank_in_set, end_q: end_q}) AS uses
+    }
+    WITH f, uses WHERE size(uses) > 0
+    CALL (f) {
+      MATCH (w:Component)-[e:WRITES]->(f)
+      RETURN collect({writer: w.id, side: e.side, pos: e.pos, parts: e.parts}) AS writes
+    }
+    UNWIND uses AS use
+    UNWIND writes AS write
+    WITH f, use.index AS index, write,
+         use.end_q + CASE write.side WHEN 'q' THEN 0 ELSE 1 END AS end
+    WHERE write.parts[use.rank_in_set] > 0 AND size(partners_of[end]) > 0
+    WITH write.pos AS pos, write.writer AS writer, partners_of[end] AS wanted,
+         {end: end, layer: f.layer, head: f.head, dest_role: f.dest_role, src_role: f.src_role,
+          index: index, side: write.side, firing: f} AS read,
+         write.pos = CASE write.side WHEN 'q' THEN f.dest ELSE f.src END AS at_site
+    // a hash join on (site, writer, end): each read is filed as own under the ends it wants
+    // (and under null, for its writer), and as a partner under its own end if at the site
+    UNWIND [{key: null, own: read}] + [end IN wanted | {key: end, own: read}]
+           + CASE WHEN at_site THEN [{key: read.end, partner: read}] ELSE [] END AS entry
+    WITH pos, writer, entry.key AS key, collect(entry.own) AS owns,
+         collect(entry.partner) AS partners
+    WHERE key IS NULL OR size(partners) > 0
+    UNWIND owns AS own
+    UNWIND CASE WHEN key IS NULL THEN [null] ELSE partners END AS partner
+    RETURN own, partner.end AS partner_end, partner.firing AS partner_firing, writer
+  }
+  WITH own.layer AS layer, own.head AS head, own.index AS index, own.side AS side, partner_end,
+       own.dest_role AS dest_role, own.src_role AS src_role,
+       collect(DISTINCT partner_firing) AS partner_firings, collect(DISTINCT writer) AS writers
+  WITH layer, head, index, side, partner_end,
+       collect({dest_role: dest_role, src_role: src_role, partner_firings: partner_firings,
+                writers: writers}) AS pairs
+  CALL (pairs) {
+    UNWIND pairs AS pair
+    UNWIND CASE WHEN pair.dest_role IS NULL THEN [null] ELSE [pair.dest_role, null] END
+      AS dest_role
+    UNWIND CASE WHEN pair.src_role IS NULL THEN [null] ELSE [pair.src_role, null] END
+      AS src_role
+    WITH dest_role, src_role, collect(pair.partner_firings) AS firing_lists,
+         collect(pair.writers) AS writer_lists
+    RETURN dest_role, src_role,
+           COUNT { UNWIND firing_lists AS firings UNWIND firings AS g RETURN DISTINCT g }
+             AS partner_firings,
+           COLLECT { UNWIND writer_lists AS ws UNWIND ws AS w RETURN DISTINCT w } AS writers
+  }
+  // one row per writer of a key, its count of partner firings on the first
+  UNWIND range(0, size(writers) - 1) AS i
+  RETURN layer, head, index, side, partner_end, dest_role, src_role, writers[i] AS writer,
+         CASE i WHEN 0 THEN partner_firings ELSE 0 END AS partner_firings
 }
+WITH layer, head, index, side, partner_end, dest_role, src_role, n_heads, rank,
+     sum(partner_firings) AS partner_firings, collect(DISTINCT writer) AS writers
+WITH layer, head, index, side, partner_end, dest_role, src_role, n_heads, rank, partner_firings,
+     COLLECT { UNWIND writers AS w RETURN w ORDER BY w } AS writers
 CALL (layer, head, index, side, dest_role, src_role, writers, partner_end) {
   WITH * WHERE partner_end IS NULL
   CREATE (:FeatureWriters {run_id: $run_id, layer: layer, head: head, dest_role: dest_role,

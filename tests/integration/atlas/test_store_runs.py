@@ -135,6 +135,21 @@ def test_aggregates_are_recomputed_not_incremented(
     assert toy_ioi_run not in atlas_store.runs_without_aggregates()
 
 
+@pytest.mark.parametrize("prompts_per_part", [1, 5])
+def test_broadcasts_counted_part_by_part_equal_one_part(
+    atlas_store: AtlasStore, toy_ioi_run: str, prompts_per_part: int
+) -> None:
+    """The shared run's 64 prompts are one part by default (checked against the raw reference
+    above); counted a part of 1 or 5 prompts at a time, the partner firings' counts must add
+    up to the same nodes."""
+    before = aggregate_nodes(atlas_store, toy_ioi_run)
+    try:
+        atlas_store.aggregate_broadcasts(toy_ioi_run, prompts_per_part=prompts_per_part)
+        assert aggregate_nodes(atlas_store, toy_ioi_run) == before
+    finally:
+        atlas_store.aggregate_broadcasts(toy_ioi_run)
+
+
 @pytest.mark.parametrize("template", ["firing_counts", "sparse_set_sizes"])
 def test_a_run_without_firings_has_no_aggregate_rows(
     atlas_store: AtlasStore, template: str
