@@ -66,8 +66,8 @@ from ingest.records.types import (
 )
 from queries.templates import load_template
 
-# Prompts whose partner firings the broadcast aggregate holds at once (the query's memory:
-# ~1.4 MB per SmolLM2-135M prompt, ~0.1 MB per toy-ioi prompt).
+# Prompts whose partner firings the broadcast aggregate holds at once (a part of 64 prompts:
+# ~130 MB of the query's memory on SmolLM2-135M, ~6 MB on toy-ioi).
 BROADCAST_PROMPTS_PER_PART = 64
 
 

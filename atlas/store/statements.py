@@ -371,9 +371,9 @@ CALL {
 # (:FeatureWriters {writers}) per (head, role filter, vector, side): the writers of its reads;
 # (:Broadcast {partner_firings, writers}) per (..., partner vector, partner side), only where
 # there is a broadcast: the partner firings reading a shared write, and the writers shared.
-# So the query holds one part's partner firings at a time, not the run's (toy-ioi 1,024 prompts
-# in one part: 98.6 MB; SmolLM2-135M 64: 90.4 MB, growing with the prompts); a part returns one
-# row per writer of a key, its count on the first.
+# So the query holds one part's partner firings at a time, not the run's (in one part: toy-ioi
+# 1,024 prompts 98.6 MB, SmolLM2-135M 1,024 prompts 384 MB, growing with the prompts); a part
+# returns one row per writer of a key, its count on the first.
 # A vector end is numbered 2 * ((layer * n_heads + head) * rank + index) + (0 for q, 1 for k),
 # so that `partners_of[end]` (the ends ALIGNED with it) is a list lookup.
 AGGREGATE_BROADCASTS = """
