@@ -32,24 +32,31 @@
 // a firing is a root (0: not a root). A class reached only as a writer's firing, without edges
 // of its own, has one row with `side` and the edge columns null.
 //
-// How it runs: the roots as in `circuit`, then the reached firings layer by layer instead of
-// depth by depth: a writer is always in an earlier layer, so when the sweep comes to a layer every
-// firing of it that the circuit reaches has been found, and each is expanded once (by depth, as
-// `circuit` goes, a firing reached over paths of several lengths is expanded once per length:
-// 25,475 expansions for 7,540 firings on SmolLM2 256). Each step is one `COLLECT {}` over the
-// firings found so far that are in its layer, a seek of the unique firing index per WRITES edge
-// from a head. Then once per reached firing (a root, and whether a writer's edge reaches it) its
-// class, its WRITES edges and the writer's firing at `pos`, grouped per (firing, side, writer,
-// role written), then per class, then per edge group; the source classes are deduplicated per
-// group. Measured with the example-toy parameters on the 1,024-prompt toy-ioi run (PROFILE):
-// 2,644 reached firings, 158 rows, 279,211 db hits (`circuit` with `prompt` null: 11,218 rows,
-// 310,141); p50 239 ms, p95 251 ms over 20 warm runs, against 357 / 571 ms for `circuit`'s rows
-// (load 1.0–1.3 on the 2 shared cores). As `circuit-atlas circuit` builds it (query and Python,
-// 15 runs): 238 / 243 ms against 429 / 677 ms from `circuit`'s rows; SmolLM2-135M 64 prompts,
-// root 24.4: 624 / 888 against 1,033 / 1,215 ms. SmolLM2-135M 256 prompts (root 24.4 END→IO):
-// 7,540 firings, 10,850 rows, 1,667,468 db hits (`circuit`: 59,298 rows, 2,811,004; 2,668,939
-// here when the levels went by depth); p50 2,223 ms, p95 2,520 ms against 3,076 / 3,424 ms
-// (load ≈ 1.4, a server with a 512 MB page cache).
+// How it runs: the roots as in `circuit`, grouped by prompt, and each prompt's circuit on its
+// own (a WRITES edge joins firings of one prompt, so the circuit over all prompts is the union
+// of the prompts' circuits): the query holds one prompt's firings and edges at a time and then
+// flat per-group sums and lists, so its memory follows the answer, not every edge map of the
+// run (SmolLM2-135M 1,024 prompts, root 24.4: 89 MB; held as lists per prompt 483 MB; as one
+// traversal of all prompts it failed at the server's 1.34 GiB transaction memory limit).
+// Within a prompt the reached firings go layer by layer instead of depth by depth: a writer is
+// always in an earlier layer, so when the sweep comes to a layer every firing of it that the
+// circuit reaches has been found, and each is expanded once (by depth, as `circuit` goes, a
+// firing reached over paths of several lengths is expanded once per length: 25,475 expansions
+// for 7,540 firings on SmolLM2 256). Each step is one `COLLECT {}` over the firings found so far
+// that are in its layer, a seek of the unique firing index per WRITES edge from a head. Then
+// once per reached firing (a root, and whether a writer's edge reaches it) its class, its WRITES
+// edges and the writer's firing at `pos`, grouped per (firing, side, writer, role written), then
+// per edge group of the prompt (its weights, its distinct source classes) and per class (present
+// in the prompt, a root there); a row per weight and per source class leaves the prompt, and the
+// groups sum them over the prompts. Measured with the example-toy parameters on the 1,024-prompt
+// toy-ioi run (PROFILE): 2,644 reached firings, 158 rows, 281,219 db hits, 4.0 MB (one traversal
+// of all prompts: 279,211 db hits, 64.2 MB); p50 274–306 ms, p95 282–322 ms over 20 warm runs,
+// as before (`circuit` with `prompt` null: 11,218 rows, 310,141 db hits, 357 / 571 ms). As
+// `circuit-atlas circuit` builds it (query and Python, 15 runs, before this change): 238 / 243 ms
+// against 429 / 677 ms from `circuit`'s rows; SmolLM2-135M 64 prompts, root 24.4: 624 / 888
+// against 1,033 / 1,215 ms. SmolLM2-135M 256 prompts (root 24.4 END→IO): 7,540 firings, 10,850
+// rows, ~1.67M db hits, p95 2.0–2.5 s; 1,024 prompts: 17,952 rows holding 231,613 weights,
+// 6,458,779 db hits, 7.1 / 7.2 s (`circuit`: 231,613 rows, 12.8 / 13.0 s).
 // Still over the 100 ms target: the traversal itself is most of it (on SmolLM2, the levels
 // alone ~0.8 s and the firings' edges with their grouping ~0.6 s of ~1.6 s on the server at
 // load ≈ 3; producing the 10,850 rows the rest), and its size is the answer's: every reached
@@ -65,59 +72,86 @@ CALL () {
   WHERE root.seed_weight IS NOT NULL
   RETURN root
 }
-WITH collect(root) AS roots, max(root.layer) AS top
-// levels[0]: the roots; then per layer, top down, the writers' firings of that layer's firings
-WITH reduce(levels = [roots], sweep IN range(coalesce(top, 0), 1, -1) |
-  levels + [COLLECT {
-    UNWIND levels AS found
-    UNWIND found AS down
-    WITH down WHERE down.layer = sweep
-    WITH DISTINCT down
-    MATCH (w:Head)-[e:WRITES]->(down)
-    MATCH (up:Firing {run_id: down.run_id, prompt: down.prompt, layer: w.layer, head: w.head,
-                      dest: e.pos})
-    WHERE up.src IS NOT NULL // lets the planner seek the unique firing index by its prefix
-      AND (e.writer_pos IS NULL OR up.src = e.writer_pos) // ACC: the source token it read
-    RETURN DISTINCT up
-  }]) AS levels
-UNWIND range(0, size(levels) - 1) AS step
-UNWIND levels[step] AS f
-// each reached firing once: a root, and whether a writer's edge reaches it
-WITH f, min(step) = 0 AS root, max(step) > 0 AS written_to
-WITH f, root, written_to, f.prompt AS prompt, f.layer AS layer, f.head AS head,
-     coalesce(f.dest_role, 'other') AS dest_role, coalesce(f.src_role, 'other') AS src_role
-OPTIONAL MATCH (w:Component)-[e:WRITES]->(f)
-OPTIONAL MATCH (up:Firing {run_id: $run_id, prompt: prompt, layer: w.layer, head: w.head,
-                           dest: e.pos})
-WHERE up.src IS NOT NULL AND (e.writer_pos IS NULL OR up.src = e.writer_pos)
-// one edge per (firing, side, writer, role written), with the writer's firings there
-WITH f, root, written_to, prompt, layer, head, dest_role, src_role, e.side AS side,
-     w.id AS writer, coalesce(e.role, 'other') AS role, max(e.weight) AS weight,
-     collect(up) AS ups
-// per class: a firing counts where it has edges or is a writer's firing (a root without
-// edges, reached by no writer, is not in the circuit)
-WITH layer, head, dest_role, src_role,
-     count(DISTINCT CASE WHEN written_to OR side IS NOT NULL THEN prompt END) AS prompts,
-     count(DISTINCT CASE WHEN root AND side IS NOT NULL THEN prompt END) AS root_prompts,
+WITH root.prompt AS prompt, collect(root) AS roots
+// prompt by prompt (a WRITES edge joins firings of one prompt): its circuit, per edge group
+CALL (roots) {
+  WITH roots, reduce(top = 0, r IN roots | CASE WHEN r.layer > top THEN r.layer ELSE top END)
+    AS top
+  // levels[0]: the roots; then per layer, top down, the writers' firings of that layer's firings
+  WITH reduce(levels = [roots], sweep IN range(top, 1, -1) |
+    levels + [COLLECT {
+      UNWIND levels AS found
+      UNWIND found AS down
+      WITH down WHERE down.layer = sweep
+      WITH DISTINCT down
+      MATCH (w:Head)-[e:WRITES]->(down)
+      MATCH (up:Firing {run_id: down.run_id, prompt: down.prompt, layer: w.layer, head: w.head,
+                        dest: e.pos})
+      WHERE up.src IS NOT NULL // lets the planner seek the unique firing index by its prefix
+        AND (e.writer_pos IS NULL OR up.src = e.writer_pos) // ACC: the source token it read
+      RETURN DISTINCT up
+    }]) AS levels
+  UNWIND range(0, size(levels) - 1) AS step
+  UNWIND levels[step] AS f
+  // each reached firing once: a root, and whether a writer's edge reaches it
+  WITH f, min(step) = 0 AS root, max(step) > 0 AS written_to
+  WITH f, root, written_to, f.layer AS layer, f.head AS head,
+       coalesce(f.dest_role, 'other') AS dest_role, coalesce(f.src_role, 'other') AS src_role
+  OPTIONAL MATCH (w:Component)-[e:WRITES]->(f)
+  OPTIONAL MATCH (up:Firing {run_id: $run_id, prompt: f.prompt, layer: w.layer, head: w.head,
+                             dest: e.pos})
+  WHERE up.src IS NOT NULL AND (e.writer_pos IS NULL OR up.src = e.writer_pos)
+  // one edge per (firing, side, writer, role written), with the writer's firings there
+  WITH root, written_to, layer, head, dest_role, src_role, e.side AS side, w.id AS writer,
+       coalesce(e.role, 'other') AS role, max(e.weight) AS weight, collect(up) AS ups, f
+  // per edge group of a class in this prompt: its weights and the writer's firing classes
+  WITH layer, head, dest_role, src_role, side, writer, role,
+       max(CASE WHEN written_to OR side IS NOT NULL THEN 1 ELSE 0 END) AS present,
+       max(CASE WHEN root AND side IS NOT NULL THEN 1 ELSE 0 END) AS rooted,
+       collect(weight) AS weights, collect(ups) AS up_lists
+  WITH layer, head, dest_role, src_role, side, writer, role, present, rooted, weights,
+       COLLECT {
+         UNWIND up_lists AS ups
+         UNWIND ups AS up
+         RETURN DISTINCT [up.layer, up.head, coalesce(up.dest_role, 'other'),
+                          coalesce(up.src_role, 'other')] AS up_class
+       } AS up_classes
+  // the class's presence in this prompt on one of its rows; then a row per weight and per
+  // source class, so that the prompts' rows add into flat lists
+  WITH layer, head, dest_role, src_role, max(present) AS present, max(rooted) AS rooted,
+       collect({side: side, writer: writer, role: role, weights: weights,
+                up_classes: up_classes}) AS groups
+  UNWIND range(0, size(groups) - 1) AS i
+  WITH layer, head, dest_role, src_role, groups[i] AS group,
+       CASE i WHEN 0 THEN present ELSE 0 END AS present,
+       CASE i WHEN 0 THEN rooted ELSE 0 END AS rooted
+  UNWIND [{first: true}] + [w IN group.weights | {weight: w}]
+         + [c IN group.up_classes | {up_class: c}] AS item
+  RETURN layer, head, dest_role, src_role, group.side AS side, group.writer AS writer,
+         group.role AS role, item.weight AS weight, item.up_class AS up_class,
+         CASE WHEN item.first THEN present ELSE 0 END AS present,
+         CASE WHEN item.first THEN rooted ELSE 0 END AS rooted,
+         CASE WHEN item.first AND group.side IS NOT NULL THEN 1 ELSE 0 END AS in_prompt
+}
+// over the prompts: per edge group, the prompts it is in, its weights and source classes
+WITH layer, head, dest_role, src_role, side, writer, role, sum(present) AS present,
+     sum(rooted) AS rooted, sum(in_prompt) AS n_prompts, collect(weight) AS weights,
+     collect(DISTINCT up_class) AS up_classes
+WITH layer, head, dest_role, src_role, sum(present) AS prompts, sum(rooted) AS root_prompts,
      collect(CASE WHEN side IS NOT NULL
-                  THEN {prompt: prompt, side: side, writer: writer, role: role, weight: weight,
-                        ups: ups} END) AS edges
+                  THEN {side: side, writer: writer, role: role, n_prompts: n_prompts,
+                        weights: weights, up_classes: up_classes} END) AS groups
 WHERE prompts > 0
-UNWIND CASE edges WHEN [] THEN [null] ELSE edges END AS edge
-// per edge group of the class
-WITH layer, head, dest_role, src_role, prompts, root_prompts, edge.side AS side,
-     edge.writer AS writer, edge.role AS role, count(DISTINCT edge.prompt) AS n_prompts,
-     avg(edge.weight) AS mean_weight, collect(edge.weight) AS weights,
-     collect(edge.ups) AS up_lists
-WITH *, COLLECT {
-  UNWIND up_lists AS ups
-  UNWIND ups AS up
-  RETURN DISTINCT [up.layer, up.head, coalesce(up.dest_role, 'other'),
-                   coalesce(up.src_role, 'other')] AS up_class
-  ORDER BY up_class
-} AS up_classes
-RETURN layer, head, dest_role, src_role, prompts, root_prompts, side, writer, role,
-       CASE WHEN side IS NULL THEN null ELSE n_prompts END AS n_prompts, mean_weight, weights,
+UNWIND CASE groups WHEN [] THEN [null] ELSE groups END AS edge
+WITH layer, head, dest_role, src_role, prompts, root_prompts, edge,
+     COLLECT { UNWIND edge.up_classes AS up_class RETURN up_class ORDER BY up_class }
+       AS up_classes
+RETURN layer, head, dest_role, src_role, prompts, root_prompts, edge.side AS side,
+       edge.writer AS writer, edge.role AS role, edge.n_prompts AS n_prompts,
+       CASE WHEN edge IS NULL THEN null
+            ELSE reduce(total = 0.0, w IN edge.weights | total + w) / size(edge.weights)
+       END AS mean_weight,
+       coalesce(edge.weights, []) AS weights,
        [c IN up_classes | c[0]] AS source_layers, [c IN up_classes | c[1]] AS source_heads,
        [c IN up_classes | c[2]] AS source_dest_roles, [c IN up_classes | c[3]] AS source_src_roles
 ORDER BY layer DESC, head, dest_role, src_role, side DESC, writer, role
